@@ -1,0 +1,11 @@
+//! spead-xdp: a SPEAD sender for radio-astronomy signal chains, byte-compatible
+//! with spead2.
+//!
+//! Layers, each usable alone, data flowing one way (heap -> packetizer ->
+//! frame -> ring -> wire):
+//! - [`protocol`]: flavours, items, descriptors, heaps, the packetizer, the
+//!   decoder and the heap reassembler.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod protocol;

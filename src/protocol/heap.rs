@@ -1,0 +1,385 @@
+//! Heaps as the sender builds them: items in the order added, each either an
+//! immediate or an address into the heap payload. Values may borrow caller
+//! memory, share a reference-counted buffer, or be owned; nothing is copied
+//! until the packetizer writes a frame.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::descriptor::{Descriptor, DescriptorError};
+use super::flavour::{item_id, Flavour, StreamControl};
+
+/// The bytes (or integer) of an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemValue<'a> {
+    /// Caller memory, borrowed for the heap's lifetime.
+    Borrowed(&'a [u8]),
+    /// A shared, reference-counted buffer (no copy; cheap to clone).
+    Shared(Bytes),
+    /// Bytes owned by the heap.
+    Owned(Vec<u8>),
+    /// An integer sent as an immediate (spead2's inline items), such as a
+    /// stream control value or a timestamp updated between sends.
+    Inline(u64),
+}
+
+impl ItemValue<'_> {
+    /// The value's bytes, or `None` for an inline integer.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            ItemValue::Borrowed(b) => Some(b),
+            ItemValue::Shared(b) => Some(b),
+            ItemValue::Owned(b) => Some(b),
+            ItemValue::Inline(_) => None,
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for ItemValue<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        ItemValue::Borrowed(value)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for ItemValue<'a> {
+    fn from(value: &'a [u8; N]) -> Self {
+        ItemValue::Borrowed(value)
+    }
+}
+
+impl From<Vec<u8>> for ItemValue<'_> {
+    fn from(value: Vec<u8>) -> Self {
+        ItemValue::Owned(value)
+    }
+}
+
+impl From<Bytes> for ItemValue<'_> {
+    fn from(value: Bytes) -> Self {
+        ItemValue::Shared(value)
+    }
+}
+
+/// One item of a heap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item<'a> {
+    id: u64,
+    value: ItemValue<'a>,
+    allow_immediate: bool,
+}
+
+impl<'a> Item<'a> {
+    /// An item sent as an address item (its bytes in the heap payload).
+    pub fn new(id: u64, value: impl Into<ItemValue<'a>>) -> Self {
+        Item {
+            id,
+            value: value.into(),
+            allow_immediate: false,
+        }
+    }
+
+    /// An integer item always sent as an immediate.
+    pub fn immediate(id: u64, value: u64) -> Self {
+        Item {
+            id,
+            value: ItemValue::Inline(value),
+            allow_immediate: true,
+        }
+    }
+
+    /// Lets a value of at most `heap_address_bits / 8` bytes go out as an
+    /// immediate (its bytes fill the low-order end of the pointer).
+    pub fn allow_immediate(mut self, allow: bool) -> Self {
+        self.allow_immediate = allow || matches!(self.value, ItemValue::Inline(_));
+        self
+    }
+
+    /// Item ID.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The value.
+    pub fn value(&self) -> &ItemValue<'a> {
+        &self.value
+    }
+
+    /// Whether the item may go out as an immediate.
+    pub fn allows_immediate(&self) -> bool {
+        self.allow_immediate
+    }
+
+    /// Whether the item goes out as an immediate in `flavour`.
+    pub fn is_immediate(&self, flavour: Flavour) -> bool {
+        match &self.value {
+            ItemValue::Inline(_) => true,
+            value => self.allow_immediate && value.bytes().map_or(0, <[u8]>::len) <= flavour.immediate_size(),
+        }
+    }
+
+    /// Bytes the item adds to the heap payload in `flavour`.
+    pub fn payload_len(&self, flavour: Flavour) -> usize {
+        if self.is_immediate(flavour) {
+            0
+        } else {
+            self.value.bytes().map_or(0, <[u8]>::len)
+        }
+    }
+
+    /// The immediate value field, for an item that is immediate in `flavour`.
+    pub fn immediate_value(&self, flavour: Flavour) -> Option<u64> {
+        if !self.is_immediate(flavour) {
+            return None;
+        }
+        Some(match &self.value {
+            ItemValue::Inline(v) => *v,
+            value => value.bytes().unwrap_or_default().iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)),
+        })
+    }
+}
+
+/// Refers to an item of a heap, for updating it in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ItemHandle(usize);
+
+/// Why an item cannot join a heap.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HeapError {
+    /// IDs 0x0-0x6 belong to the protocol.
+    #[error("item ID {0:#x} is reserved for the protocol (0x0-0x6); use add_descriptor/add_start/add_end")]
+    ReservedId(u64),
+    /// The ID does not fit the flavour's item ID bits.
+    #[error("item ID {id:#x} does not fit {bits} bits (largest {max:#x})")]
+    IdOutOfRange {
+        /// Offending ID.
+        id: u64,
+        /// Item ID bits of the flavour.
+        bits: u32,
+        /// Largest ID.
+        max: u64,
+    },
+    /// The heap already has an item with this ID.
+    #[error("item ID {0:#x} is already in this heap")]
+    DuplicateId(u64),
+    /// An inline integer does not fit the flavour's immediate field.
+    #[error("immediate value {value:#x} of item {id:#x} does not fit {bits} bits")]
+    ImmediateTooLarge {
+        /// Item ID.
+        id: u64,
+        /// Offending value.
+        value: u64,
+        /// Immediate bits of the flavour.
+        bits: u32,
+    },
+    /// The heap payload would exceed what the address bits can reach.
+    #[error("heap payload of {bytes} bytes exceeds the {max} bytes that {bits}-bit addresses reach")]
+    TooLarge {
+        /// Payload size that was asked for.
+        bytes: u64,
+        /// Largest payload.
+        max: u64,
+        /// Heap address bits.
+        bits: u32,
+    },
+    /// The handle does not name an inline immediate of this heap.
+    #[error("item handle {0} does not name an inline immediate of this heap")]
+    NotInline(usize),
+    /// An invalid descriptor.
+    #[error(transparent)]
+    Descriptor(#[from] DescriptorError),
+}
+
+/// A heap being built for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heap<'a> {
+    flavour: Flavour,
+    items: Vec<Item<'a>>,
+    payload_len: u64,
+    repeat_pointers: bool,
+}
+
+impl<'a> Heap<'a> {
+    /// An empty heap of the given flavour.
+    pub fn new(flavour: Flavour) -> Self {
+        Heap {
+            flavour,
+            items: Vec::new(),
+            payload_len: 0,
+            repeat_pointers: false,
+        }
+    }
+
+    /// The heap's flavour.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// Items in the order added.
+    pub fn items(&self) -> &[Item<'a>] {
+        &self.items
+    }
+
+    /// Bytes of real payload (address items' values, in order).
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// Whether every packet carries every item pointer.
+    pub fn repeat_pointers(&self) -> bool {
+        self.repeat_pointers
+    }
+
+    /// Makes every packet carry every item pointer (an error at packetizing
+    /// time if they do not fit in one packet).
+    pub fn set_repeat_pointers(&mut self, repeat: bool) {
+        self.repeat_pointers = repeat;
+    }
+
+    /// Adds a user item. IDs must fit the flavour and not be reserved
+    /// (0x0-0x6) or already present.
+    pub fn add(&mut self, item: Item<'a>) -> Result<ItemHandle, HeapError> {
+        if item.id <= item_id::LAST_RESERVED {
+            return Err(HeapError::ReservedId(item.id));
+        }
+        if self.items.iter().any(|i| i.id == item.id) {
+            return Err(HeapError::DuplicateId(item.id));
+        }
+        self.push(item)
+    }
+
+    /// Adds a descriptor (item 0x5, encoded as spead2 encodes it).
+    pub fn add_descriptor(&mut self, descriptor: &Descriptor) -> Result<ItemHandle, HeapError> {
+        let encoded = descriptor.encode(self.flavour)?;
+        self.push(Item::new(item_id::DESCRIPTOR, encoded))
+    }
+
+    /// Adds a stream control item (0x6).
+    pub fn add_stream_control(&mut self, control: StreamControl) -> Result<ItemHandle, HeapError> {
+        if self.items.iter().any(|i| i.id == item_id::STREAM_CTRL) {
+            return Err(HeapError::DuplicateId(item_id::STREAM_CTRL));
+        }
+        self.push(Item::immediate(item_id::STREAM_CTRL, control.value()))
+    }
+
+    /// Adds a stream start control item.
+    pub fn add_start(&mut self) -> Result<ItemHandle, HeapError> {
+        self.add_stream_control(StreamControl::Start)
+    }
+
+    /// Adds a stream stop control item.
+    pub fn add_end(&mut self) -> Result<ItemHandle, HeapError> {
+        self.add_stream_control(StreamControl::Stop)
+    }
+
+    /// Replaces the value of an inline immediate (a timestamp, say) without
+    /// rebuilding the heap.
+    pub fn set_immediate(&mut self, handle: ItemHandle, value: u64) -> Result<(), HeapError> {
+        let flavour = self.flavour;
+        let item = self.items.get_mut(handle.0).ok_or(HeapError::NotInline(handle.0))?;
+        let ItemValue::Inline(slot) = &mut item.value else {
+            return Err(HeapError::NotInline(handle.0));
+        };
+        if value > flavour.max_value() {
+            return Err(HeapError::ImmediateTooLarge {
+                id: item.id,
+                value,
+                bits: flavour.heap_address_bits(),
+            });
+        }
+        *slot = value;
+        Ok(())
+    }
+
+    fn push(&mut self, item: Item<'a>) -> Result<ItemHandle, HeapError> {
+        let flavour = self.flavour;
+        if item.id > flavour.max_item_id() {
+            return Err(HeapError::IdOutOfRange {
+                id: item.id,
+                bits: flavour.item_id_bits(),
+                max: flavour.max_item_id(),
+            });
+        }
+        if let ItemValue::Inline(value) = item.value {
+            if value > flavour.max_value() {
+                return Err(HeapError::ImmediateTooLarge {
+                    id: item.id,
+                    value,
+                    bits: flavour.heap_address_bits(),
+                });
+            }
+        }
+        // Addresses and the heap length must fit the address bits.
+        let payload_len = self.payload_len + item.payload_len(flavour) as u64;
+        if payload_len > flavour.max_value() {
+            return Err(HeapError::TooLarge {
+                bytes: payload_len,
+                max: flavour.max_value(),
+                bits: flavour.heap_address_bits(),
+            });
+        }
+        self.payload_len = payload_len;
+        self.items.push(item);
+        Ok(ItemHandle(self.items.len() - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immediates_follow_size_and_permission() {
+        let f = Flavour::SPEAD_64_48;
+        let six = [1u8, 2, 3, 4, 5, 6];
+        let seven = [1u8; 7];
+        assert!(Item::new(0x1000, &six).allow_immediate(true).is_immediate(f));
+        assert!(!Item::new(0x1000, &six).is_immediate(f));
+        assert!(!Item::new(0x1000, &seven).allow_immediate(true).is_immediate(f));
+        assert!(Item::immediate(0x1000, 5).is_immediate(f));
+        let item = Item::new(0x1000, &six[..2]).allow_immediate(true);
+        assert_eq!(item.immediate_value(f), Some(0x0102));
+        assert_eq!(Item::new(0x1000, &seven).payload_len(f), 7);
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        for id in 0..=6 {
+            assert_eq!(heap.add(Item::immediate(id, 0)), Err(HeapError::ReservedId(id)));
+        }
+        let err = heap.add(Item::immediate(1 << 15, 0)).unwrap_err();
+        assert_eq!(err.to_string(), "item ID 0x8000 does not fit 15 bits (largest 0x7fff)");
+        heap.add(Item::immediate(0x7fff, 0)).unwrap();
+        assert_eq!(heap.add(Item::immediate(0x7fff, 1)), Err(HeapError::DuplicateId(0x7fff)));
+        heap.add_start().unwrap();
+        assert_eq!(heap.add_end(), Err(HeapError::DuplicateId(6)));
+    }
+
+    #[test]
+    fn immediates_and_sizes_must_fit_the_address_bits() {
+        let f = Flavour::new(8).unwrap();
+        let mut heap = Heap::new(f);
+        assert!(matches!(
+            heap.add(Item::immediate(0x100, 256)),
+            Err(HeapError::ImmediateTooLarge { value: 256, bits: 8, .. })
+        ));
+        let big = vec![0u8; 256];
+        assert!(matches!(
+            heap.add(Item::new(0x100, &big[..])),
+            Err(HeapError::TooLarge { bytes: 256, max: 255, .. })
+        ));
+        heap.add(Item::new(0x100, &big[..255])).unwrap();
+        assert_eq!(heap.payload_len(), 255);
+    }
+
+    #[test]
+    fn inline_immediates_update_in_place() {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        let data = vec![0u8; 100];
+        heap.add(Item::new(0x1001, &data[..])).unwrap();
+        let ts = heap.add(Item::immediate(0x1600, 1)).unwrap();
+        heap.set_immediate(ts, 123_456_789).unwrap();
+        assert_eq!(heap.items()[1].value(), &ItemValue::Inline(123_456_789));
+        assert!(matches!(heap.set_immediate(ts, 1 << 48), Err(HeapError::ImmediateTooLarge { .. })));
+        assert_eq!(heap.set_immediate(ItemHandle(0), 1), Err(HeapError::NotInline(0)));
+    }
+}

@@ -1,0 +1,19 @@
+//! The SPEAD protocol, apart from any I/O: flavours and item pointers, the
+//! packet wire view, heaps and descriptors as the sender builds them, the
+//! packetizer that writes spead2's exact packets into frames, and the
+//! decoder and reassembler that read them back.
+
+pub mod decoder;
+pub mod descriptor;
+pub mod flavour;
+pub mod heap;
+pub mod packetizer;
+pub mod reassembler;
+pub mod wire;
+
+pub use decoder::{DecodeError, PacketInfo};
+pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDtype};
+pub use flavour::{Flavour, FlavourError, ItemPointer, StreamControl};
+pub use heap::{Heap, HeapError, Item, ItemHandle, ItemValue};
+pub use packetizer::{HeapPackets, PacketizeError, Packetizer};
+pub use reassembler::{ReassemblerConfig, ReassemblyError, ReassemblyStats, Reassembler, ReceivedHeap, ReceivedItem};

@@ -1,0 +1,406 @@
+//! The packetizer: turns a heap into exactly the packets spead2 emits, written
+//! into caller-provided frame buffers. Pointer words are computed once per
+//! heap; per packet only the offset, length and pointer count change, and the
+//! payload is copied once from the items' own memory. No allocation per
+//! packet.
+//!
+//! One deliberate difference from spead2 4.5.1: when a heap's real payload is
+//! non-empty but too small for its pointers and must be padded, spead2 places
+//! the padding zeros before the real bytes of that packet (so receivers read
+//! zeros for the item). We put the real bytes first, which is what the
+//! pointers say. No other heap is affected.
+
+use thiserror::Error;
+
+use super::flavour::{item_id, Flavour, POINTER_SIZE};
+use super::heap::Heap;
+
+/// Header word plus the four bookkeeping pointers every packet carries.
+pub const PREFIX_LEN: usize = POINTER_SIZE * 5;
+
+/// The smallest usable packet: the prefix, one pointer and 8 payload bytes.
+pub const MIN_PACKET_SIZE: usize = PREFIX_LEN + 2 * POINTER_SIZE;
+
+/// Why a heap cannot be packetized as asked.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PacketizeError {
+    /// The packet size leaves no room for a pointer and payload.
+    #[error("max packet size {size} is too small: SPEAD packets need at least {min} bytes")]
+    PacketSizeTooSmall {
+        /// Requested max packet size.
+        size: usize,
+        /// Smallest allowed.
+        min: usize,
+    },
+    /// With repeat_pointers, every pointer must fit in one packet.
+    #[error("repeat_pointers needs all {items} item pointers in every packet, but a {size}-byte packet holds fewer than {max} besides the mandatory four")]
+    RepeatPointersDoNotFit {
+        /// Items in the heap.
+        items: usize,
+        /// Packet size (multiple of 8).
+        size: usize,
+        /// Pointers a packet holds.
+        max: usize,
+    },
+    /// The heap cnt does not fit the flavour's immediate field.
+    #[error("heap cnt {cnt:#x} does not fit {bits} bits")]
+    CntTooLarge {
+        /// Offending cnt.
+        cnt: u64,
+        /// Heap address bits.
+        bits: u32,
+    },
+    /// The caller's frame cannot hold the next packet.
+    #[error("frame of {available} bytes cannot hold the next {needed}-byte packet")]
+    FrameTooSmall {
+        /// Bytes the packet needs.
+        needed: usize,
+        /// Bytes the frame has.
+        available: usize,
+    },
+}
+
+/// Packet sizing for a stream: the max packet size rounded down to a
+/// multiple of 8, and the item pointers a packet can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packetizer {
+    max_packet_size: usize,
+    max_pointers: usize,
+}
+
+impl Packetizer {
+    /// Sizing for `max_packet_size` bytes of SPEAD packet (UDP payload).
+    pub fn new(max_packet_size: usize) -> Result<Self, PacketizeError> {
+        let rounded = max_packet_size & !(POINTER_SIZE - 1);
+        if rounded < MIN_PACKET_SIZE {
+            return Err(PacketizeError::PacketSizeTooSmall {
+                size: max_packet_size,
+                min: MIN_PACKET_SIZE,
+            });
+        }
+        Ok(Packetizer {
+            max_packet_size: rounded,
+            max_pointers: (rounded - PREFIX_LEN - POINTER_SIZE) / POINTER_SIZE,
+        })
+    }
+
+    /// The usable packet size (a multiple of 8).
+    pub fn max_packet_size(&self) -> usize {
+        self.max_packet_size
+    }
+
+    /// Item pointers a packet carries besides the mandatory four.
+    pub fn max_pointers(&self) -> usize {
+        self.max_pointers
+    }
+
+    /// Plans the packets of `heap` with heap counter `cnt`.
+    pub fn packets<'p, 'h>(&self, heap: &'p Heap<'h>, cnt: u64) -> Result<HeapPackets<'p>, PacketizeError> {
+        HeapPackets::new(*self, heap, cnt)
+    }
+}
+
+/// The packets of one heap, written one at a time into frames.
+#[derive(Debug, Clone)]
+pub struct HeapPackets<'p> {
+    sizing: Packetizer,
+    flavour: Flavour,
+    repeat_pointers: bool,
+    /// Big-endian item pointer words (null item included), computed once.
+    pointer_words: Vec<u8>,
+    /// Address items' values, in payload order.
+    segments: Vec<&'p [u8]>,
+    cnt_word: [u8; 8],
+    heap_length_word: [u8; 8],
+    /// Payload size including padding.
+    payload_size: u64,
+    payload_offset: u64,
+    next_pointer: usize,
+    next_segment: usize,
+    segment_offset: usize,
+    packets_left: usize,
+}
+
+impl<'p> HeapPackets<'p> {
+    fn new(sizing: Packetizer, heap: &'p Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
+        let flavour = heap.flavour();
+        if cnt > flavour.max_value() {
+            return Err(PacketizeError::CntTooLarge {
+                cnt,
+                bits: flavour.heap_address_bits(),
+            });
+        }
+        let items = heap.items();
+        // spead2's rule: this many packets might be needed for the pointers
+        // (one more than strictly needed when they fill a packet exactly,
+        // leaving room for a null pointer).
+        let item_packets = items.len() / sizing.max_pointers + 1;
+        if heap.repeat_pointers() && item_packets > 1 {
+            return Err(PacketizeError::RepeatPointersDoNotFit {
+                items: items.len(),
+                size: sizing.max_packet_size,
+                max: sizing.max_pointers,
+            });
+        }
+        let mut pointer_words = Vec::with_capacity((items.len() + 1) * POINTER_SIZE);
+        let mut segments = Vec::new();
+        let mut address = 0u64;
+        for item in items {
+            let word = match item.immediate_value(flavour) {
+                Some(value) => flavour.immediate(item.id(), value),
+                None => {
+                    let bytes = item.value().bytes().unwrap_or_default();
+                    let word = flavour.address(item.id(), address);
+                    address += bytes.len() as u64;
+                    if !bytes.is_empty() {
+                        segments.push(bytes);
+                    }
+                    word
+                }
+            };
+            pointer_words.extend_from_slice(&word.to_be_bytes());
+        }
+        // Every packet must carry payload, so that packets can be ordered and
+        // losses seen: pad a too-small payload and mark the end of the real
+        // data with a null pointer.
+        let min_payload = ((item_packets - 1) * POINTER_SIZE + 1) as u64;
+        let payload_size = address.max(min_payload);
+        if address < min_payload {
+            pointer_words.extend_from_slice(&flavour.address(item_id::NULL, address).to_be_bytes());
+        }
+        let mut packets = HeapPackets {
+            sizing,
+            flavour,
+            repeat_pointers: heap.repeat_pointers(),
+            pointer_words,
+            segments,
+            cnt_word: flavour.immediate(item_id::HEAP_CNT, cnt).to_be_bytes(),
+            heap_length_word: flavour.immediate(item_id::HEAP_LENGTH, payload_size).to_be_bytes(),
+            payload_size,
+            payload_offset: 0,
+            next_pointer: 0,
+            next_segment: 0,
+            segment_offset: 0,
+            packets_left: 0,
+        };
+        packets.packets_left = packets.count_packets();
+        Ok(packets)
+    }
+
+    fn n_pointers(&self) -> usize {
+        self.pointer_words.len() / POINTER_SIZE
+    }
+
+    /// Pointers and payload bytes of the packet after `pointers_sent`
+    /// pointers and `offset` payload bytes.
+    fn packet_shape(&self, pointers_sent: usize, offset: u64) -> (usize, usize) {
+        let pending = if self.repeat_pointers {
+            self.n_pointers()
+        } else {
+            self.n_pointers() - pointers_sent
+        };
+        let n_pointers = pending.min(self.sizing.max_pointers);
+        let room = self.sizing.max_packet_size - PREFIX_LEN - n_pointers * POINTER_SIZE;
+        let payload = (self.payload_size - offset).min(room as u64) as usize;
+        (n_pointers, payload)
+    }
+
+    fn count_packets(&self) -> usize {
+        let (mut pointers, mut offset, mut count) = (0, 0, 0);
+        // Packets that still carry new pointers: few, so walk them.
+        while offset < self.payload_size && (pointers < self.n_pointers() || self.repeat_pointers) {
+            let (n, payload) = self.packet_shape(pointers, offset);
+            if self.repeat_pointers {
+                let rest = (self.payload_size - offset).div_ceil(payload as u64);
+                return count + rest as usize;
+            }
+            pointers += n;
+            offset += payload as u64;
+            count += 1;
+        }
+        let room = (self.sizing.max_packet_size - PREFIX_LEN) as u64;
+        count + (self.payload_size - offset).div_ceil(room) as usize
+    }
+
+    /// Packets still to write.
+    pub fn remaining(&self) -> usize {
+        self.packets_left
+    }
+
+    /// Whether every packet has been written.
+    pub fn is_done(&self) -> bool {
+        self.packets_left == 0
+    }
+
+    /// The heap's payload size on the wire (item 0x2), padding included.
+    pub fn heap_length(&self) -> u64 {
+        self.payload_size
+    }
+
+    /// Length of the next packet, if any.
+    pub fn next_packet_len(&self) -> Option<usize> {
+        if self.is_done() {
+            return None;
+        }
+        let (n, payload) = self.packet_shape(self.next_pointer, self.payload_offset);
+        Some(PREFIX_LEN + n * POINTER_SIZE + payload)
+    }
+
+    /// Writes the next packet at the start of `frame` (slice the frame past
+    /// any Ethernet/IP/UDP headers first) and returns its length, or `None`
+    /// when the heap is done.
+    pub fn write_next(&mut self, frame: &mut [u8]) -> Result<Option<usize>, PacketizeError> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        if self.repeat_pointers {
+            self.next_pointer = 0;
+        }
+        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
+        let pointers_len = n_pointers * POINTER_SIZE;
+        let len = PREFIX_LEN + pointers_len + payload_len;
+        let available = frame.len();
+        let frame = frame
+            .get_mut(..len)
+            .ok_or(PacketizeError::FrameTooSmall { needed: len, available })?;
+        let (prefix, rest) = frame.split_at_mut(PREFIX_LEN);
+        let flavour = self.flavour;
+        prefix[..8].copy_from_slice(&flavour.header_word(n_pointers as u16 + 4).to_be_bytes());
+        prefix[8..16].copy_from_slice(&self.cnt_word);
+        prefix[16..24].copy_from_slice(&self.heap_length_word);
+        let offset_word = flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset);
+        prefix[24..32].copy_from_slice(&offset_word.to_be_bytes());
+        let length_word = flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64);
+        prefix[32..40].copy_from_slice(&length_word.to_be_bytes());
+        let (pointers, payload) = rest.split_at_mut(pointers_len);
+        let first = self.next_pointer * POINTER_SIZE;
+        pointers.copy_from_slice(&self.pointer_words[first..first + pointers_len]);
+        self.next_pointer += n_pointers;
+        self.fill_payload(payload);
+        self.payload_offset += payload_len as u64;
+        self.packets_left -= 1;
+        Ok(Some(len))
+    }
+
+    /// Copies the next `out.len()` payload bytes, then zero padding.
+    fn fill_payload(&mut self, mut out: &mut [u8]) {
+        while !out.is_empty() {
+            let Some(segment) = self.segments.get(self.next_segment) else {
+                out.fill(0);
+                return;
+            };
+            let source = &segment[self.segment_offset..];
+            let n = source.len().min(out.len());
+            let (head, tail) = out.split_at_mut(n);
+            head.copy_from_slice(&source[..n]);
+            out = tail;
+            self.segment_offset += n;
+            if self.segment_offset == segment.len() {
+                self.next_segment += 1;
+                self.segment_offset = 0;
+            }
+        }
+    }
+}
+
+/// Each packet in its own new buffer: for tests, memory transports and
+/// tools (the send path uses [`HeapPackets::write_next`] into frames).
+impl Iterator for HeapPackets<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; self.next_packet_len()?];
+        self.write_next(&mut buf).expect("buffer sized by next_packet_len");
+        Some(buf)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining(), Some(self.remaining()))
+    }
+}
+
+impl ExactSizeIterator for HeapPackets<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::heap::Item;
+
+    #[test]
+    fn packet_size_rounds_down_and_has_a_floor() {
+        let p = Packetizer::new(1472).unwrap();
+        assert_eq!((p.max_packet_size(), p.max_pointers()), (1472, 178));
+        assert_eq!(Packetizer::new(9003).unwrap().max_packet_size(), 9000);
+        assert_eq!(Packetizer::new(63).unwrap().max_packet_size(), 56);
+        assert_eq!(
+            Packetizer::new(55),
+            Err(PacketizeError::PacketSizeTooSmall { size: 55, min: 56 })
+        );
+    }
+
+    #[test]
+    fn empty_heap_carries_one_padding_byte() {
+        let heap = Heap::new(Flavour::SPEAD_64_48);
+        let packets: Vec<_> = Packetizer::new(1472).unwrap().packets(&heap, 3).unwrap().collect();
+        assert_eq!(packets.len(), 1);
+        let expected = "5304020600000005\
+                        8001000000000003\
+                        8002000000000001\
+                        8003000000000000\
+                        8004000000000001\
+                        0000000000000000\
+                        00";
+        assert_eq!(hex(&packets[0]), expected);
+    }
+
+    #[test]
+    fn payload_splits_and_count_is_exact() {
+        let data: Vec<u8> = (0..=255).cycle().take(10_000).collect();
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(0x1000, &data[..])).unwrap();
+        heap.add(Item::immediate(0x1001, 7)).unwrap();
+        let sizing = Packetizer::new(1000).unwrap();
+        let mut packets = sizing.packets(&heap, 1).unwrap();
+        let expected_count = packets.remaining();
+        let all: Vec<_> = packets.by_ref().collect();
+        assert_eq!(all.len(), expected_count);
+        assert!(all.iter().all(|p| p.len() <= 1000));
+        let payload: Vec<u8> = all
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p[PREFIX_LEN + if i == 0 { 16 } else { 0 }..].to_vec())
+            .collect();
+        assert_eq!(payload, data);
+    }
+
+    #[test]
+    fn small_frames_are_refused_not_overrun() {
+        let heap = Heap::new(Flavour::SPEAD_64_48);
+        let mut packets = Packetizer::new(1472).unwrap().packets(&heap, 1).unwrap();
+        let mut frame = [0u8; 40];
+        assert_eq!(
+            packets.write_next(&mut frame),
+            Err(PacketizeError::FrameTooSmall { needed: 49, available: 40 })
+        );
+        assert_eq!(packets.remaining(), 1);
+    }
+
+    #[test]
+    fn cnt_and_repeat_pointers_are_validated() {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        let sizing = Packetizer::new(88).unwrap();
+        assert!(matches!(sizing.packets(&heap, 1 << 48), Err(PacketizeError::CntTooLarge { .. })));
+        for id in 0..5 {
+            heap.add(Item::immediate(0x1000 + id, id)).unwrap();
+        }
+        heap.set_repeat_pointers(true);
+        assert!(matches!(
+            sizing.packets(&heap, 1),
+            Err(PacketizeError::RepeatPointersDoNotFit { items: 5, max: 5, .. })
+        ));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
