@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use spead_xdp::protocol::{Descriptor, FormatField, Flavour, Heap, Item, Packetizer, StreamControl};
+use spead_xdp::protocol::{Descriptor, Flavour, FormatField, Heap, Item, Packetizer, StreamControl};
 
 fn vectors_path() -> PathBuf {
     match std::env::var_os("SPEAD_VECTORS") {
@@ -16,11 +16,15 @@ fn vectors_path() -> PathBuf {
 }
 
 fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
-    value.get(key).unwrap_or_else(|| panic!("vector entry has no {key:?}: {value}"))
+    value
+        .get(key)
+        .unwrap_or_else(|| panic!("vector entry has no {key:?}: {value}"))
 }
 
 fn uint(value: &Value, key: &str) -> u64 {
-    field(value, key).as_u64().unwrap_or_else(|| panic!("{key:?} is not an unsigned integer"))
+    field(value, key)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key:?} is not an unsigned integer"))
 }
 
 fn descriptor(d: &Value) -> Descriptor {
@@ -35,9 +39,18 @@ fn descriptor(d: &Value) -> Descriptor {
         .collect();
     if let Some(dtype) = d.get("dtype") {
         let dims = shape.iter().map(|d| d.expect("numpy shapes are fixed")).collect();
-        let fortran = field(d, "fortran_order").as_bool().expect("fortran_order is a bool");
-        Descriptor::with_dtype(id, name, description, dims, dtype.as_str().expect("dtype"), fortran)
-            .expect("valid dtype")
+        let fortran = field(d, "fortran_order")
+            .as_bool()
+            .expect("fortran_order is a bool");
+        Descriptor::with_dtype(
+            id,
+            name,
+            description,
+            dims,
+            dtype.as_str().expect("dtype"),
+            fortran,
+        )
+        .expect("valid dtype")
     } else {
         let format = field(d, "format")
             .as_array()
@@ -72,14 +85,16 @@ fn packets_match_spead2_byte_for_byte() {
                 heap.add(Item::new(uint(item, "id"), value).allow_immediate(allow))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             } else if let Some(d) = content.get("descriptor") {
-                heap.add_descriptor(&descriptor(d)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                heap.add_descriptor(&descriptor(d))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             } else if let Some(control) = content.get("stream_control") {
                 let control = match control.as_str() {
                     Some("start") => StreamControl::Start,
                     Some("end") => StreamControl::Stop,
                     other => panic!("{name}: unknown stream control {other:?}"),
                 };
-                heap.add_stream_control(control).unwrap_or_else(|e| panic!("{name}: {e}"));
+                heap.add_stream_control(control)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             } else {
                 panic!("{name}: unknown content {content}");
             }
@@ -107,5 +122,8 @@ fn packets_match_spead2_byte_for_byte() {
         cases.len(),
         path.display()
     );
-    assert!(!cases.is_empty() && packets_checked > 0, "no golden vectors were checked");
+    assert!(
+        !cases.is_empty() && packets_checked > 0,
+        "no golden vectors were checked"
+    );
 }

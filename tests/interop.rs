@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use spead_xdp::protocol::{
-    DataType, Descriptor, FormatField, Flavour, Heap, Item, Packetizer, Reassembler, StreamControl,
+    DataType, Descriptor, Flavour, FormatField, Heap, Item, Packetizer, Reassembler, StreamControl,
 };
 
 fn python() -> PathBuf {
@@ -34,7 +34,9 @@ fn python() -> PathBuf {
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
 }
 
 /// Kills the child if the test fails before it exits.
@@ -59,7 +61,10 @@ fn finish(mut child: Reaped, mut stdout: impl Read) -> Value {
 /// right-aligned field, others as sent.
 fn expected_value(item: &Item<'_>, flavour: Flavour) -> (bool, String) {
     match item.immediate_value(flavour) {
-        Some(v) => (true, hex::encode(&v.to_be_bytes()[8 - flavour.immediate_size()..])),
+        Some(v) => (
+            true,
+            hex::encode(&v.to_be_bytes()[8 - flavour.immediate_size()..]),
+        ),
         None => (false, hex::encode(item.value().bytes().unwrap_or_default())),
     }
 }
@@ -69,7 +74,10 @@ fn expected_value(item: &Item<'_>, flavour: Flavour) -> (bool, String) {
 fn descriptor_json(d: &Descriptor) -> Value {
     let (format, numpy_header) = match &d.data_type {
         DataType::Format(fields) => (
-            fields.iter().map(|f| json!([char::from(f.code).to_string(), f.bits])).collect(),
+            fields
+                .iter()
+                .map(|f| json!([char::from(f.code).to_string(), f.bits]))
+                .collect(),
             String::new(),
         ),
         DataType::Numpy { .. } => (Vec::new(), d.numpy_header().expect("numpy header")),
@@ -103,8 +111,20 @@ fn heaps_to_send<'a>(flavour: Flavour, big: &'a [u8], shared: &Bytes) -> (Vec<He
     let mut heaps = Vec::new();
     let mut first = Heap::new(flavour);
     let descriptors = vec![
-        Descriptor::with_format(0x1600, "timestamp", "ADC sample count", vec![], vec![FormatField::new(b'u', 40)]),
-        Descriptor::with_format(0x1700, "text", "a string", vec![None], vec![FormatField::new(b'c', 8)]),
+        Descriptor::with_format(
+            0x1600,
+            "timestamp",
+            "ADC sample count",
+            vec![],
+            vec![FormatField::new(b'u', 40)],
+        ),
+        Descriptor::with_format(
+            0x1700,
+            "text",
+            "a string",
+            vec![None],
+            vec![FormatField::new(b'c', 8)],
+        ),
         Descriptor::with_dtype(0x1800, "spectrum", "power", vec![4096], "<u2", false).unwrap(),
         Descriptor::with_dtype(0x1801, "vis", "visibilities", vec![16, 4], "<c8", true).unwrap(),
     ];
@@ -116,18 +136,23 @@ fn heaps_to_send<'a>(flavour: Flavour, big: &'a [u8], shared: &Bytes) -> (Vec<He
     for i in 0..6u64 {
         let mut heap = Heap::new(flavour);
         heap.add(Item::immediate(0x1600, 1_000_000 * i + 3)).unwrap();
-        heap.add(Item::new(0x1700, format!("heap {i}").into_bytes())).unwrap();
+        heap.add(Item::new(0x1700, format!("heap {i}").into_bytes()))
+            .unwrap();
         heap.add(Item::new(0x1800, big)).unwrap();
         heap.add(Item::new(0x1801, shared.clone())).unwrap();
-        heap.add(Item::new(0x1802, vec![i as u8, 2, 3]).allow_immediate(true)).unwrap();
-        heap.add(Item::new(0x1803, &big[..7]).allow_immediate(true)).unwrap();
+        heap.add(Item::new(0x1802, vec![i as u8, 2, 3]).allow_immediate(true))
+            .unwrap();
+        heap.add(Item::new(0x1803, &big[..7]).allow_immediate(true))
+            .unwrap();
         heaps.push(heap);
     }
     // Pointers that need two packets at 88 bytes and only 3 bytes of real
     // payload: spead2 4.5.1 writes the padding before the data here.
     let mut padded = Heap::new(flavour);
     for id in 0..6u64 {
-        padded.add(Item::new(0x2000 + id, vec![id as u8; 2]).allow_immediate(true)).unwrap();
+        padded
+            .add(Item::new(0x2000 + id, vec![id as u8; 2]).allow_immediate(true))
+            .unwrap();
     }
     padded.add(Item::new(0x2100, vec![7, 8, 9])).unwrap();
     heaps.push(padded);
@@ -188,7 +213,11 @@ fn ours_to_spead2(flavour: Flavour, max_packet: usize) {
     let report = finish(receiver, stdout);
     let received = report["heaps"].as_array().expect("heaps");
     // The stop heap ends spead2's stream and is not delivered.
-    assert_eq!(received.len(), heaps.len() - 1, "heaps spead2 delivered: {report}");
+    assert_eq!(
+        received.len(),
+        heaps.len() - 1,
+        "heaps spead2 delivered: {report}"
+    );
     assert_eq!(report["stats"]["incomplete_heaps_evicted"], 0);
     for heap in received {
         let cnt = heap["cnt"].as_u64().unwrap();
@@ -198,10 +227,19 @@ fn ours_to_spead2(flavour: Flavour, max_packet: usize) {
         assert_eq!(sorted_items(&heap["items"]), want, "items of heap {cnt}");
     }
     let first = &received.iter().find(|h| h["cnt"] == 1).unwrap()["descriptors"];
-    let got: Vec<Value> = first.as_array().unwrap().iter().cloned().map(normalise_descriptor).collect();
+    let got: Vec<Value> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .cloned()
+        .map(normalise_descriptor)
+        .collect();
     let want: Vec<Value> = descriptors.iter().map(descriptor_json).collect();
     assert_eq!(got, want);
-    let padded = received.iter().find(|h| h["cnt"] == heaps.len() as u64 - 1).unwrap();
+    let padded = received
+        .iter()
+        .find(|h| h["cnt"] == heaps.len() as u64 - 1)
+        .unwrap();
     assert!(sorted_items(&padded["items"]).contains(&json!([0x2100, false, "070809"])));
     println!(
         "spead2 decoded {} heaps ({} packets) sent by us, flavour 64-{}, {max_packet}-byte packets",
@@ -240,7 +278,9 @@ fn spead2_to_ours(max_packet: usize, n_heaps: usize) {
     let mut stopped = false;
     while !stopped && Instant::now() < deadline {
         let Ok(len) = socket.recv(&mut buf) else { continue };
-        reassembler.add_packet(&buf[..len]).expect("spead2's packets are valid");
+        reassembler
+            .add_packet(&buf[..len])
+            .expect("spead2's packets are valid");
         while let Some(heap) = reassembler.next_heap() {
             stopped |= heap.stream_control() == Some(StreamControl::Stop);
             heaps.insert(heap.cnt(), heap);
@@ -258,10 +298,19 @@ fn spead2_to_ours(max_packet: usize, n_heaps: usize) {
             .items()
             .map(|i| json!([i.id(), i.is_immediate(), hex::encode(i.value())]))
             .collect();
-        assert_eq!(sorted_items(&json!(items)), sorted_items(&want["items"]), "items of heap {cnt}");
+        assert_eq!(
+            sorted_items(&json!(items)),
+            sorted_items(&want["items"]),
+            "items of heap {cnt}"
+        );
         let descriptors: Vec<Value> = got.descriptors().unwrap().iter().map(descriptor_json).collect();
-        let want_descriptors: Vec<Value> =
-            want["descriptors"].as_array().unwrap().iter().cloned().map(normalise_descriptor).collect();
+        let want_descriptors: Vec<Value> = want["descriptors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(normalise_descriptor)
+            .collect();
         assert_eq!(descriptors, want_descriptors, "descriptors of heap {cnt}");
     }
     let stats = reassembler.stats();

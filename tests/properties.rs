@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use spead_xdp::protocol::{
-    Descriptor, FormatField, Flavour, Heap, HeapError, Item, PacketizeError, Packetizer, Reassembler,
+    Descriptor, Flavour, FormatField, Heap, HeapError, Item, PacketizeError, Packetizer, Reassembler,
 };
 
 #[derive(Debug, Clone)]
@@ -33,7 +33,9 @@ fn descriptor(max_id: u64) -> impl Strategy<Value = Descriptor> {
         prop::collection::vec(prop::option::weighted(0.9, 0u64..1000), 0..3),
         prop::collection::vec((prop::sample::select(b"uifbc".to_vec()), 1u64..=64), 1..4),
     )
-        .prop_filter("at most one variable dimension", |t| t.3.iter().filter(|d| d.is_none()).count() <= 1)
+        .prop_filter("at most one variable dimension", |t| {
+            t.3.iter().filter(|d| d.is_none()).count() <= 1
+        })
         .prop_map(|(id, name, description, shape, fields)| {
             let format = fields.into_iter().map(|(c, b)| FormatField::new(c, b)).collect();
             Descriptor::with_format(id, name, description, shape, format)
@@ -106,7 +108,10 @@ fn expected_value(value: &Value, flavour: Flavour) -> Option<Vec<u8>> {
     let size = flavour.immediate_size();
     match value {
         Value::Inline(v) => Some(v.to_be_bytes()[8 - size..].to_vec()),
-        Value::Bytes { bytes, allow_immediate } if *allow_immediate && bytes.len() <= size => {
+        Value::Bytes {
+            bytes,
+            allow_immediate,
+        } if *allow_immediate && bytes.len() <= size => {
             let mut field = vec![0u8; size - bytes.len()];
             field.extend_from_slice(bytes);
             Some(field)

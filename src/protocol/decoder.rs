@@ -198,7 +198,9 @@ pub fn decode_items(
     by_address.sort_by_key(|&i| pointers[i].value);
     let mut ends = vec![0usize; pointers.len()];
     for (k, &i) in by_address.iter().enumerate() {
-        ends[i] = by_address.get(k + 1).map_or(payload.len(), |&next| pointers[next].value as usize);
+        ends[i] = by_address
+            .get(k + 1)
+            .map_or(payload.len(), |&next| pointers[next].value as usize);
     }
     Ok(pointers
         .iter()
@@ -220,7 +222,10 @@ mod tests {
     use super::*;
 
     fn packet(pointers: &[u64], payload: &[u8]) -> Vec<u8> {
-        let mut out = Flavour::SPEAD_64_48.header_word(pointers.len() as u16).to_be_bytes().to_vec();
+        let mut out = Flavour::SPEAD_64_48
+            .header_word(pointers.len() as u16)
+            .to_be_bytes()
+            .to_vec();
         for p in pointers {
             out.extend_from_slice(&p.to_be_bytes());
         }
@@ -248,47 +253,115 @@ mod tests {
         assert_eq!((info.heap_cnt, info.heap_length, info.payload_offset), (9, 10, 2));
         assert_eq!(info.payload(), &[1, 2, 3]);
         let items: Vec<_> = info.item_pointers().collect();
-        assert_eq!(items, [ItemPointer { immediate: true, id: 0x1000, value: 42 }]);
+        assert_eq!(
+            items,
+            [ItemPointer {
+                immediate: true,
+                id: 0x1000,
+                value: 42
+            }]
+        );
     }
 
     #[test]
     fn rejects_bad_bookkeeping() {
         let ok = bookkeeping(1, 8, 0, 8);
         let parse = |ptrs: &[u64], payload: &[u8]| PacketInfo::parse(&packet(ptrs, payload)).unwrap_err();
-        assert_eq!(parse(&ok[..3], &[0; 8]), DecodeError::MissingItem("payload length (0x4)"));
-        assert_eq!(parse(&ok, &[0; 7]), DecodeError::PayloadLength { declared: 8, available: 7 });
+        assert_eq!(
+            parse(&ok[..3], &[0; 8]),
+            DecodeError::MissingItem("payload length (0x4)")
+        );
+        assert_eq!(
+            parse(&ok, &[0; 7]),
+            DecodeError::PayloadLength {
+                declared: 8,
+                available: 7
+            }
+        );
         let mut ptrs = ok;
         ptrs[2] = F.address(3, 0);
         assert_eq!(parse(&ptrs, &[0; 8]), DecodeError::NotImmediate(3));
         let ptrs = bookkeeping(1, 8, 4, 8);
-        assert!(matches!(parse(&ptrs, &[0; 8]), DecodeError::PayloadOutsideHeap { .. }));
+        assert!(matches!(
+            parse(&ptrs, &[0; 8]),
+            DecodeError::PayloadOutsideHeap { .. }
+        ));
         let mut ptrs = ok.to_vec();
         ptrs.push(F.immediate(1, 2));
-        assert_eq!(parse(&ptrs, &[0; 8]), DecodeError::Conflicting { id: 1, first: 1, second: 2 });
+        assert_eq!(
+            parse(&ptrs, &[0; 8]),
+            DecodeError::Conflicting {
+                id: 1,
+                first: 1,
+                second: 2
+            }
+        );
         let ptrs = bookkeeping(1, u64::MAX >> 16, u64::MAX >> 16, 1);
-        assert!(matches!(parse(&ptrs, &[0; 8]), DecodeError::PayloadOutsideHeap { .. }));
+        assert!(matches!(
+            parse(&ptrs, &[0; 8]),
+            DecodeError::PayloadOutsideHeap { .. }
+        ));
     }
 
     #[test]
     fn extents_run_to_the_next_address() {
         let ptrs = [
-            ItemPointer { immediate: false, id: 0x1001, value: 4 },
-            ItemPointer { immediate: false, id: 0x1000, value: 0 },
-            ItemPointer { immediate: true, id: 0x1002, value: 7 },
-            ItemPointer { immediate: false, id: 0, value: 6 },
-            ItemPointer { immediate: false, id: 0x1003, value: 6 },
+            ItemPointer {
+                immediate: false,
+                id: 0x1001,
+                value: 4,
+            },
+            ItemPointer {
+                immediate: false,
+                id: 0x1000,
+                value: 0,
+            },
+            ItemPointer {
+                immediate: true,
+                id: 0x1002,
+                value: 7,
+            },
+            ItemPointer {
+                immediate: false,
+                id: 0,
+                value: 6,
+            },
+            ItemPointer {
+                immediate: false,
+                id: 0x1003,
+                value: 6,
+            },
         ];
         let spans = decode_items(ptrs, &[0; 8]).unwrap();
         assert_eq!(
             spans,
             [
-                ItemSpan { id: 0x1001, extent: ItemExtent::Payload(4..6) },
-                ItemSpan { id: 0x1000, extent: ItemExtent::Payload(0..4) },
-                ItemSpan { id: 0x1002, extent: ItemExtent::Immediate(7) },
-                ItemSpan { id: 0x1003, extent: ItemExtent::Payload(6..8) },
+                ItemSpan {
+                    id: 0x1001,
+                    extent: ItemExtent::Payload(4..6)
+                },
+                ItemSpan {
+                    id: 0x1000,
+                    extent: ItemExtent::Payload(0..4)
+                },
+                ItemSpan {
+                    id: 0x1002,
+                    extent: ItemExtent::Immediate(7)
+                },
+                ItemSpan {
+                    id: 0x1003,
+                    extent: ItemExtent::Payload(6..8)
+                },
             ]
         );
-        let far = [ItemPointer { immediate: false, id: 0x1000, value: 9 }];
-        assert!(matches!(decode_items(far, &[0; 8]), Err(DecodeError::AddressOutOfRange { .. })));
+        let far = [ItemPointer {
+            immediate: false,
+            id: 0x1000,
+            value: 9,
+        }];
+        assert!(matches!(
+            decode_items(far, &[0; 8]),
+            Err(DecodeError::AddressOutOfRange { .. })
+        ));
     }
 }

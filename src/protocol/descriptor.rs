@@ -401,12 +401,12 @@ impl Descriptor {
                 item_id::DESCRIPTOR_ID => {
                     id = Some(match item.extent {
                         ItemExtent::Immediate(v) => v,
-                        ItemExtent::Payload(range) => be_value(&payload[range]).ok_or_else(|| {
-                            DescriptorError::Field {
+                        ItemExtent::Payload(range) => {
+                            be_value(&payload[range]).ok_or_else(|| DescriptorError::Field {
                                 field: "id",
                                 why: "longer than 8 bytes".into(),
-                            }
-                        })?,
+                            })?
+                        }
                     });
                     continue;
                 }
@@ -718,14 +718,22 @@ mod tests {
             assert_eq!(NumpyDtype::new(given).unwrap().as_str(), expected, "{given}");
         }
         for bad in ["", "<", "u", "u3", "O8", "i0", "<u2x", "[('a', '<u2')]"] {
-            assert_eq!(NumpyDtype::new(bad), Err(DescriptorError::Dtype(bad.into())), "{bad}");
+            assert_eq!(
+                NumpyDtype::new(bad),
+                Err(DescriptorError::Dtype(bad.into())),
+                "{bad}"
+            );
         }
         assert_eq!(NumpyDtype::new("<U3").unwrap().itemsize(), 12);
     }
 
     #[test]
     fn encode_decode_round_trip() {
-        for flavour in [Flavour::SPEAD_64_48, Flavour::SPEAD_64_40, Flavour::new(16).unwrap()] {
+        for flavour in [
+            Flavour::SPEAD_64_48,
+            Flavour::SPEAD_64_40,
+            Flavour::new(16).unwrap(),
+        ] {
             let descriptors = [
                 Descriptor::with_format(
                     0x1001,
@@ -734,7 +742,13 @@ mod tests {
                     vec![],
                     vec![FormatField::new(b'u', 48)],
                 ),
-                Descriptor::with_format(0x1002, "s", "a string", vec![None], vec![FormatField::new(b'c', 8)]),
+                Descriptor::with_format(
+                    0x1002,
+                    "s",
+                    "a string",
+                    vec![None],
+                    vec![FormatField::new(b'c', 8)],
+                ),
                 Descriptor::with_dtype(0x1003, "vis", "", vec![4, 2], "<c8", true).unwrap(),
             ];
             for d in descriptors {
@@ -754,7 +768,10 @@ mod tests {
             fmt(vec![None, None], vec![FormatField::new(b'u', 8)]).encode(f),
             Err(DescriptorError::MultipleVariableDimensions(2))
         ));
-        assert!(matches!(fmt(vec![], vec![]).encode(f), Err(DescriptorError::EmptyFormat)));
+        assert!(matches!(
+            fmt(vec![], vec![]).encode(f),
+            Err(DescriptorError::EmptyFormat)
+        ));
         assert!(matches!(
             fmt(vec![], vec![FormatField::new(b'u', 1 << 16)]).encode(f),
             Err(DescriptorError::FormatField { bits: 65536, .. })
@@ -772,7 +789,10 @@ mod tests {
             name: "é".into(),
             ..fmt(vec![], vec![FormatField::new(b'u', 8)])
         };
-        assert!(matches!(d.encode(f), Err(DescriptorError::NotAscii { field: "name", .. })));
+        assert!(matches!(
+            d.encode(f),
+            Err(DescriptorError::NotAscii { field: "name", .. })
+        ));
     }
 
     #[test]

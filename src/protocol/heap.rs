@@ -132,7 +132,11 @@ impl<'a> Item<'a> {
         }
         Some(match &self.value {
             ItemValue::Inline(v) => *v,
-            value => value.bytes().unwrap_or_default().iter().fold(0, |acc, b| (acc << 8) | u64::from(*b)),
+            value => value
+                .bytes()
+                .unwrap_or_default()
+                .iter()
+                .fold(0, |acc, b| (acc << 8) | u64::from(*b)),
         })
     }
 }
@@ -274,7 +278,10 @@ impl<'a> Heap<'a> {
     /// rebuilding the heap.
     pub fn set_immediate(&mut self, handle: ItemHandle, value: u64) -> Result<(), HeapError> {
         let flavour = self.flavour;
-        let item = self.items.get_mut(handle.0).ok_or(HeapError::NotInline(handle.0))?;
+        let item = self
+            .items
+            .get_mut(handle.0)
+            .ok_or(HeapError::NotInline(handle.0))?;
         let ItemValue::Inline(slot) = &mut item.value else {
             return Err(HeapError::NotInline(handle.0));
         };
@@ -347,9 +354,15 @@ mod tests {
             assert_eq!(heap.add(Item::immediate(id, 0)), Err(HeapError::ReservedId(id)));
         }
         let err = heap.add(Item::immediate(1 << 15, 0)).unwrap_err();
-        assert_eq!(err.to_string(), "item ID 0x8000 does not fit 15 bits (largest 0x7fff)");
+        assert_eq!(
+            err.to_string(),
+            "item ID 0x8000 does not fit 15 bits (largest 0x7fff)"
+        );
         heap.add(Item::immediate(0x7fff, 0)).unwrap();
-        assert_eq!(heap.add(Item::immediate(0x7fff, 1)), Err(HeapError::DuplicateId(0x7fff)));
+        assert_eq!(
+            heap.add(Item::immediate(0x7fff, 1)),
+            Err(HeapError::DuplicateId(0x7fff))
+        );
         heap.add_start().unwrap();
         assert_eq!(heap.add_end(), Err(HeapError::DuplicateId(6)));
     }
@@ -360,12 +373,20 @@ mod tests {
         let mut heap = Heap::new(f);
         assert!(matches!(
             heap.add(Item::immediate(0x100, 256)),
-            Err(HeapError::ImmediateTooLarge { value: 256, bits: 8, .. })
+            Err(HeapError::ImmediateTooLarge {
+                value: 256,
+                bits: 8,
+                ..
+            })
         ));
         let big = vec![0u8; 256];
         assert!(matches!(
             heap.add(Item::new(0x100, &big[..])),
-            Err(HeapError::TooLarge { bytes: 256, max: 255, .. })
+            Err(HeapError::TooLarge {
+                bytes: 256,
+                max: 255,
+                ..
+            })
         ));
         heap.add(Item::new(0x100, &big[..255])).unwrap();
         assert_eq!(heap.payload_len(), 255);
@@ -374,12 +395,15 @@ mod tests {
     #[test]
     fn inline_immediates_update_in_place() {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
-        let data = vec![0u8; 100];
+        let data = [0u8; 100];
         heap.add(Item::new(0x1001, &data[..])).unwrap();
         let ts = heap.add(Item::immediate(0x1600, 1)).unwrap();
         heap.set_immediate(ts, 123_456_789).unwrap();
         assert_eq!(heap.items()[1].value(), &ItemValue::Inline(123_456_789));
-        assert!(matches!(heap.set_immediate(ts, 1 << 48), Err(HeapError::ImmediateTooLarge { .. })));
+        assert!(matches!(
+            heap.set_immediate(ts, 1 << 48),
+            Err(HeapError::ImmediateTooLarge { .. })
+        ));
         assert_eq!(heap.set_immediate(ItemHandle(0), 1), Err(HeapError::NotInline(0)));
     }
 }

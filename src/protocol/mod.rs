@@ -16,4 +16,6 @@ pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDt
 pub use flavour::{Flavour, FlavourError, ItemPointer, StreamControl};
 pub use heap::{Heap, HeapError, Item, ItemHandle, ItemValue};
 pub use packetizer::{HeapPackets, PacketizeError, Packetizer};
-pub use reassembler::{ReassemblerConfig, ReassemblyError, ReassemblyStats, Reassembler, ReceivedHeap, ReceivedItem};
+pub use reassembler::{
+    Reassembler, ReassemblerConfig, ReassemblyError, ReassemblyStats, ReceivedHeap, ReceivedItem,
+};

@@ -175,7 +175,9 @@ impl<'p> HeapPackets<'p> {
             pointer_words,
             segments,
             cnt_word: flavour.immediate(item_id::HEAP_CNT, cnt).to_be_bytes(),
-            heap_length_word: flavour.immediate(item_id::HEAP_LENGTH, payload_size).to_be_bytes(),
+            heap_length_word: flavour
+                .immediate(item_id::HEAP_LENGTH, payload_size)
+                .to_be_bytes(),
             payload_size,
             payload_offset: 0,
             next_pointer: 0,
@@ -260,9 +262,10 @@ impl<'p> HeapPackets<'p> {
         let pointers_len = n_pointers * POINTER_SIZE;
         let len = PREFIX_LEN + pointers_len + payload_len;
         let available = frame.len();
-        let frame = frame
-            .get_mut(..len)
-            .ok_or(PacketizeError::FrameTooSmall { needed: len, available })?;
+        let frame = frame.get_mut(..len).ok_or(PacketizeError::FrameTooSmall {
+            needed: len,
+            available,
+        })?;
         let (prefix, rest) = frame.split_at_mut(PREFIX_LEN);
         let flavour = self.flavour;
         prefix[..8].copy_from_slice(&flavour.header_word(n_pointers as u16 + 4).to_be_bytes());
@@ -310,7 +313,8 @@ impl Iterator for HeapPackets<'_> {
 
     fn next(&mut self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; self.next_packet_len()?];
-        self.write_next(&mut buf).expect("buffer sized by next_packet_len");
+        self.write_next(&mut buf)
+            .expect("buffer sized by next_packet_len");
         Some(buf)
     }
 
@@ -341,7 +345,11 @@ mod tests {
     #[test]
     fn empty_heap_carries_one_padding_byte() {
         let heap = Heap::new(Flavour::SPEAD_64_48);
-        let packets: Vec<_> = Packetizer::new(1472).unwrap().packets(&heap, 3).unwrap().collect();
+        let packets: Vec<_> = Packetizer::new(1472)
+            .unwrap()
+            .packets(&heap, 3)
+            .unwrap()
+            .collect();
         assert_eq!(packets.len(), 1);
         let expected = "5304020600000005\
                         8001000000000003\
@@ -380,7 +388,10 @@ mod tests {
         let mut frame = [0u8; 40];
         assert_eq!(
             packets.write_next(&mut frame),
-            Err(PacketizeError::FrameTooSmall { needed: 49, available: 40 })
+            Err(PacketizeError::FrameTooSmall {
+                needed: 49,
+                available: 40
+            })
         );
         assert_eq!(packets.remaining(), 1);
     }
@@ -389,7 +400,10 @@ mod tests {
     fn cnt_and_repeat_pointers_are_validated() {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
         let sizing = Packetizer::new(88).unwrap();
-        assert!(matches!(sizing.packets(&heap, 1 << 48), Err(PacketizeError::CntTooLarge { .. })));
+        assert!(matches!(
+            sizing.packets(&heap, 1 << 48),
+            Err(PacketizeError::CntTooLarge { .. })
+        ));
         for id in 0..5 {
             heap.add(Item::immediate(0x1000 + id, id)).unwrap();
         }

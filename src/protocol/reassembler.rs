@@ -167,9 +167,13 @@ impl PartialHeap {
     }
 
     fn into_heap(mut self, complete: bool) -> Result<ReceivedHeap, ReassemblyError> {
-        self.pointers.sort_unstable_by_key(|(offset, position, _)| (*offset, *position));
+        self.pointers
+            .sort_unstable_by_key(|(offset, position, _)| (*offset, *position));
         let flavour = self.flavour;
-        let pointers = self.pointers.iter().map(|(_, _, raw)| flavour.decode_pointer(*raw));
+        let pointers = self
+            .pointers
+            .iter()
+            .map(|(_, _, raw)| flavour.decode_pointer(*raw));
         let items = if complete {
             decode_items(pointers, &self.payload).map_err(|source| ReassemblyError::MalformedHeap {
                 cnt: self.cnt,
@@ -277,11 +281,15 @@ impl Reassembler {
         }
         for (position, raw) in packet.raw_pointers().enumerate() {
             let id = heap.flavour.decode_pointer(raw).id;
-            if (item_id::HEAP_CNT..=item_id::PAYLOAD_LENGTH).contains(&id) || !heap.seen_pointers.insert(raw) {
+            if (item_id::HEAP_CNT..=item_id::PAYLOAD_LENGTH).contains(&id) || !heap.seen_pointers.insert(raw)
+            {
                 continue;
             }
             if heap.pointers.len() == max_pointers {
-                return Err(ReassemblyError::TooManyPointers { cnt, max: max_pointers });
+                return Err(ReassemblyError::TooManyPointers {
+                    cnt,
+                    max: max_pointers,
+                });
             }
             heap.pointers.push((offset, position, raw));
         }
@@ -335,8 +343,10 @@ impl Reassembler {
         if let Some(heap) = self.live.pop_front() {
             self.memory -= heap.heap_length;
             self.stats.heaps_incomplete += 1;
-            self.ready
-                .push_back(heap.into_heap(false).expect("incomplete heaps decode only immediates"));
+            self.ready.push_back(
+                heap.into_heap(false)
+                    .expect("incomplete heaps decode only immediates"),
+            );
         }
     }
 
@@ -481,14 +491,19 @@ mod tests {
     use crate::protocol::packetizer::Packetizer;
 
     fn packets(heap: &Heap<'_>, cnt: u64, size: usize) -> Vec<Vec<u8>> {
-        Packetizer::new(size).unwrap().packets(heap, cnt).unwrap().collect()
+        Packetizer::new(size)
+            .unwrap()
+            .packets(heap, cnt)
+            .unwrap()
+            .collect()
     }
 
     fn sample_heap(data: &[u8]) -> Heap<'_> {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
         heap.add(Item::new(0x1000, data)).unwrap();
         heap.add(Item::immediate(0x1001, 99)).unwrap();
-        heap.add(Item::new(0x1002, &b"ab"[..]).allow_immediate(true)).unwrap();
+        heap.add(Item::new(0x1002, &b"ab"[..]).allow_immediate(true))
+            .unwrap();
         heap
     }
 
@@ -560,7 +575,10 @@ mod tests {
             max_heap_size: 100,
             ..Default::default()
         });
-        assert!(matches!(r.add_packet(&ps[0]), Err(ReassemblyError::HeapTooLarge { .. })));
+        assert!(matches!(
+            r.add_packet(&ps[0]),
+            Err(ReassemblyError::HeapTooLarge { .. })
+        ));
         let mut r = Reassembler::default();
         r.add_packet(&ps[1]).unwrap();
         // Shift the next packet's offset by 8 so it overlaps.
@@ -569,8 +587,14 @@ mod tests {
         let info = PacketInfo::parse(&ps[2]).unwrap();
         let word = flavour.immediate(3, info.payload_offset - 8).to_be_bytes();
         shifted[24..32].copy_from_slice(&word);
-        assert!(matches!(r.add_packet(&shifted), Err(ReassemblyError::Overlap { .. })));
-        assert!(matches!(r.add_packet(&[0x53, 4]), Err(ReassemblyError::Decode(_))));
+        assert!(matches!(
+            r.add_packet(&shifted),
+            Err(ReassemblyError::Overlap { .. })
+        ));
+        assert!(matches!(
+            r.add_packet(&[0x53, 4]),
+            Err(ReassemblyError::Decode(_))
+        ));
         assert_eq!(r.stats().malformed, 2);
     }
 }

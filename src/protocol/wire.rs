@@ -180,7 +180,10 @@ mod tests {
         let packet = Packet::new_checked(&PACKET[..]).unwrap();
         assert_eq!(packet.flavour(), Some(Flavour::SPEAD_64_48));
         assert_eq!(packet.n_items(), 2);
-        assert_eq!(packet.pointers().collect::<Vec<_>>(), [0x8001_0000_0000_0007, 0x1000_0000_0000_0000]);
+        assert_eq!(
+            packet.pointers().collect::<Vec<_>>(),
+            [0x8001_0000_0000_0007, 0x1000_0000_0000_0000]
+        );
         assert_eq!(packet.payload(), &[0xaa, 0xbb, 0xcc]);
     }
 
@@ -207,10 +210,19 @@ mod tests {
         assert_eq!(check(&bad), LayoutError::Version(3));
         let mut bad = PACKET;
         bad[3] = 5;
-        assert_eq!(check(&bad), LayoutError::Flavour { id_bytes: 2, address_bytes: 5 });
+        assert_eq!(
+            check(&bad),
+            LayoutError::Flavour {
+                id_bytes: 2,
+                address_bytes: 5
+            }
+        );
         let mut bad = PACKET;
         bad[5] = 1;
         assert_eq!(check(&bad), LayoutError::Reserved(1));
-        assert_eq!(check(&PACKET[..20]), LayoutError::Truncated { n_items: 2, len: 20 });
+        assert_eq!(
+            check(&PACKET[..20]),
+            LayoutError::Truncated { n_items: 2, len: 20 }
+        );
     }
 }
