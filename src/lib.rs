@@ -9,3 +9,8 @@
 #![forbid(unsafe_code)]
 
 pub mod protocol;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
