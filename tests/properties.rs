@@ -173,3 +173,53 @@ proptest! {
         prop_assert_eq!(reassembler.stats().malformed, 0);
     }
 }
+
+/// Packets of a small valid heap, to mutate.
+fn valid_packets() -> Vec<Vec<u8>> {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    let descriptor = Descriptor::with_dtype(0x1000, "x", "", vec![3], "<u2", false).unwrap();
+    heap.add_descriptor(&descriptor).unwrap();
+    heap.add(Item::new(0x1000, vec![1u8; 600])).unwrap();
+    heap.add(Item::immediate(0x1001, 5)).unwrap();
+    Packetizer::new(256).unwrap().packets(&heap, 9).unwrap().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Random bytes and bit-flipped real packets give errors or heaps,
+    /// never a panic; every packet is counted once.
+    #[test]
+    fn hostile_packets_never_panic(
+        random in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..8),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0u8..8), 1..6),
+        truncate in any::<prop::sample::Index>(),
+    ) {
+        let mut packets = valid_packets();
+        for (packet, byte, bit) in &flips {
+            let packet = packet.get_mut(&mut packets);
+            let byte = byte.index(packet.len());
+            packet[byte] ^= 1 << bit;
+        }
+        let cut = truncate.get_mut(&mut packets);
+        let keep = truncate.index(cut.len() + 1);
+        cut.truncate(keep);
+        packets.extend(random);
+        let mut reassembler = Reassembler::default();
+        let mut errors = 0;
+        for p in &packets {
+            if reassembler.add_packet(p).is_err() {
+                errors += 1;
+            }
+            let _ = spead_xdp::protocol::Descriptor::decode(p);
+        }
+        reassembler.flush();
+        while let Some(heap) = reassembler.next_heap() {
+            let _ = heap.descriptors();
+            let _ = heap.items().count();
+        }
+        let stats = reassembler.stats();
+        prop_assert_eq!(stats.packets, packets.len() as u64);
+        prop_assert_eq!(stats.malformed, errors);
+    }
+}
