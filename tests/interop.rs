@@ -99,6 +99,16 @@ fn normalise_descriptor(mut d: Value) -> Value {
     d
 }
 
+/// Descriptors as a Python script printed them, normalised.
+fn python_descriptors(list: &Value) -> Vec<Value> {
+    list.as_array()
+        .expect("descriptor list")
+        .iter()
+        .cloned()
+        .map(normalise_descriptor)
+        .collect()
+}
+
 fn sorted_items(items: &Value) -> Vec<Value> {
     let mut items = items.as_array().expect("items list").clone();
     items.sort_by_key(|i| i[0].as_u64());
@@ -222,20 +232,15 @@ fn ours_to_spead2(flavour: Flavour, max_packet: usize) {
     for heap in received {
         let cnt = heap["cnt"].as_u64().unwrap();
         assert_eq!(heap["complete"], true, "heap {cnt}");
-        let mut want = expected[&cnt].clone();
-        want.sort_by_key(|i| i[0].as_u64());
-        assert_eq!(sorted_items(&heap["items"]), want, "items of heap {cnt}");
+        assert_eq!(
+            sorted_items(&heap["items"]),
+            sorted_items(&json!(expected[&cnt])),
+            "items of heap {cnt}"
+        );
     }
     let first = &received.iter().find(|h| h["cnt"] == 1).unwrap()["descriptors"];
-    let got: Vec<Value> = first
-        .as_array()
-        .unwrap()
-        .iter()
-        .cloned()
-        .map(normalise_descriptor)
-        .collect();
     let want: Vec<Value> = descriptors.iter().map(descriptor_json).collect();
-    assert_eq!(got, want);
+    assert_eq!(python_descriptors(first), want);
     let padded = received
         .iter()
         .find(|h| h["cnt"] == heaps.len() as u64 - 1)
@@ -304,14 +309,11 @@ fn spead2_to_ours(max_packet: usize, n_heaps: usize) {
             "items of heap {cnt}"
         );
         let descriptors: Vec<Value> = got.descriptors().unwrap().iter().map(descriptor_json).collect();
-        let want_descriptors: Vec<Value> = want["descriptors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .cloned()
-            .map(normalise_descriptor)
-            .collect();
-        assert_eq!(descriptors, want_descriptors, "descriptors of heap {cnt}");
+        assert_eq!(
+            descriptors,
+            python_descriptors(&want["descriptors"]),
+            "descriptors of heap {cnt}"
+        );
     }
     let stats = reassembler.stats();
     assert_eq!((stats.malformed, stats.heaps_incomplete), (0, 0));

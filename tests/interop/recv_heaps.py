@@ -14,6 +14,7 @@ import threading
 
 import spead2
 import spead2.recv
+from raw_json import descriptor_dict
 
 
 def main() -> None:
@@ -34,18 +35,7 @@ def main() -> None:
         items = []
         for item in heap.get_items():
             items.append([item.id, bool(item.is_immediate), bytes(memoryview(item)).hex()])
-        descriptors = []
-        for d in heap.get_descriptors():
-            descriptors.append(
-                {
-                    "id": d.id,
-                    "name": d.name.decode("ascii"),
-                    "description": d.description.decode("ascii"),
-                    "shape": [None if x is None or x < 0 else x for x in d.shape],
-                    "format": [[chr(c) if isinstance(c, int) else c, b] for c, b in d.format],
-                    "numpy_header": d.numpy_header.decode("ascii"),
-                }
-            )
+        descriptors = [descriptor_dict(d) for d in heap.get_descriptors()]
         heaps.append(
             {
                 "cnt": heap.cnt,

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import spead2
 import spead2.send
+from raw_json import descriptor_dict
 
 
 def expected_bytes(item, flavour):
@@ -53,20 +54,7 @@ def main() -> None:
         for item in ig.values():
             immediate, data = expected_bytes(item, flavour)
             items.append([item.id, immediate, data.hex()])
-        descriptors = []
-        if i == 0:
-            for item in ig.values():
-                raw = item.to_raw(flavour)
-                descriptors.append(
-                    {
-                        "id": raw.id,
-                        "name": raw.name.decode("ascii"),
-                        "description": raw.description.decode("ascii"),
-                        "shape": [None if x is None or x < 0 else x for x in raw.shape],
-                        "format": [[chr(c) if isinstance(c, int) else c, b] for c, b in raw.format],
-                        "numpy_header": raw.numpy_header.decode("ascii"),
-                    }
-                )
+        descriptors = [descriptor_dict(item.to_raw(flavour)) for item in ig.values()] if i == 0 else []
         sent.append({"cnt": i + 1, "items": items, "descriptors": descriptors})
     stream.send_heap(ig.get_end())
     print(json.dumps({"heaps": sent}), flush=True)
