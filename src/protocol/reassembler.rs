@@ -206,7 +206,9 @@ pub struct Reassembler {
     config: ReassemblerConfig,
     live: VecDeque<PartialHeap>,
     ready: VecDeque<ReceivedHeap>,
-    /// Recently completed cnts, so late duplicates do not start new heaps.
+    /// Recently completed cnts, so that a late duplicate packet does not
+    /// start a new heap. Short (a few heaps' worth) and cleared when a stop
+    /// heap completes, so a restarted sender's reused cnts are new heaps.
     recent: VecDeque<u64>,
     memory: u64,
     stats: ReassemblyStats,
@@ -230,13 +232,14 @@ impl Reassembler {
             config,
             live: VecDeque::with_capacity(config.max_heaps),
             ready: VecDeque::new(),
-            recent: VecDeque::with_capacity(Self::RECENT),
+            recent: VecDeque::with_capacity(config.max_heaps * Self::RECENT_PER_HEAP),
             memory: 0,
             stats: ReassemblyStats::default(),
         }
     }
 
-    const RECENT: usize = 64;
+    /// Completed cnts remembered per live heap slot.
+    const RECENT_PER_HEAP: usize = 4;
 
     /// Counters so far.
     pub fn stats(&self) -> ReassemblyStats {
@@ -299,11 +302,15 @@ impl Reassembler {
         if heap.received == heap.heap_length {
             let heap = self.live.remove(index).expect("index of a live heap");
             self.memory -= heap.heap_length;
-            if self.recent.len() == Self::RECENT {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(cnt);
             let heap = heap.into_heap(true)?;
+            if heap.stream_control() == Some(StreamControl::Stop) {
+                self.recent.clear();
+            } else {
+                if self.recent.len() == self.config.max_heaps * Self::RECENT_PER_HEAP {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(cnt);
+            }
             self.stats.heaps_complete += 1;
             self.ready.push_back(heap);
         }
@@ -355,11 +362,13 @@ impl Reassembler {
         self.ready.pop_front()
     }
 
-    /// Delivers every live heap as incomplete (at the end of a stream).
+    /// Delivers every live heap as incomplete (at the end of a stream) and
+    /// forgets completed cnts.
     pub fn flush(&mut self) {
         while !self.live.is_empty() {
             self.evict_oldest();
         }
+        self.recent.clear();
     }
 }
 
@@ -545,6 +554,27 @@ mod tests {
         assert_eq!(r.stats().duplicates, 2);
         assert!(r.next_heap().unwrap().is_complete());
         assert!(r.next_heap().is_none());
+    }
+
+    #[test]
+    fn a_restarted_sender_reusing_cnts_is_heard() {
+        let data = vec![3u8; 100];
+        let heap = sample_heap(&data);
+        let mut end = Heap::new(Flavour::SPEAD_64_48);
+        end.add_end().unwrap();
+        let mut r = Reassembler::default();
+        for _run in 0..2 {
+            for cnt in 1..=3 {
+                for p in packets(&heap, cnt, 1000) {
+                    r.add_packet(&p).unwrap();
+                }
+            }
+            for p in packets(&end, 4, 1000) {
+                r.add_packet(&p).unwrap();
+            }
+        }
+        let stats = r.stats();
+        assert_eq!((stats.heaps_complete, stats.duplicates), (8, 0));
     }
 
     #[test]
