@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/rust-env.sh
 . scripts/spead2-venv.sh
-cargo test --quiet --test interop -- --nocapture --test-threads 1 2>&1 |
+cargo test --test interop -- --nocapture --test-threads 1 2>&1 |
     grep -E 'decoded|test result'
