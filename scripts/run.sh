@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 . scripts/rust-env.sh
 . scripts/spead2-venv.sh
 cargo test --test interop -- --nocapture --test-threads 1 2>&1 |
-    grep -E 'decoded|test result'
+    grep -E 'decoded|test result' | sed -E 's/^test [a-z0-9_]+ \.\.\. //'
