@@ -5,9 +5,11 @@
 //! frame -> ring -> wire):
 //! - [`protocol`]: flavours, items, descriptors, heaps, the packetizer, the
 //!   decoder and the heap reassembler.
+//! - [`pacing`]: the clock and spead2's rate limiter.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod pacing;
 pub mod protocol;
 
 /// The README's examples, compiled and run as doctests.

@@ -1,0 +1,254 @@
+//! spead2's rate limiter, exact over time. Rate counts SPEAD packet bytes.
+//! Bytes accumulate with the time they are worth at their heap's rate; once
+//! a burst of at least `burst_size` bytes has gone, two deadlines move: the
+//! standard one by the burst's time and a burst one by that time divided by
+//! `burst_rate_ratio`. The next packet waits for the later of the two, so a
+//! sender that fell behind catches up at rate x ratio, never faster. Time is
+//! kept in whole nanoseconds plus a carried fraction, so it never drifts by
+//! rounding. An idle stream is not allowed to bank time for a catch-up burst.
+
+/// A time in nanoseconds with a sub-nanosecond remainder in `[0, 1)`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct PreciseTime {
+    nanos: u64,
+    fraction: f64,
+}
+
+impl PreciseTime {
+    fn at(nanos: u64) -> Self {
+        PreciseTime { nanos, fraction: 0.0 }
+    }
+
+    fn advance(&mut self, delta_nanos: f64) {
+        let total = self.fraction + delta_nanos;
+        let whole = total.floor();
+        self.nanos = self.nanos.saturating_add(whole as u64);
+        self.fraction = total - whole;
+    }
+}
+
+/// The limiter's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimiterConfig {
+    /// Bytes that may go back to back before the deadlines are checked.
+    pub burst_size: u64,
+    /// Catch-up rate as a multiple of the rate (at least 1).
+    pub burst_rate_ratio: f64,
+}
+
+/// Decides when the next packet may be sent.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    config: RateLimiterConfig,
+    send_time: PreciseTime,
+    send_time_burst: PreciseTime,
+    /// Bytes since the deadlines last moved.
+    burst_bytes: u64,
+    /// Time those bytes are worth, in nanoseconds.
+    burst_nanos: f64,
+    /// Set after a wait was asked for, until it has passed.
+    waiting: bool,
+}
+
+impl RateLimiter {
+    /// A limiter whose deadlines start at `now` (nanoseconds).
+    pub fn new(config: RateLimiterConfig, now: u64) -> Self {
+        RateLimiter {
+            config,
+            send_time: PreciseTime::at(now),
+            send_time_burst: PreciseTime::at(now),
+            burst_bytes: 0,
+            burst_nanos: 0.0,
+            waiting: false,
+        }
+    }
+
+    /// Before a packet: `None` if it may go now, or the time (ns) to wait
+    /// for. `now` is read only when a burst is complete or a wait pending,
+    /// so the clock is not read per packet.
+    pub fn next_send(&mut self, now: impl FnOnce() -> u64) -> Option<u64> {
+        if self.waiting {
+            let now = now();
+            let due = self.send_time_burst.nanos;
+            if now < due {
+                return Some(due);
+            }
+            self.waiting = false;
+            return None;
+        }
+        if self.burst_bytes < self.config.burst_size {
+            return None;
+        }
+        let now = now();
+        self.send_time_burst
+            .advance(self.burst_nanos / self.config.burst_rate_ratio);
+        self.send_time.advance(self.burst_nanos);
+        self.burst_bytes = 0;
+        self.burst_nanos = 0.0;
+        let target = if self.send_time_burst > self.send_time {
+            self.send_time_burst
+        } else {
+            self.send_time
+        };
+        // The burst deadline records when this burst really goes out.
+        self.send_time_burst = if PreciseTime::at(now) > target {
+            PreciseTime::at(now)
+        } else {
+            target
+        };
+        // Wait for the whole nanosecond; the fraction carries on.
+        let due = target.nanos;
+        if now < due {
+            self.waiting = true;
+            Some(due)
+        } else {
+            None
+        }
+    }
+
+    /// Accounts for a packet of `bytes` sent at `nanos_per_byte` (0 for an
+    /// unlimited rate).
+    pub fn sent(&mut self, bytes: usize, nanos_per_byte: f64) {
+        self.burst_bytes += bytes as u64;
+        self.burst_nanos += bytes as f64 * nanos_per_byte;
+    }
+
+    /// When a new heap wakes an idle sender: move the standard deadline to
+    /// at least `now` less the time already owed, so idleness is not
+    /// banked for a catch-up burst.
+    pub fn wake(&mut self, now: u64) {
+        let backdate = now.saturating_sub(self.burst_nanos as u64);
+        if PreciseTime::at(backdate) > self.send_time {
+            self.send_time = PreciseTime::at(backdate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GBPS: f64 = 1e9 / 8.0; // bytes per second at 1 Gb/s
+
+    fn ns_per_byte(bytes_per_second: f64) -> f64 {
+        1e9 / bytes_per_second
+    }
+
+    /// Sends `packets` packets of `size` bytes with a fake clock that only
+    /// moves when the limiter asks to wait (an infinitely fast sender), and
+    /// returns the time each packet left.
+    fn run(limiter: &mut RateLimiter, clock: &mut u64, packets: usize, size: usize, rate: f64) -> Vec<u64> {
+        let mut times = Vec::with_capacity(packets);
+        for _ in 0..packets {
+            while let Some(due) = limiter.next_send(|| *clock) {
+                assert!(due > *clock, "a wait must be in the future");
+                *clock = due;
+            }
+            times.push(*clock);
+            limiter.sent(size, ns_per_byte(rate));
+        }
+        times
+    }
+
+    #[test]
+    fn long_run_rate_is_exact() {
+        let config = RateLimiterConfig {
+            burst_size: 65536,
+            burst_rate_ratio: 1.05,
+        };
+        let mut clock = 1_000;
+        let mut limiter = RateLimiter::new(config, clock);
+        let size = 1472;
+        let rate = 2.0 * GBPS + 0.3; // not a round number of ns per byte
+        let packets = 1_000_000;
+        let times = run(&mut limiter, &mut clock, packets, size, rate);
+        // The last packet leaves when the bytes before it are due.
+        let elapsed = (times[packets - 1] - times[0]) as f64;
+        let expected = ((packets - 1) * size) as f64 * ns_per_byte(rate);
+        // At most one burst of slack: bursts go back to back.
+        let burst_time = 65536.0 * ns_per_byte(rate);
+        assert!(
+            elapsed <= expected && elapsed >= expected - burst_time,
+            "{elapsed} vs {expected}"
+        );
+        assert!((elapsed - expected).abs() / expected < 1e-4);
+    }
+
+    #[test]
+    fn bursts_never_exceed_burst_size_back_to_back() {
+        let config = RateLimiterConfig {
+            burst_size: 8192,
+            burst_rate_ratio: 1.05,
+        };
+        let mut clock = 0;
+        let mut limiter = RateLimiter::new(config, clock);
+        let times = run(&mut limiter, &mut clock, 10_000, 1000, GBPS);
+        // Packets sharing a timestamp form a burst: at most ceil(8192/1000).
+        let mut run_len = 1;
+        for pair in times.windows(2) {
+            run_len = if pair[0] == pair[1] { run_len + 1 } else { 1 };
+            assert!(run_len <= 9);
+        }
+    }
+
+    #[test]
+    fn catch_up_is_limited_by_the_ratio() {
+        let config = RateLimiterConfig {
+            burst_size: 1000,
+            burst_rate_ratio: 1.25,
+        };
+        let mut limiter = RateLimiter::new(config, 0);
+        let rate = GBPS;
+        // Fall 1 ms behind: the sender stalls after the first burst.
+        let mut clock = 0;
+        run(&mut limiter, &mut clock, 1, 1000, rate);
+        clock += 1_000_000;
+        let start = clock;
+        let times = run(&mut limiter, &mut clock, 2000, 1000, rate);
+        let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0).collect();
+        let nominal = 1000.0 * ns_per_byte(rate);
+        // While catching up, a burst every nominal/1.25 ns, never less.
+        assert!(
+            gaps.iter().all(|g| *g as f64 >= nominal / 1.25 - 1.0),
+            "{:?}",
+            &gaps[..5]
+        );
+        assert!((gaps[0] as f64 - nominal / 1.25).abs() <= 1.0);
+        // Once caught up, back to the nominal rate.
+        let last = *gaps.last().unwrap() as f64;
+        assert!((last - nominal).abs() <= 1.0, "{last}");
+        assert!(times[0] >= start);
+    }
+
+    #[test]
+    fn an_idle_stream_does_not_burst_to_catch_up() {
+        let config = RateLimiterConfig {
+            burst_size: 1000,
+            burst_rate_ratio: 1.05,
+        };
+        let mut limiter = RateLimiter::new(config, 0);
+        let mut clock = 0;
+        run(&mut limiter, &mut clock, 10, 1000, GBPS);
+        clock += 1_000_000_000; // idle for a second
+        limiter.wake(clock);
+        let times = run(&mut limiter, &mut clock, 100, 1000, GBPS);
+        let nominal = 1000.0 * ns_per_byte(GBPS);
+        // Not even the catch-up rate: nothing is owed after idling.
+        for gap in times.windows(2).map(|w| (w[1] - w[0]) as f64) {
+            assert!(gap >= nominal - 1.0, "burst after idle: gap {gap}");
+        }
+    }
+
+    #[test]
+    fn unlimited_rate_never_waits() {
+        let config = RateLimiterConfig {
+            burst_size: 1000,
+            burst_rate_ratio: 1.05,
+        };
+        let mut limiter = RateLimiter::new(config, 0);
+        for _ in 0..1000 {
+            assert_eq!(limiter.next_send(|| 0), None);
+            limiter.sent(1472, 0.0);
+        }
+    }
+}
