@@ -6,11 +6,15 @@
 //! - [`protocol`]: flavours, items, descriptors, heaps, the packetizer, the
 //!   decoder and the heap reassembler.
 //! - [`pacing`]: the clock and spead2's rate limiter.
+//! - [`transport`]: where packets go, behind one trait.
+//! - [`stream`]: the user's API, spead2's send stream, and its worker.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod pacing;
 pub mod protocol;
+pub mod stream;
+pub mod transport;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

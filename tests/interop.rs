@@ -7,37 +7,20 @@
 //! own decoder. The Python comes from `SPEAD2_PYTHON`, or the venv that
 //! `scripts/test.sh` creates at `.venv/`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{python, script};
 use serde_json::{json, Value};
 use spead_xdp::protocol::{
     DataType, Descriptor, Flavour, FormatField, Heap, Item, Packetizer, Reassembler, StreamControl,
 };
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("SPEAD2_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "interop tests need a Python with spead2 from PyPI at {}: run scripts/test.sh \
-         (it creates .venv) or set SPEAD2_PYTHON",
-        path.display()
-    );
-    path
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
 
 /// Kills the child if the test fails before it exits.
 struct Reaped(Child);

@@ -1,0 +1,107 @@
+//! Stream settings, with spead2's names, meanings and defaults.
+
+use thiserror::Error;
+
+use crate::protocol::{PacketizeError, Packetizer};
+
+/// How a stream sends: spead2's `StreamConfig`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamConfig {
+    /// Largest SPEAD packet (UDP payload), rounded down to a multiple of 8.
+    pub max_packet_size: usize,
+    /// Bytes per second of SPEAD packets; 0 for unlimited.
+    pub rate: f64,
+    /// Bytes that may go back to back before pacing applies.
+    pub burst_size: usize,
+    /// Heaps queued or in flight at once; more fails at once.
+    pub max_heaps: usize,
+    /// Catch-up rate, as a multiple of `rate`, after falling behind.
+    pub burst_rate_ratio: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            max_packet_size: 1472,
+            rate: 0.0,
+            burst_size: 65536,
+            max_heaps: 4,
+            burst_rate_ratio: 1.05,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ConfigError {
+    /// The packet size is too small for SPEAD.
+    #[error(transparent)]
+    PacketSize(#[from] PacketizeError),
+    /// A rate must be a finite number of bytes per second, 0 or more.
+    #[error("rate must be finite and >= 0 bytes/s, got {0}")]
+    Rate(f64),
+    /// The catch-up ratio must be finite and at least 1.
+    #[error("burst_rate_ratio must be finite and >= 1, got {0}")]
+    BurstRateRatio(f64),
+    /// At least one heap must fit in the queue.
+    #[error("max_heaps must be at least 1")]
+    MaxHeaps,
+    /// A heap cnt sequence needs a non-zero step.
+    #[error("heap cnt step must not be 0")]
+    CntStep,
+}
+
+/// Checks a rate in bytes per second.
+pub(crate) fn check_rate(rate: f64) -> Result<f64, ConfigError> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err(ConfigError::Rate(rate))
+    }
+}
+
+impl StreamConfig {
+    /// Checks every setting; the error names the bad value.
+    pub fn validate(&self) -> Result<Packetizer, ConfigError> {
+        check_rate(self.rate)?;
+        if !(self.burst_rate_ratio.is_finite() && self.burst_rate_ratio >= 1.0) {
+            return Err(ConfigError::BurstRateRatio(self.burst_rate_ratio));
+        }
+        if self.max_heaps == 0 {
+            return Err(ConfigError::MaxHeaps);
+        }
+        Ok(Packetizer::new(self.max_packet_size)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_spead2s() {
+        let c = StreamConfig::default();
+        assert_eq!((c.max_packet_size, c.burst_size, c.max_heaps), (1472, 65536, 4));
+        assert_eq!((c.rate, c.burst_rate_ratio), (0.0, 1.05));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |c: StreamConfig| c.validate().unwrap_err().to_string();
+        let d = StreamConfig::default();
+        assert!(bad(StreamConfig { rate: -1.0, ..d }).contains("-1"));
+        assert!(bad(StreamConfig { rate: f64::NAN, ..d }).contains("NaN"));
+        assert!(bad(StreamConfig {
+            burst_rate_ratio: 0.5,
+            ..d
+        })
+        .contains("0.5"));
+        assert!(bad(StreamConfig { max_heaps: 0, ..d }).contains("max_heaps"));
+        assert!(bad(StreamConfig {
+            max_packet_size: 40,
+            ..d
+        })
+        .contains("40"));
+    }
+}

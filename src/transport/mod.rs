@@ -1,0 +1,63 @@
+//! Transports: where packets go. Every transport takes packets in batches
+//! through one trait; the stream's worker fills each packet straight into
+//! the transport's own buffer (a socket batch, a UMEM frame, a byte vector),
+//! so no layer copies a packet twice.
+
+use thiserror::Error;
+
+pub mod memory;
+
+pub use memory::MemoryTransport;
+
+/// Where a filled packet goes and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Bytes written.
+    pub len: usize,
+    /// Destination (substream) index.
+    pub substream: usize,
+}
+
+/// Why a transport could not take packets.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// The transport cannot carry packets this large.
+    #[error("packets of {packet} bytes do not fit the transport's limit of {limit} bytes")]
+    PacketTooLarge {
+        /// Requested packet size.
+        packet: usize,
+        /// The transport's limit.
+        limit: usize,
+    },
+    /// An operating-system error, with what was being done.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A packet transport, owned by one worker thread.
+pub trait Transport: Send + 'static {
+    /// Number of destinations; packets name one by index.
+    fn substreams(&self) -> usize;
+
+    /// Most packets one [`send`](Self::send) call takes.
+    fn max_batch(&self) -> usize;
+
+    /// Readies buffers for packets of up to `max_packet_size` bytes, or
+    /// says why the transport cannot carry them.
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError>;
+
+    /// Sends a batch of at most [`max_batch`](Self::max_batch) packets and
+    /// returns how many. `fill` writes each packet into the buffer it is
+    /// given (at least `max_packet_size` bytes) and says how long it is and
+    /// where it goes, or returns `None` to end the batch (nothing more to
+    /// send, or the pacing says wait).
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError>;
+}

@@ -1,0 +1,351 @@
+//! The stream: the same heaps through our Stream (memory transport) and
+//! through spead2's BytesStream give identical bytes, for SERIAL and
+//! ROUND_ROBIN groups and cnt sequences; and the queue, error and flush
+//! semantics.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use spead_xdp::protocol::{Flavour, Heap, Item};
+use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig};
+use spead_xdp::transport::{MemoryTransport, PacketMeta, Transport, TransportError};
+
+/// Items of test heap `seed`: immediates, small and large address items.
+fn items(seed: u64) -> Vec<(u64, bool, Vec<u8>)> {
+    let big = (seed as usize % 3 + 1) * 1500;
+    vec![
+        (0x1000, true, (seed * 1000 + 1).to_be_bytes()[2..].to_vec()),
+        (
+            0x1001,
+            false,
+            (0..big).map(|i| (i as u64 * 31 + seed) as u8).collect(),
+        ),
+        (0x1002, true, vec![seed as u8, 1, 2]),
+        (0x1003, false, vec![9u8; 10 + seed as usize]),
+    ]
+}
+
+fn heap(seed: u64) -> Heap<'static> {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    for (id, allow, value) in items(seed) {
+        heap.add(Item::new(id, value).allow_immediate(allow)).unwrap();
+    }
+    heap
+}
+
+struct Send {
+    mode: GroupMode,
+    heaps: Vec<(u64, Option<u64>)>, // (seed, explicit cnt)
+}
+
+fn spead2_bytes(max_packet_size: usize, cnt_sequence: Option<(u64, u64)>, sends: &[Send]) -> String {
+    let spec = json!({
+        "max_packet_size": max_packet_size,
+        "cnt_sequence": cnt_sequence.map(|(n, s)| json!([n, s])),
+        "sends": sends.iter().map(|s| json!({
+            "mode": if s.mode == GroupMode::Serial { "serial" } else { "round_robin" },
+            "heaps": s.heaps.iter().map(|(seed, cnt)| json!({
+                "cnt": cnt,
+                "items": items(*seed).iter().map(|(id, allow, v)| json!([id, allow, hex::encode(v)])).collect::<Vec<Value>>(),
+            })).collect::<Vec<Value>>(),
+        })).collect::<Vec<Value>>(),
+    });
+    let mut child = Command::new(common::python())
+        .arg(common::script("stream_bytes.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "spead2 BytesStream script failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn our_bytes(max_packet_size: usize, cnt_sequence: Option<(u64, u64)>, sends: &[Send]) -> String {
+    let transport = MemoryTransport::new(1);
+    let config = StreamConfig {
+        max_packet_size,
+        max_heaps: 64,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport.clone(), config).unwrap();
+    if let Some((next, step)) = cnt_sequence {
+        stream.set_cnt_sequence(next, step).unwrap();
+    }
+    for send in sends {
+        let heaps = send
+            .heaps
+            .iter()
+            .map(|(seed, cnt)| {
+                let r = HeapRef::new(heap(*seed));
+                match cnt {
+                    Some(cnt) => r.cnt(*cnt),
+                    None => r,
+                }
+            })
+            .collect();
+        stream.send_heaps(heaps, send.mode).unwrap();
+    }
+    hex::encode(transport.bytes(0))
+}
+
+#[test]
+fn groups_and_cnt_sequences_match_spead2_bytes_stream() {
+    /// (max packet size, cnt sequence, sends)
+    type Case = (usize, Option<(u64, u64)>, Vec<Send>);
+    let cases: Vec<Case> = vec![
+        (
+            1472,
+            None,
+            vec![
+                Send {
+                    mode: GroupMode::Serial,
+                    heaps: vec![(1, None)],
+                },
+                Send {
+                    mode: GroupMode::Serial,
+                    heaps: vec![(2, None), (3, None), (4, None)],
+                },
+                Send {
+                    mode: GroupMode::RoundRobin,
+                    heaps: vec![(5, None), (6, None), (7, None)],
+                },
+            ],
+        ),
+        (
+            1000,
+            Some((1000, 7)),
+            vec![
+                Send {
+                    mode: GroupMode::RoundRobin,
+                    heaps: vec![(1, None), (2, Some(5)), (3, None)],
+                },
+                Send {
+                    mode: GroupMode::Serial,
+                    heaps: vec![(4, Some(0xffff_ffff_ffff)), (5, None)],
+                },
+            ],
+        ),
+        (
+            // The sequence wraps to 48 bits.
+            9000,
+            Some(((1 << 48) - 2, 1)),
+            vec![Send {
+                mode: GroupMode::RoundRobin,
+                heaps: vec![(1, None), (2, None), (3, None), (4, None)],
+            }],
+        ),
+    ];
+    for (i, (size, seq, sends)) in cases.iter().enumerate() {
+        let theirs = spead2_bytes(*size, *seq, sends);
+        let ours = our_bytes(*size, *seq, sends);
+        assert!(!theirs.is_empty());
+        assert_eq!(ours.len(), theirs.len(), "case {i}: byte count");
+        assert!(ours == theirs, "case {i}: bytes differ");
+        println!(
+            "case {i}: {} bytes identical to spead2's BytesStream",
+            ours.len() / 2
+        );
+    }
+}
+
+/// A transport that holds each batch until the test opens a barrier, and
+/// fails the batches it is told to.
+struct GatedTransport {
+    gate: Option<Arc<Barrier>>,
+    fail_batches: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
+    scratch: Vec<u8>,
+}
+
+impl Transport for GatedTransport {
+    fn substreams(&self) -> usize {
+        2
+    }
+
+    fn max_batch(&self) -> usize {
+        8
+    }
+
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
+        self.scratch = vec![0; max_packet_size];
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError> {
+        if let Some(gate) = &self.gate {
+            gate.wait();
+        }
+        let mut n = 0;
+        while n < self.max_batch() {
+            let Some(meta) = fill(&mut self.scratch) else {
+                break;
+            };
+            assert!(meta.substream < 2);
+            n += 1;
+        }
+        if self.fail_batches.load(Ordering::SeqCst) > 0 {
+            self.fail_batches.fetch_sub(1, Ordering::SeqCst);
+            return Err(TransportError::Io {
+                what: "sending a batch".into(),
+                source: std::io::Error::from_raw_os_error(EMSGSIZE),
+            });
+        }
+        self.sent.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+/// EMSGSIZE on Linux.
+const EMSGSIZE: i32 = 90;
+
+fn gated(gate: Option<Arc<Barrier>>, fail: usize) -> (GatedTransport, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let transport = GatedTransport {
+        gate,
+        fail_batches: Arc::new(AtomicUsize::new(fail)),
+        sent: Arc::clone(&sent),
+        scratch: Vec::new(),
+    };
+    (transport, sent)
+}
+
+fn small_heap() -> Heap<'static> {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::immediate(0x1000, 1)).unwrap();
+    heap
+}
+
+#[test]
+fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
+    let gate = Arc::new(Barrier::new(2));
+    let (transport, _) = gated(Some(Arc::clone(&gate)), 0);
+    let config = StreamConfig {
+        max_heaps: 2,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    let first = stream.submit(small_heap()).unwrap(); // worker holds it at the gate
+    let second = stream.submit(small_heap()).unwrap();
+    let started = Instant::now();
+    match stream.submit_group(vec![small_heap().into(), small_heap().into()], GroupMode::Serial) {
+        Err(SendError::QueueFull { heaps, max_heaps }) => {
+            assert_eq!((heaps.len(), max_heaps), (2, 2));
+            assert_eq!(heaps[0].heap, small_heap());
+        }
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a full queue must not block"
+    );
+    gate.wait();
+    assert!(first.wait().unwrap() > 0);
+    gate.wait();
+    assert!(second.wait().unwrap() > 0);
+}
+
+#[test]
+fn a_failed_send_completes_with_an_error_and_the_stream_goes_on() {
+    let (transport, sent) = gated(None, 1);
+    let stream = Stream::new(transport, StreamConfig::default()).unwrap();
+    let err = stream.send_heap(small_heap()).unwrap_err();
+    assert!(matches!(err, SendError::Transport(_)), "{err}");
+    assert!(err.to_string().contains("sending a batch"), "{err}");
+    let bytes = stream.send_heap(HeapRef::new(small_heap()).substream(1)).unwrap();
+    assert_eq!(bytes, 57);
+    assert_eq!(sent.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn invalid_heaps_are_refused_and_handed_back() {
+    let (transport, _) = gated(None, 0);
+    let stream = Stream::new(transport, StreamConfig::default()).unwrap();
+    let bad = [
+        HeapRef::new(small_heap()).substream(2),
+        HeapRef::new(small_heap()).cnt(1 << 48),
+        HeapRef::new(small_heap()).rate(-1.0),
+    ];
+    for heap in bad {
+        match stream.submit(heap) {
+            Err(SendError::InvalidHeap {
+                index: 0,
+                heaps,
+                reason,
+            }) => {
+                assert_eq!(heaps.len(), 1, "{reason}");
+            }
+            other => panic!("expected InvalidHeap, got {other:?}"),
+        }
+    }
+    assert!(stream.set_cnt_sequence(1, 0).is_err());
+}
+
+#[test]
+fn flush_waits_for_every_queued_heap() {
+    let (transport, sent) = gated(None, 0);
+    let config = StreamConfig {
+        max_heaps: 8,
+        rate: 1e6, // 1 MB/s: 8 heaps of 57 bytes take measurable time
+        burst_size: 57,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    let completions: Vec<_> = (0..8).map(|_| stream.submit(small_heap()).unwrap()).collect();
+    stream.flush();
+    assert_eq!(sent.load(Ordering::SeqCst), 8);
+    for c in completions {
+        assert_eq!(c.wait().unwrap(), 57);
+    }
+}
+
+/// Wakes a parked thread: the least an executor does.
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let waker = Arc::new(ThreadWaker(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => return out,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[test]
+fn completions_are_futures_for_any_executor() {
+    let gate = Arc::new(Barrier::new(2));
+    let (transport, _) = gated(Some(Arc::clone(&gate)), 0);
+    let stream = Stream::new(transport, StreamConfig::default()).unwrap();
+    let completion = stream.submit(small_heap()).unwrap();
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        gate.wait();
+    });
+    // Pending until the gate opens, then woken and ready.
+    assert_eq!(block_on(completion).unwrap(), 57);
+    opener.join().unwrap();
+}
