@@ -6,8 +6,11 @@
 use thiserror::Error;
 
 pub mod memory;
+#[allow(unsafe_code)]
+pub mod udp;
 
 pub use memory::MemoryTransport;
+pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 
 /// Where a filled packet goes and how long it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,12 @@ pub enum TransportError {
         packet: usize,
         /// The transport's limit.
         limit: usize,
+    },
+    /// The transport was asked for something it cannot do.
+    #[error("{what}")]
+    Config {
+        /// What is wrong.
+        what: String,
     },
     /// An operating-system error, with what was being done.
     #[error("{what}: {source}")]

@@ -1,0 +1,392 @@
+//! The UDP transport: one socket (IPv4 or IPv6, unicast or multicast), one
+//! or more destinations (substreams), packets sent in `sendmmsg` batches of
+//! up to 64. Runs of full-size packets to one destination go as single UDP
+//! GSO (`UDP_SEGMENT`) messages, which the kernel splits; if the kernel or
+//! the device refuses GSO, the transport logs it and carries on without.
+//!
+//! Packets are filled into fixed slots of `max_packet_size` bytes, so full
+//! packets in consecutive slots are contiguous: a GSO run is one iovec.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{PacketMeta, Transport, TransportError};
+
+/// `UDP_SEGMENT` from the kernel's `linux/udp.h` (libc lacks it for glibc).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Packets per `sendmmsg` batch.
+const MAX_BATCH: usize = 64;
+/// Segments the kernel takes in one GSO message.
+const MAX_GSO_SEGMENTS: usize = 64;
+/// Largest UDP payload of one (GSO) message.
+const MAX_UDP_PAYLOAD: usize = 65507;
+/// spead2's default UDP send buffer.
+pub const DEFAULT_BUFFER_SIZE: usize = 512 * 1024;
+
+/// The egress interface for multicast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MulticastInterface {
+    /// IPv4: the interface with this address.
+    Address(Ipv4Addr),
+    /// IPv6: the interface with this index.
+    Index(u32),
+}
+
+/// How to open a UDP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// One destination per substream, all of one address family.
+    pub destinations: Vec<SocketAddr>,
+    /// Local address to bind (address and port), if any.
+    pub bind: Option<SocketAddr>,
+    /// Socket send buffer size in bytes.
+    pub buffer_size: usize,
+    /// Hop limit for multicast (and unicast) packets.
+    pub ttl: Option<u32>,
+    /// Egress interface for multicast.
+    pub multicast_interface: Option<MulticastInterface>,
+    /// Whether multicast packets loop back to local listeners.
+    pub multicast_loop: Option<bool>,
+    /// Use UDP GSO where the kernel allows it.
+    pub gso: bool,
+}
+
+impl UdpConfig {
+    /// Defaults (spead2's buffer size, GSO on) for these destinations.
+    pub fn new(destinations: Vec<SocketAddr>) -> Self {
+        UdpConfig {
+            destinations,
+            bind: None,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            ttl: None,
+            multicast_interface: None,
+            multicast_loop: None,
+            gso: true,
+        }
+    }
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> TransportError {
+    let what = what.into();
+    move |source| TransportError::Io { what, source }
+}
+
+/// Sends packets over UDP.
+pub struct UdpTransport {
+    socket: Socket,
+    destinations: Vec<SockAddr>,
+    gso: bool,
+    slot: usize,
+    buffer: Vec<u8>,
+    packets: Vec<PacketMeta>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    /// One `cmsghdr` + u16 per message, 8-byte aligned.
+    controls: Vec<[u64; 4]>,
+    /// First packet of each message.
+    message_start: Vec<usize>,
+}
+
+// SAFETY: the raw pointers in `iovecs` and `headers` only ever point into
+// this transport's own buffers and are rebuilt before each use; nothing is
+// shared between threads.
+unsafe impl Send for UdpTransport {}
+
+impl std::fmt::Debug for UdpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpTransport")
+            .field("destinations", &self.destinations.len())
+            .field("gso", &self.gso)
+            .finish()
+    }
+}
+
+impl UdpTransport {
+    /// Opens a socket as `config` says.
+    pub fn new(config: &UdpConfig) -> Result<Self, TransportError> {
+        let first = config
+            .destinations
+            .first()
+            .ok_or_else(|| TransportError::Config {
+                what: "a UDP transport needs at least one destination".into(),
+            })?;
+        if let Some(other) = config
+            .destinations
+            .iter()
+            .find(|d| d.is_ipv4() != first.is_ipv4())
+        {
+            return Err(TransportError::Config {
+                what: format!("destinations {first} and {other} are of different address families"),
+            });
+        }
+        let socket = Socket::new(Domain::for_address(*first), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(io_error("creating a UDP socket"))?;
+        socket
+            .set_send_buffer_size(config.buffer_size)
+            .map_err(io_error(format!(
+                "setting the send buffer to {} bytes",
+                config.buffer_size
+            )))?;
+        if let Some(bind) = config.bind {
+            socket
+                .bind(&bind.into())
+                .map_err(io_error(format!("binding to {bind}")))?;
+        }
+        let v4 = first.is_ipv4();
+        if let Some(ttl) = config.ttl {
+            let result = if v4 {
+                socket
+                    .set_multicast_ttl_v4(ttl)
+                    .and_then(|()| socket.set_ttl(ttl))
+            } else {
+                socket
+                    .set_multicast_hops_v6(ttl)
+                    .and_then(|()| socket.set_unicast_hops_v6(ttl))
+            };
+            result.map_err(io_error(format!("setting TTL {ttl}")))?;
+        }
+        if let Some(interface) = config.multicast_interface {
+            let result = match (interface, v4) {
+                (MulticastInterface::Address(addr), true) => socket.set_multicast_if_v4(&addr),
+                (MulticastInterface::Index(index), false) => socket.set_multicast_if_v6(index),
+                (MulticastInterface::Index(index), true) => {
+                    return Err(TransportError::Config {
+                        what: format!("IPv4 multicast needs an interface address, not index {index}"),
+                    })
+                }
+                (MulticastInterface::Address(addr), false) => {
+                    return Err(TransportError::Config {
+                        what: format!("IPv6 multicast needs an interface index, not address {addr}"),
+                    })
+                }
+            };
+            result.map_err(io_error(format!(
+                "setting the multicast interface to {interface:?}"
+            )))?;
+        }
+        if let Some(enabled) = config.multicast_loop {
+            let result = if v4 {
+                socket.set_multicast_loop_v4(enabled)
+            } else {
+                socket.set_multicast_loop_v6(enabled)
+            };
+            result.map_err(io_error("setting multicast loopback"))?;
+        }
+        Ok(Self::with_socket(socket, &config.destinations, config.gso))
+    }
+
+    /// Sends through a socket the caller made (for options this crate does
+    /// not set). It must be a UDP socket of the destinations' family.
+    pub fn from_socket(socket: UdpSocket, destinations: &[SocketAddr], gso: bool) -> Self {
+        Self::with_socket(Socket::from(socket), destinations, gso)
+    }
+
+    fn with_socket(socket: Socket, destinations: &[SocketAddr], gso: bool) -> Self {
+        UdpTransport {
+            socket,
+            destinations: destinations.iter().map(|d| SockAddr::from(*d)).collect(),
+            gso: gso && Self::kernel_has_gso_for(destinations),
+            slot: 0,
+            buffer: Vec::new(),
+            packets: Vec::with_capacity(MAX_BATCH),
+            iovecs: Vec::with_capacity(MAX_BATCH),
+            headers: Vec::with_capacity(MAX_BATCH),
+            controls: vec![[0; 4]; MAX_BATCH],
+            message_start: Vec::with_capacity(MAX_BATCH),
+        }
+    }
+
+    /// Whether a socket of the destinations' family accepts `UDP_SEGMENT`.
+    fn kernel_has_gso_for(destinations: &[SocketAddr]) -> bool {
+        let domain = match destinations.first() {
+            Some(SocketAddr::V6(_)) => Domain::IPV6,
+            _ => Domain::IPV4,
+        };
+        let Ok(probe) = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)) else {
+            return false;
+        };
+        let segment: libc::c_int = 0;
+        // SAFETY: a valid socket, an option value of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                probe.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_SEGMENT,
+                (&segment as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::info!(
+                "UDP GSO unavailable ({}); sending one datagram per packet",
+                io::Error::last_os_error()
+            );
+        }
+        rc == 0
+    }
+
+    /// Whether GSO is in use.
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()?.as_socket()
+    }
+
+    /// Groups the batch's packets from `first` on into messages.
+    fn build_messages(&mut self, first: usize) {
+        self.iovecs.clear();
+        self.headers.clear();
+        self.message_start.clear();
+        let max_segments = MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / self.slot.max(1));
+        let mut i = first;
+        while i < self.packets.len() {
+            let substream = self.packets[i].substream;
+            let mut end = i + 1;
+            if self.gso {
+                while end < self.packets.len()
+                    && end - i < max_segments
+                    && self.packets[end - 1].len == self.slot
+                    && self.packets[end].substream == substream
+                {
+                    end += 1;
+                }
+            }
+            let start = i * self.slot;
+            let stop = (end - 1) * self.slot + self.packets[end - 1].len;
+            self.iovecs.push(libc::iovec {
+                iov_base: self.buffer[start..].as_mut_ptr().cast(),
+                iov_len: stop - start,
+            });
+            let destination = &self.destinations[substream];
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+            let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
+            header.msg_hdr.msg_name = destination.as_ptr() as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = destination.len();
+            header.msg_hdr.msg_iovlen = 1;
+            if end - i > 1 {
+                let control = &mut self.controls[self.headers.len()];
+                // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
+                let (space, len) = unsafe { (libc::CMSG_SPACE(2), libc::CMSG_LEN(2)) };
+                let cmsg = libc::cmsghdr {
+                    cmsg_len: len as _,
+                    cmsg_level: libc::SOL_UDP,
+                    cmsg_type: UDP_SEGMENT,
+                };
+                let bytes = control.as_mut_ptr().cast::<u8>();
+                // SAFETY: `control` is 32 bytes, 8-aligned: room for the
+                // 16-byte header and the 2-byte segment size after it.
+                unsafe {
+                    std::ptr::write(bytes.cast::<libc::cmsghdr>(), cmsg);
+                    std::ptr::write_unaligned(
+                        bytes.add(mem::size_of::<libc::cmsghdr>()).cast::<u16>(),
+                        self.slot as u16,
+                    );
+                }
+                header.msg_hdr.msg_control = bytes.cast();
+                header.msg_hdr.msg_controllen = space as _;
+            }
+            self.headers.push(header);
+            self.message_start.push(i);
+            i = end;
+        }
+        // The iovec vector is complete: point each header at its iovec.
+        for (header, iovec) in self.headers.iter_mut().zip(self.iovecs.iter_mut()) {
+            header.msg_hdr.msg_iov = iovec;
+        }
+    }
+
+    /// Sends every built message, falling back from GSO if refused.
+    fn send_messages(&mut self) -> Result<(), TransportError> {
+        let mut sent = 0;
+        while sent < self.headers.len() {
+            let pending = &mut self.headers[sent..];
+            // SAFETY: every header points at this transport's live buffers,
+            // destinations and control blocks, built by build_messages.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.socket.as_raw_fd(),
+                    pending.as_mut_ptr(),
+                    pending.len() as _,
+                    0,
+                )
+            };
+            if rc >= 0 {
+                sent += rc as usize;
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP) if self.gso => {
+                    tracing::warn!("UDP GSO refused ({error}); falling back to one datagram per packet");
+                    self.gso = false;
+                    let first = self.message_start[sent];
+                    self.build_messages(first);
+                    sent = 0;
+                }
+                _ => {
+                    let packet = self.packets[self.message_start[sent]];
+                    let destination = self.destinations[packet.substream].as_socket();
+                    return Err(TransportError::Io {
+                        what: format!(
+                            "sending a {}-byte UDP packet to {}",
+                            packet.len,
+                            destination.map_or_else(|| "?".into(), |d| d.to_string())
+                        ),
+                        source: error,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transport for UdpTransport {
+    fn substreams(&self) -> usize {
+        self.destinations.len()
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
+        if max_packet_size > MAX_UDP_PAYLOAD {
+            return Err(TransportError::PacketTooLarge {
+                packet: max_packet_size,
+                limit: MAX_UDP_PAYLOAD,
+            });
+        }
+        self.slot = max_packet_size;
+        self.buffer = vec![0; MAX_BATCH * max_packet_size];
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError> {
+        self.packets.clear();
+        while self.packets.len() < MAX_BATCH {
+            let start = self.packets.len() * self.slot;
+            let Some(meta) = fill(&mut self.buffer[start..start + self.slot]) else {
+                break;
+            };
+            self.packets.push(meta);
+        }
+        if self.packets.is_empty() {
+            return Ok(0);
+        }
+        self.build_messages(0);
+        self.send_messages()?;
+        Ok(self.packets.len())
+    }
+}
