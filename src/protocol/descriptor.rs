@@ -243,6 +243,32 @@ impl Descriptor {
         })
     }
 
+    /// Bits per element: the dtype's size or the format fields' sum.
+    pub fn itemsize_bits(&self) -> u64 {
+        match &self.data_type {
+            DataType::Numpy { dtype, .. } => dtype.itemsize() * 8,
+            DataType::Format(fields) => fields.iter().map(|f| f.bits).sum(),
+        }
+    }
+
+    /// Whether a dimension is variable.
+    pub fn is_variable_size(&self) -> bool {
+        self.shape.iter().any(Option::is_none)
+    }
+
+    /// spead2's rule for whether small values may go as immediates: a fixed
+    /// shape, and a dtype or a whole number of bytes per element.
+    pub fn allow_immediate(&self) -> bool {
+        !self.is_variable_size()
+            && (matches!(self.data_type, DataType::Numpy { .. }) || self.itemsize_bits() % 8 == 0)
+    }
+
+    /// Bytes a value of this item takes, if the shape is fixed.
+    pub fn fixed_size(&self) -> Option<u64> {
+        let elements: Option<u64> = self.shape.iter().try_fold(1u64, |n, d| n.checked_mul((*d)?));
+        Some(elements?.checked_mul(self.itemsize_bits())?.div_ceil(8))
+    }
+
     /// Checks the descriptor against the rules spead2 applies and the field
     /// widths of `flavour`.
     pub fn validate(&self, flavour: Flavour) -> Result<(), DescriptorError> {

@@ -16,9 +16,11 @@ use crate::protocol::{Heap, PacketizeError, Packetizer};
 use crate::transport::{Transport, TransportError};
 
 pub mod config;
+pub mod item_group;
 mod worker;
 
 pub use config::{ConfigError, StreamConfig};
+pub use item_group::{ItemGroup, ItemGroupError, ItemKey, Selection};
 
 /// How the packets of a group of heaps are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
