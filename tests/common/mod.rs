@@ -18,6 +18,7 @@ pub fn python() -> PathBuf {
 }
 
 /// A helper script in `tests/interop/`.
+#[allow(dead_code)] // not every test file runs a script
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")

@@ -1,0 +1,344 @@
+//! spead-send: generate and send SPEAD heaps, with spead2_send's options,
+//! defaults (except --addr-bits, 48) and heap sequence, so the SPEAD bytes
+//! on the wire are the same as spead2_send.py's.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
+use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig};
+use spead_xdp::transport::{MulticastInterface, UdpConfig, UdpTransport};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportKind {
+    /// AF_XDP where possible, else UDP.
+    Auto,
+    /// AF_XDP kernel bypass.
+    Xdp,
+    /// Kernel UDP sockets (sendmmsg, GSO).
+    Udp,
+    /// TCP, packets back to back.
+    Tcp,
+    /// A pcap file (Ethernet/IPv4/UDP framing).
+    Pcap,
+}
+
+/// Generate and send SPEAD packets (options as spead2_send).
+#[derive(Debug, Parser)]
+#[command(name = "spead-send", version)]
+struct Args {
+    /// Destinations, one substream each.
+    #[arg(value_name = "HOST:PORT", required = true)]
+    destination: Vec<String>,
+    /// Payload size for heap.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 4_194_304,
+        help_heading = "Data options"
+    )]
+    heap_size: u64,
+    /// Number of items per heap.
+    #[arg(long, default_value_t = 1, help_heading = "Data options")]
+    items: u64,
+    /// Numpy data type.
+    #[arg(long, default_value = "<c8", help_heading = "Data options")]
+    dtype: String,
+    /// Number of data heaps to send [infinite].
+    #[arg(long, help_heading = "Data options")]
+    heaps: Option<u64>,
+    /// Log level.
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "INFO",
+        help_heading = "Output options"
+    )]
+    log: tracing::Level,
+    /// No live progress on stderr.
+    #[arg(long, help_heading = "Output options")]
+    quiet: bool,
+    /// Heap address bits.
+    #[arg(long, default_value_t = 48, help_heading = "Protocol and performance options")]
+    addr_bits: u32,
+    /// Maximum packet size to send.
+    #[arg(
+        long,
+        default_value_t = 1472,
+        help_heading = "Protocol and performance options"
+    )]
+    packet: usize,
+    /// Burst size.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 65536,
+        help_heading = "Protocol and performance options"
+    )]
+    burst: usize,
+    /// Hard rate limit, relative to --rate.
+    #[arg(
+        long,
+        value_name = "RATIO",
+        default_value_t = 1.05,
+        help_heading = "Protocol and performance options"
+    )]
+    burst_rate_ratio: f64,
+    /// Maximum heaps in flight.
+    #[arg(
+        long,
+        value_name = "HEAPS",
+        default_value_t = 4,
+        help_heading = "Protocol and performance options"
+    )]
+    max_heaps: usize,
+    /// Transmission rate bound [no limit].
+    #[arg(
+        long,
+        value_name = "Gb/s",
+        default_value_t = 0.0,
+        help_heading = "Protocol and performance options"
+    )]
+    rate: f64,
+    /// TTL for multicast target.
+    #[arg(long, help_heading = "Protocol and performance options")]
+    ttl: Option<u32>,
+    /// Interface address.
+    #[arg(long, help_heading = "Protocol and performance options")]
+    bind: Option<IpAddr>,
+    /// Socket buffer size.
+    #[arg(long, help_heading = "Protocol and performance options")]
+    buffer: Option<usize>,
+    /// Description issue frequency [only at start].
+    #[arg(long, help_heading = "Protocol and performance options")]
+    descriptors: Option<u64>,
+    /// Use TCP instead of UDP.
+    #[arg(long, help_heading = "Protocol and performance options")]
+    tcp: bool,
+    /// Transport.
+    #[arg(long, value_enum, default_value_t = TransportKind::Auto, help_heading = "Transport options")]
+    transport: TransportKind,
+    /// Output file for --transport pcap.
+    #[arg(long, value_name = "FILE", help_heading = "Transport options")]
+    pcap: Option<PathBuf>,
+    /// Network interface for AF_XDP.
+    #[arg(long, value_name = "IFACE", help_heading = "Transport options")]
+    interface: Option<String>,
+}
+
+fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
+    if !endpoint.contains(':') {
+        return Err(format!(
+            "destination {endpoint:?} must have the form <host>:<port>"
+        ));
+    }
+    endpoint
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {endpoint:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
+}
+
+/// Counters shared with the progress printer.
+#[derive(Default)]
+struct Progress {
+    bytes: AtomicU64,
+    packets: AtomicU64,
+    heaps: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn print_progress(progress: &Progress, done: &AtomicBool) {
+    let start = Instant::now();
+    let (mut last_bytes, mut last_packets, mut last) = (0, 0, start);
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let now = Instant::now();
+        let seconds = (now - last).as_secs_f64();
+        let bytes = progress.bytes.load(Ordering::Relaxed);
+        let packets = progress.packets.load(Ordering::Relaxed);
+        eprintln!(
+            "{:8.1} s  {:8.3} Gb/s  {:10.0} packets/s  {} heaps  {} errors",
+            (now - start).as_secs_f64(),
+            (bytes - last_bytes) as f64 * 8.0 / seconds / 1e9,
+            (packets - last_packets) as f64 / seconds,
+            progress.heaps.load(Ordering::Relaxed),
+            progress.errors.load(Ordering::Relaxed),
+        );
+        (last_bytes, last_packets, last) = (bytes, packets, now);
+    }
+}
+
+fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
+    let kind = match (args.tcp, args.transport) {
+        (true, TransportKind::Auto | TransportKind::Tcp) => TransportKind::Tcp,
+        (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
+        (false, kind) => kind,
+    };
+    match kind {
+        TransportKind::Auto => {
+            tracing::info!("AF_XDP is not in this build yet; using the UDP transport");
+        }
+        TransportKind::Udp => {}
+        TransportKind::Xdp => return Err("the AF_XDP transport is not in this build yet".into()),
+        TransportKind::Tcp => return Err("the TCP transport is not in this build yet".into()),
+        TransportKind::Pcap => return Err("the pcap transport is not in this build yet".into()),
+    }
+    let mut udp = UdpConfig::new(destinations.to_vec());
+    if let Some(buffer) = args.buffer {
+        udp.buffer_size = buffer;
+    }
+    udp.ttl = args.ttl;
+    if let Some(bind) = args.bind {
+        udp.bind = Some(SocketAddr::new(bind, 0));
+        if let IpAddr::V4(v4) = bind {
+            if destinations.iter().any(|d| d.ip().is_multicast()) {
+                udp.multicast_interface = Some(MulticastInterface::Address(v4));
+            }
+        }
+    }
+    let transport = UdpTransport::new(&udp).map_err(|e| e.to_string())?;
+    Stream::new(transport, config).map_err(|e| e.to_string())
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let destinations = args
+        .destination
+        .iter()
+        .map(|d| resolve(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let flavour = Flavour::new(args.addr_bits).map_err(|e| e.to_string())?;
+    let dtype = NumpyDtype::new(&args.dtype).map_err(|e| e.to_string())?;
+    if args.items == 0 {
+        return Err("--items must be at least 1".into());
+    }
+    let elements = args.heap_size / (args.items * dtype.itemsize());
+    let heap_size = elements * args.items * dtype.itemsize();
+    if heap_size != args.heap_size {
+        tracing::warn!(
+            "Heap size is not an exact multiple: using {heap_size} instead of {}",
+            args.heap_size
+        );
+    }
+    let config = StreamConfig {
+        max_packet_size: args.packet,
+        rate: args.rate * 1e9 / 8.0,
+        burst_size: args.burst,
+        max_heaps: args.max_heaps,
+        burst_rate_ratio: args.burst_rate_ratio,
+    };
+    let sizing = config.validate().map_err(|e| e.to_string())?;
+    let mut group = ItemGroup::new(flavour);
+    if let Some(every) = args.descriptors {
+        group = group.with_descriptor_frequency(every);
+    }
+    // One zero buffer shared by every item of every heap: no copies.
+    let zeros = Bytes::from(vec![0u8; (elements * dtype.itemsize()) as usize]);
+    for i in 0..args.items {
+        let descriptor = Descriptor::with_dtype(
+            group.free_id(),
+            format!("Test item {i}"),
+            "A test item with arbitrary value",
+            vec![elements],
+            dtype.as_str(),
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+        group
+            .add(descriptor, Some(zeros.clone()))
+            .map_err(|e| e.to_string())?;
+    }
+    let stream = open_stream(&args, &destinations, config)?;
+    let substreams = stream.substreams() as u64;
+
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let printer = (!args.quiet).then(|| {
+        let (progress, done) = (Arc::clone(&progress), Arc::clone(&done));
+        std::thread::spawn(move || print_progress(&progress, &done))
+    });
+
+    let start = Instant::now();
+    let mut in_flight: VecDeque<(Completion, u64)> = VecDeque::new();
+    let mut last_error = None;
+    let settle =
+        |(completion, packets): (Completion, u64), last_error: &mut Option<String>| match completion.wait() {
+            Ok(bytes) => {
+                progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                progress.packets.fetch_add(packets, Ordering::Relaxed);
+                progress.heaps.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                *last_error = Some(e.to_string());
+            }
+        };
+    let data_heaps = args.heaps.unwrap_or(u64::MAX);
+    let total = args.heaps.map_or(u64::MAX, |n| n + substreams);
+    let mut i = 0u64;
+    while i < total {
+        if in_flight.len() >= args.max_heaps {
+            settle(in_flight.pop_front().expect("non-empty"), &mut last_error);
+        }
+        let heap = if i >= data_heaps {
+            group.get_end()
+        } else {
+            let descriptors = if i < substreams {
+                Selection::All
+            } else {
+                Selection::Stale
+            };
+            group
+                .get_heap(descriptors, Selection::All)
+                .map_err(|e| e.to_string())?
+        };
+        let packets = sizing.packets(&heap, 0).map_err(|e| e.to_string())?.remaining() as u64;
+        let heap = HeapRef::new(heap).substream((i % substreams) as usize);
+        let completion = stream.submit(heap).map_err(|e| e.to_string())?;
+        in_flight.push_back((completion, packets));
+        i += 1;
+    }
+    while let Some(entry) = in_flight.pop_front() {
+        settle(entry, &mut last_error);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    if let Some(printer) = printer {
+        let _ = printer.join();
+    }
+    let errors = progress.errors.load(Ordering::Relaxed);
+    if let Some(error) = last_error {
+        tracing::warn!("{errors} errors, last one: {error}");
+    }
+    let bytes = progress.bytes.load(Ordering::Relaxed);
+    println!(
+        "Sent {bytes} bytes in {elapsed:.6}s, {:.6} Gb/s",
+        bytes as f64 * 8.0 / elapsed / 1e9
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("spead-send: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
