@@ -115,3 +115,61 @@ fn same_payloads_as_spead2_send_two_destinations_and_descriptor_frequency() {
         2,
     );
 }
+
+/// Accepts one TCP connection and returns everything sent on it.
+fn capture_tcp() -> (u16, JoinHandle<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut connection, _) = listener.accept().unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut connection, &mut bytes).unwrap();
+        bytes
+    });
+    (port, handle)
+}
+
+#[test]
+fn same_bytes_as_spead2_send_over_tcp() {
+    let options = [
+        "--tcp",
+        "--heaps",
+        "5",
+        "--heap-size",
+        "300000",
+        "--addr-bits",
+        "48",
+    ];
+    let python = common::python();
+    let mut streams = Vec::new();
+    for sender in ["spead2", "ours"] {
+        let (port, capture) = capture_tcp();
+        let mut command = if sender == "spead2" {
+            let mut c = Command::new(&python);
+            c.arg(python.with_file_name("spead2_send.py"));
+            c
+        } else {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_spead-send"));
+            c.arg("--quiet");
+            c
+        };
+        let out = command
+            .args(options)
+            .arg(format!("127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sender}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        streams.push(capture.join().unwrap());
+    }
+    assert!(!streams[0].is_empty());
+    assert_eq!(streams[0].len(), streams[1].len(), "TCP byte count");
+    assert!(streams[0] == streams[1], "TCP bytes differ");
+    println!(
+        "TCP: {} bytes identical to spead2_send.py --tcp",
+        streams[0].len()
+    );
+}

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
 use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig};
-use spead_xdp::transport::{MulticastInterface, UdpConfig, UdpTransport};
+use spead_xdp::transport::{tcp, MulticastInterface, TcpTransport, UdpConfig, UdpTransport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportKind {
@@ -191,7 +191,15 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         }
         TransportKind::Udp => {}
         TransportKind::Xdp => return Err("the AF_XDP transport is not in this build yet".into()),
-        TransportKind::Tcp => return Err("the TCP transport is not in this build yet".into()),
+        TransportKind::Tcp => {
+            let [destination] = destinations else {
+                return Err("only one destination is supported with TCP".into());
+            };
+            let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
+            let buffer = args.buffer.unwrap_or(tcp::DEFAULT_BUFFER_SIZE);
+            let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
+            return Stream::new(transport, config).map_err(|e| e.to_string());
+        }
         TransportKind::Pcap => return Err("the pcap transport is not in this build yet".into()),
     }
     let mut udp = UdpConfig::new(destinations.to_vec());

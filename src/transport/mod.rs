@@ -6,10 +6,12 @@
 use thiserror::Error;
 
 pub mod memory;
+pub mod tcp;
 #[allow(unsafe_code)]
 pub mod udp;
 
 pub use memory::MemoryTransport;
+pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 
 /// Where a filled packet goes and how long it is.

@@ -1,0 +1,104 @@
+//! The TCP transport, as spead2 does it: one connection, SPEAD packets
+//! written back to back (each carries its own length), a batch of packets
+//! per write.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{PacketMeta, Transport, TransportError};
+
+/// spead2's default TCP send buffer.
+pub const DEFAULT_BUFFER_SIZE: usize = 212_992;
+const MAX_BATCH: usize = 64;
+
+/// Sends packets over one TCP connection.
+#[derive(Debug)]
+pub struct TcpTransport {
+    stream: TcpStream,
+    peer: String,
+    slot: usize,
+    buffer: Vec<u8>,
+}
+
+impl TcpTransport {
+    /// Connects to `destination`, from `bind` if given, with a send buffer
+    /// of `buffer_size` bytes.
+    pub fn connect(
+        destination: SocketAddr,
+        bind: Option<SocketAddr>,
+        buffer_size: usize,
+    ) -> Result<Self, TransportError> {
+        let fail = |what: String| move |source| TransportError::Io { what, source };
+        let socket = Socket::new(
+            Domain::for_address(destination),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(fail("creating a TCP socket".into()))?;
+        socket
+            .set_send_buffer_size(buffer_size)
+            .map_err(fail(format!("setting the send buffer to {buffer_size} bytes")))?;
+        if let Some(bind) = bind {
+            socket
+                .bind(&bind.into())
+                .map_err(fail(format!("binding to {bind}")))?;
+        }
+        socket
+            .connect(&destination.into())
+            .map_err(fail(format!("connecting to {destination}")))?;
+        Ok(Self::from_stream(socket.into()))
+    }
+
+    /// Sends over a connection the caller made (for options this crate
+    /// does not set).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "the TCP peer".into(), |p| p.to_string());
+        TcpTransport {
+            stream,
+            peer,
+            slot: 0,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn substreams(&self) -> usize {
+        1
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
+        self.slot = max_packet_size;
+        self.buffer = vec![0; MAX_BATCH * max_packet_size];
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError> {
+        let (mut used, mut packets) = (0, 0);
+        while packets < MAX_BATCH {
+            let Some(meta) = fill(&mut self.buffer[used..used + self.slot]) else {
+                break;
+            };
+            used += meta.len;
+            packets += 1;
+        }
+        self.stream
+            .write_all(&self.buffer[..used])
+            .map_err(|source: io::Error| TransportError::Io {
+                what: format!("writing {packets} packets ({used} bytes) to {}", self.peer),
+                source,
+            })?;
+        Ok(packets)
+    }
+}
