@@ -14,7 +14,9 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
 use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig};
-use spead_xdp::transport::{tcp, MulticastInterface, TcpTransport, UdpConfig, UdpTransport};
+use spead_xdp::transport::{
+    tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportKind {
@@ -200,7 +202,26 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
             let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
             return Stream::new(transport, config).map_err(|e| e.to_string());
         }
-        TransportKind::Pcap => return Err("the pcap transport is not in this build yet".into()),
+        TransportKind::Pcap => {
+            let path = args.pcap.clone().ok_or("--transport pcap needs --pcap FILE")?;
+            let v4 = destinations
+                .iter()
+                .map(|d| match d {
+                    SocketAddr::V4(v4) => Ok(*v4),
+                    SocketAddr::V6(_) => Err(format!("pcap frames are IPv4; {d} is not")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut pcap = PcapConfig::new(path, v4);
+            if let Some(IpAddr::V4(source)) = args.bind {
+                pcap.source.set_ip(source);
+            }
+            if let Some(ttl) = args.ttl {
+                pcap.ttl =
+                    u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
+            }
+            let transport = PcapTransport::create(&pcap).map_err(|e| e.to_string())?;
+            return Stream::new(transport, config).map_err(|e| e.to_string());
+        }
     }
     let mut udp = UdpConfig::new(destinations.to_vec());
     if let Some(buffer) = args.buffer {

@@ -5,12 +5,15 @@
 
 use thiserror::Error;
 
+pub mod frame;
 pub mod memory;
+pub mod pcap;
 pub mod tcp;
 #[allow(unsafe_code)]
 pub mod udp;
 
 pub use memory::MemoryTransport;
+pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 

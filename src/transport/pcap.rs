@@ -1,0 +1,146 @@
+//! The pcap transport: each packet written to a pcap file as an
+//! Ethernet/IPv4/UDP frame (the headers an AF_XDP sender would put on the
+//! wire), timestamped when written, so Wireshark, tcpdump and spead2's pcap
+//! reader open it. The file is complete once the stream is dropped.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pcap_file::pcap::{PcapPacket, PcapWriter};
+
+use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
+use super::{PacketMeta, Transport, TransportError};
+
+const MAX_BATCH: usize = 64;
+
+/// What to write and how to frame it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcapConfig {
+    /// The file to create.
+    pub path: PathBuf,
+    /// One destination per substream (IPv4).
+    pub destinations: Vec<SocketAddrV4>,
+    /// Source address and port in the frames.
+    pub source: SocketAddrV4,
+    /// Source MAC in the frames.
+    pub source_mac: MacAddress,
+    /// Destination MAC for unicast destinations (multicast ones map from
+    /// the group).
+    pub unicast_mac: MacAddress,
+    /// IPv4 TTL in the frames.
+    pub ttl: u8,
+}
+
+impl PcapConfig {
+    /// Frames from 127.0.0.1:49152 with locally administered MACs, TTL 64.
+    pub fn new(path: impl Into<PathBuf>, destinations: Vec<SocketAddrV4>) -> Self {
+        PcapConfig {
+            path: path.into(),
+            destinations,
+            source: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 49152),
+            source_mac: MacAddress([0x02, 0, 0, 0, 0, 0x01]),
+            unicast_mac: MacAddress([0x02, 0, 0, 0, 0, 0x02]),
+            ttl: 64,
+        }
+    }
+}
+
+/// Writes packets to a pcap file.
+pub struct PcapTransport {
+    writer: PcapWriter<BufWriter<File>>,
+    path: PathBuf,
+    templates: Vec<UdpFrameTemplate>,
+    frame: Vec<u8>,
+    ip_id: u16,
+}
+
+impl std::fmt::Debug for PcapTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapTransport").field("path", &self.path).finish()
+    }
+}
+
+impl PcapTransport {
+    /// Creates the file and writes the pcap header.
+    pub fn create(config: &PcapConfig) -> Result<Self, TransportError> {
+        if config.destinations.is_empty() {
+            return Err(TransportError::Config {
+                what: "a pcap transport needs at least one destination".into(),
+            });
+        }
+        let io = |what: String| move |source| TransportError::Io { what, source };
+        let file = File::create(&config.path).map_err(io(format!("creating {}", config.path.display())))?;
+        let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| TransportError::Io {
+            what: format!("writing the pcap header to {}", config.path.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let templates = config
+            .destinations
+            .iter()
+            .map(|d| {
+                let mac = if d.ip().is_multicast() {
+                    MacAddress::for_multicast(*d.ip())
+                } else {
+                    config.unicast_mac
+                };
+                UdpFrameTemplate::new(config.source_mac, mac, config.source, *d, config.ttl)
+            })
+            .collect();
+        Ok(PcapTransport {
+            writer,
+            path: config.path.clone(),
+            templates,
+            frame: Vec::new(),
+            ip_id: 0,
+        })
+    }
+}
+
+impl Transport for PcapTransport {
+    fn substreams(&self) -> usize {
+        self.templates.len()
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
+        const MAX_IPV4_UDP_PAYLOAD: usize = 65507;
+        if max_packet_size > MAX_IPV4_UDP_PAYLOAD {
+            return Err(TransportError::PacketTooLarge {
+                packet: max_packet_size,
+                limit: MAX_IPV4_UDP_PAYLOAD,
+            });
+        }
+        self.frame = vec![0; HEADERS_LEN + max_packet_size];
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError> {
+        let mut sent = 0;
+        while sent < MAX_BATCH {
+            let Some(meta) = fill(&mut self.frame[HEADERS_LEN..]) else {
+                break;
+            };
+            self.templates[meta.substream].write(&mut self.frame, meta.len, self.ip_id);
+            self.ip_id = self.ip_id.wrapping_add(1);
+            let len = HEADERS_LEN + meta.len;
+            let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            self.writer
+                .write_packet(&PcapPacket::new(time, len as u32, &self.frame[..len]))
+                .map_err(|e| TransportError::Io {
+                    what: format!("writing a packet to {}", self.path.display()),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
