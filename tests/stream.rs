@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use spead_xdp::protocol::{Flavour, Heap, Item};
-use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig};
+use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent};
 use spead_xdp::transport::{MemoryTransport, PacketMeta, Transport, TransportError};
 
 /// Items of test heap `seed`: immediates, small and large address items.
@@ -244,7 +245,10 @@ fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
     let second = stream.submit(small_heap()).unwrap();
     let started = Instant::now();
     match stream.submit_group(vec![small_heap().into(), small_heap().into()], GroupMode::Serial) {
-        Err(SendError::QueueFull { heaps, max_heaps }) => {
+        Err(SendError::QueueFull {
+            unsent: Unsent::Heaps(heaps),
+            max_heaps,
+        }) => {
             assert_eq!((heaps.len(), max_heaps), (2, 2));
             assert_eq!(heaps[0].heap, small_heap());
         }
@@ -283,14 +287,14 @@ fn invalid_heaps_are_refused_and_handed_back() {
     ];
     for heap in bad {
         match stream.submit(heap) {
-            Err(SendError::InvalidHeap {
+            Err(SendError::Invalid {
                 index: 0,
-                heaps,
+                unsent: Unsent::Heaps(heaps),
                 reason,
             }) => {
                 assert_eq!(heaps.len(), 1, "{reason}");
             }
-            other => panic!("expected InvalidHeap, got {other:?}"),
+            other => panic!("expected Invalid, got {other:?}"),
         }
     }
     assert!(stream.set_cnt_sequence(1, 0).is_err());
@@ -348,4 +352,42 @@ fn completions_are_futures_for_any_executor() {
     // Pending until the gate opens, then woken and ready.
     assert_eq!(block_on(completion).unwrap(), 57);
     opener.join().unwrap();
+}
+
+#[test]
+fn raw_datagrams_go_through_the_same_queue_and_pacing() {
+    let transport = MemoryTransport::new(2);
+    let config = StreamConfig {
+        rate: 1e6, // bytes/s
+        burst_size: 1000,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport.clone(), config).unwrap();
+    // VDIF-like frames of 1000 bytes, not SPEAD.
+    let frames: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1000])).collect();
+    let started = Instant::now();
+    let bytes = stream
+        .submit_datagrams(frames.clone(), 1, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(bytes, 100_000);
+    assert_eq!(transport.bytes(1), frames.concat());
+    assert!(transport.bytes(0).is_empty());
+    // 100 kB at 1 MB/s: at least ~0.1 s minus one burst, however fast the machine.
+    assert!(elapsed >= Duration::from_millis(95), "not paced: {elapsed:?}");
+
+    let too_big = vec![Bytes::from(vec![0u8; 1473])];
+    match stream.submit_datagrams(too_big, 0, None) {
+        Err(SendError::Invalid {
+            reason,
+            unsent: Unsent::Datagrams(d),
+            ..
+        }) => {
+            assert_eq!(d.len(), 1);
+            assert!(reason.to_string().contains("1473"), "{reason}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use thiserror::Error;
 
 use crate::protocol::{Heap, PacketizeError, Packetizer};
@@ -80,28 +81,52 @@ impl From<Heap<'static>> for HeapRef {
     }
 }
 
-/// Why heaps were not sent.
+/// What a refused submission hands back, unsent.
+#[derive(Debug)]
+pub enum Unsent {
+    /// The heaps of a group.
+    Heaps(Vec<HeapRef>),
+    /// Raw datagrams.
+    Datagrams(Vec<Bytes>),
+}
+
+impl Unsent {
+    /// How many heaps or datagrams.
+    pub fn len(&self) -> usize {
+        match self {
+            Unsent::Heaps(h) => h.len(),
+            Unsent::Datagrams(d) => d.len(),
+        }
+    }
+
+    /// Whether there is nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why heaps (or datagrams) were not sent.
 #[derive(Debug, Error)]
 pub enum SendError {
-    /// The queue has no room for the heaps; they are handed back unsent.
-    #[error("stream queue is full ({max_heaps} heaps); {} heap(s) not sent", heaps.len())]
+    /// The queue has no room; everything is handed back unsent.
+    #[error("stream queue is full ({max_heaps} heaps); {} not sent", unsent.len())]
     QueueFull {
-        /// The heaps, unsent.
-        heaps: Vec<HeapRef>,
+        /// What was submitted, unsent.
+        unsent: Unsent,
         /// The queue's size.
         max_heaps: usize,
     },
-    /// A heap cannot be sent as asked; all are handed back unsent.
-    #[error("heap {index} of the group: {reason}")]
-    InvalidHeap {
-        /// Position of the bad heap in the group.
+    /// Something cannot be sent as asked; everything is handed back unsent.
+    #[error("entry {index} of the submission: {reason}")]
+    Invalid {
+        /// Position of the bad heap or datagram.
         index: usize,
         /// What is wrong.
-        reason: InvalidHeap,
-        /// The heaps, unsent.
-        heaps: Vec<HeapRef>,
+        reason: Invalid,
+        /// What was submitted, unsent.
+        unsent: Unsent,
     },
-    /// The transport failed while sending; the heaps were not (all) sent.
+    /// The transport failed while sending; the submission was not (all) sent.
     #[error("transport failed: {0}")]
     Transport(#[from] TransportError),
     /// The stream's worker has stopped.
@@ -109,11 +134,11 @@ pub enum SendError {
     Closed,
 }
 
-/// What is wrong with a heap handed to a stream.
+/// What is wrong with a heap or datagram handed to a stream.
 #[derive(Debug, Clone, PartialEq, Error)]
-pub enum InvalidHeap {
-    /// The packetizer refuses it (cnt too large, pointers that cannot be
-    /// repeated).
+pub enum Invalid {
+    /// The packetizer refuses the heap (cnt too large, pointers that cannot
+    /// be repeated).
     #[error(transparent)]
     Packetize(#[from] PacketizeError),
     /// No such destination.
@@ -124,12 +149,20 @@ pub enum InvalidHeap {
         /// Substreams of the stream.
         substreams: usize,
     },
-    /// A per-heap rate that is negative or not finite.
+    /// A rate that is negative or not finite.
     #[error(transparent)]
     Rate(#[from] ConfigError),
-    /// An empty group.
-    #[error("a group needs at least one heap")]
-    EmptyGroup,
+    /// An empty group or datagram list.
+    #[error("a submission needs at least one heap or datagram")]
+    Empty,
+    /// A datagram larger than the stream's packets.
+    #[error("datagram of {len} bytes exceeds the max packet size of {max}")]
+    DatagramTooLarge {
+        /// Its length.
+        len: usize,
+        /// The stream's (rounded) max packet size.
+        max: usize,
+    },
 }
 
 /// The outcome of a submission: a `Future` for any executor, or
@@ -258,64 +291,134 @@ impl Stream {
     /// Queues a group of heaps, all or none, with one completion.
     pub fn submit_group(&self, heaps: Vec<HeapRef>, mode: GroupMode) -> Result<Completion, SendError> {
         if let Err((index, reason)) = self.check(&heaps) {
-            return Err(SendError::InvalidHeap { index, reason, heaps });
+            let unsent = Unsent::Heaps(heaps);
+            return Err(SendError::Invalid {
+                index,
+                reason,
+                unsent,
+            });
         }
         let mut state = self.shared.lock();
         if state.in_flight + heaps.len() > self.config.max_heaps {
-            return Err(SendError::QueueFull {
-                heaps,
-                max_heaps: self.config.max_heaps,
-            });
+            return Err(self.queue_full(Unsent::Heaps(heaps)));
         }
-        let mut queued = Vec::with_capacity(heaps.len());
-        let mut next_cnt = state.next_cnt;
+        let slots = heaps.len();
+        let mut queued = Vec::with_capacity(slots);
         for heap_ref in heaps {
             let flavour = heap_ref.heap.flavour();
             let cnt = heap_ref.cnt.unwrap_or_else(|| {
-                let cnt = next_cnt & flavour.max_value();
-                next_cnt = next_cnt.wrapping_add(state.cnt_step);
+                let cnt = state.next_cnt & flavour.max_value();
+                state.next_cnt = state.next_cnt.wrapping_add(state.cnt_step);
                 cnt
             });
-            let rate = heap_ref.rate.unwrap_or(self.config.rate);
             queued.push(worker::QueuedHeap {
                 heap: heap_ref.heap,
                 cnt,
                 substream: heap_ref.substream,
-                nanos_per_byte: if rate > 0.0 { 1e9 / rate } else { 0.0 },
+                nanos_per_byte: self.nanos_per_byte(heap_ref.rate),
             });
         }
-        let (done, completion) = oneshot::channel();
-        let job = worker::Job {
-            heaps: queued,
-            mode,
-            done,
+        self.enqueue(state, worker::Work::Heaps { heaps: queued, mode }, slots)
+    }
+
+    /// Queues raw datagrams (not SPEAD: VDIF frames, detector readout) to
+    /// one substream, paced like heaps; they take one queue slot and
+    /// complete once.
+    pub fn submit_datagrams(
+        &self,
+        datagrams: Vec<Bytes>,
+        substream: usize,
+        rate: Option<f64>,
+    ) -> Result<Completion, SendError> {
+        let max = self.sizing.max_packet_size();
+        let check = || -> Result<(), (usize, Invalid)> {
+            if datagrams.is_empty() {
+                return Err((0, Invalid::Empty));
+            }
+            self.check_route(substream, rate).map_err(|e| (0, e))?;
+            match datagrams.iter().position(|d| d.len() > max) {
+                Some(i) => Err((
+                    i,
+                    Invalid::DatagramTooLarge {
+                        len: datagrams[i].len(),
+                        max,
+                    },
+                )),
+                None => Ok(()),
+            }
         };
-        let n = job.heaps.len();
+        if let Err((index, reason)) = check() {
+            let unsent = Unsent::Datagrams(datagrams);
+            return Err(SendError::Invalid {
+                index,
+                reason,
+                unsent,
+            });
+        }
+        let state = self.shared.lock();
+        if state.in_flight + 1 > self.config.max_heaps {
+            return Err(self.queue_full(Unsent::Datagrams(datagrams)));
+        }
+        let work = worker::Work::Datagrams {
+            datagrams,
+            substream,
+            nanos_per_byte: self.nanos_per_byte(rate),
+        };
+        self.enqueue(state, work, 1)
+    }
+
+    fn queue_full(&self, unsent: Unsent) -> SendError {
+        SendError::QueueFull {
+            unsent,
+            max_heaps: self.config.max_heaps,
+        }
+    }
+
+    fn nanos_per_byte(&self, rate: Option<f64>) -> f64 {
+        let rate = rate.unwrap_or(self.config.rate);
+        if rate > 0.0 {
+            1e9 / rate
+        } else {
+            0.0
+        }
+    }
+
+    /// Hands work to the worker, holding the queue lock so the slots are
+    /// counted before the worker can release them.
+    fn enqueue(
+        &self,
+        mut state: MutexGuard<'_, QueueState>,
+        work: worker::Work,
+        slots: usize,
+    ) -> Result<Completion, SendError> {
+        let (done, completion) = oneshot::channel();
         let jobs = self.jobs.as_ref().ok_or(SendError::Closed)?;
-        jobs.send(job).map_err(|_| SendError::Closed)?;
-        state.in_flight += n;
-        state.next_cnt = next_cnt;
+        jobs.send(worker::Job { work, slots, done })
+            .map_err(|_| SendError::Closed)?;
+        state.in_flight += slots;
         Ok(Completion(completion))
     }
 
+    fn check_route(&self, substream: usize, rate: Option<f64>) -> Result<(), Invalid> {
+        if substream >= self.substreams {
+            return Err(Invalid::Substream {
+                index: substream,
+                substreams: self.substreams,
+            });
+        }
+        if let Some(rate) = rate {
+            config::check_rate(rate)?;
+        }
+        Ok(())
+    }
+
     /// Checks what can be checked before queueing.
-    fn check(&self, heaps: &[HeapRef]) -> Result<(), (usize, InvalidHeap)> {
+    fn check(&self, heaps: &[HeapRef]) -> Result<(), (usize, Invalid)> {
         if heaps.is_empty() {
-            return Err((0, InvalidHeap::EmptyGroup));
+            return Err((0, Invalid::Empty));
         }
         for (index, h) in heaps.iter().enumerate() {
-            if h.substream >= self.substreams {
-                return Err((
-                    index,
-                    InvalidHeap::Substream {
-                        index: h.substream,
-                        substreams: self.substreams,
-                    },
-                ));
-            }
-            if let Some(rate) = h.rate {
-                config::check_rate(rate).map_err(|e| (index, e.into()))?;
-            }
+            self.check_route(h.substream, h.rate).map_err(|e| (index, e))?;
             // Explicit cnts and repeat_pointers are checked by planning the
             // packets (no packet is written).
             let cnt = h.cnt.unwrap_or(0);

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::{GroupMode, SendError, Shared, StreamConfig};
@@ -22,11 +23,24 @@ pub(super) struct QueuedHeap {
     pub nanos_per_byte: f64,
 }
 
-/// A group of heaps and where to report its outcome.
+/// What a job sends.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// A group of heaps.
+    Heaps { heaps: Vec<QueuedHeap>, mode: GroupMode },
+    /// Raw datagrams to one substream.
+    Datagrams {
+        datagrams: Vec<Bytes>,
+        substream: usize,
+        nanos_per_byte: f64,
+    },
+}
+
+/// Work, the queue slots it holds, and where to report its outcome.
 #[derive(Debug)]
 pub(super) struct Job {
-    pub heaps: Vec<QueuedHeap>,
-    pub mode: GroupMode,
+    pub work: Work,
+    pub slots: usize,
     pub done: oneshot::Sender<Result<u64, SendError>>,
 }
 
@@ -72,18 +86,32 @@ impl<T: Transport> Worker<T> {
                     Err(_) => return,
                 },
             };
-            let result = self.send_group(&job);
+            let result = match &job.work {
+                Work::Heaps { heaps, mode } => {
+                    self.send_packets(&mut GroupPackets::new(&self.sizing, heaps, *mode))
+                }
+                Work::Datagrams {
+                    datagrams,
+                    substream,
+                    nanos_per_byte,
+                } => self.send_packets(&mut DatagramPackets {
+                    datagrams,
+                    next: 0,
+                    substream: *substream,
+                    nanos_per_byte: *nanos_per_byte,
+                }),
+            };
             // Free the slots before reporting, so a completion handler can
             // submit again at once.
-            self.shared.release(job.heaps.len());
+            self.shared.release(job.slots);
             let _ = job.done.send(result);
         }
     }
 
-    fn send_group(&mut self, job: &Job) -> Result<u64, SendError> {
-        let mut group = GroupPackets::new(&self.sizing, job);
+    /// Sends every packet of `source` in batches, pacing each packet.
+    fn send_packets(&mut self, source: &mut dyn PacketSource) -> Result<u64, SendError> {
         let mut bytes = 0u64;
-        while !group.is_done() {
+        while !source.is_done() {
             let (limiter, clock) = (&mut self.limiter, &self.clock);
             let mut paused_until = None;
             let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
@@ -91,7 +119,7 @@ impl<T: Transport> Worker<T> {
                     paused_until = Some(deadline);
                     return None;
                 }
-                let (meta, nanos_per_byte) = group.write_next(buf)?;
+                let (meta, nanos_per_byte) = source.write_next(buf)?;
                 limiter.sent(meta.len, nanos_per_byte);
                 bytes += meta.len as u64;
                 Some(meta)
@@ -105,6 +133,37 @@ impl<T: Transport> Worker<T> {
     }
 }
 
+/// Packets to send, one at a time, with the ns per byte each is paced at.
+trait PacketSource {
+    fn is_done(&self) -> bool;
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)>;
+}
+
+/// Raw datagrams, copied as they are.
+struct DatagramPackets<'j> {
+    datagrams: &'j [Bytes],
+    next: usize,
+    substream: usize,
+    nanos_per_byte: f64,
+}
+
+impl PacketSource for DatagramPackets<'_> {
+    fn is_done(&self) -> bool {
+        self.next == self.datagrams.len()
+    }
+
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        let datagram = self.datagrams.get(self.next)?;
+        buf[..datagram.len()].copy_from_slice(datagram);
+        self.next += 1;
+        let meta = PacketMeta {
+            len: datagram.len(),
+            substream: self.substream,
+        };
+        Some((meta, self.nanos_per_byte))
+    }
+}
+
 /// The packets of a group in the group's order.
 struct GroupPackets<'j> {
     heaps: Vec<(HeapPackets<'j>, usize, f64)>,
@@ -114,9 +173,9 @@ struct GroupPackets<'j> {
 }
 
 impl<'j> GroupPackets<'j> {
-    fn new(sizing: &Packetizer, job: &'j Job) -> Self {
-        let mut heaps = Vec::with_capacity(job.heaps.len());
-        for q in &job.heaps {
+    fn new(sizing: &Packetizer, queued: &'j [QueuedHeap], mode: GroupMode) -> Self {
+        let mut heaps = Vec::with_capacity(queued.len());
+        for q in queued {
             let packets = sizing
                 .packets(&q.heap, q.cnt)
                 .expect("heaps are checked when submitted");
@@ -125,12 +184,14 @@ impl<'j> GroupPackets<'j> {
         let remaining = heaps.iter().filter(|(p, _, _)| !p.is_done()).count();
         GroupPackets {
             heaps,
-            mode: job.mode,
+            mode,
             current: 0,
             remaining,
         }
     }
+}
 
+impl PacketSource for GroupPackets<'_> {
     fn is_done(&self) -> bool {
         self.remaining == 0
     }
