@@ -3,13 +3,13 @@
 //! and IPv6; a failing destination completes its heap with an error and the
 //! stream goes on.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::stream::{HeapRef, SendError, Stream, StreamConfig};
-use spead_xdp::transport::{UdpConfig, UdpTransport};
+use spead_xdp::transport::{MulticastInterface, TcpTransport, UdpConfig, UdpTransport};
 
 /// Receives up to `count` datagrams (or stops after a quiet second).
 fn receiver(bind: &str, count: usize) -> (SocketAddr, JoinHandle<Vec<Vec<u8>>>) {
@@ -125,4 +125,82 @@ fn bad_configurations_are_named() {
     };
     let err = Stream::new(transport, config).unwrap_err();
     assert!(err.to_string().contains("65507"), "{err}");
+}
+
+#[test]
+fn socket_options_take_effect() {
+    let group: SocketAddr = "239.255.10.1:7148".parse().unwrap();
+    let mut config = UdpConfig::new(vec![group]);
+    config.ttl = Some(4);
+    config.multicast_loop = Some(false);
+    config.multicast_interface = Some(MulticastInterface::Address(Ipv4Addr::LOCALHOST));
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
+    config.buffer_size = 1 << 20;
+    let transport = UdpTransport::new(&config).unwrap();
+    let socket = transport.socket();
+    assert_eq!(socket.multicast_ttl_v4().unwrap(), 4);
+    assert!(!socket.multicast_loop_v4().unwrap());
+    assert_eq!(socket.multicast_if_v4().unwrap(), Ipv4Addr::LOCALHOST);
+    // Linux doubles the requested size for bookkeeping (capped by wmem_max).
+    assert!(socket.send_buffer_size().unwrap() >= (1 << 20).min(212_992));
+    assert_eq!(transport.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+    let err = UdpTransport::new(&UdpConfig {
+        multicast_interface: Some(MulticastInterface::Index(1)),
+        ..UdpConfig::new(vec![group])
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("IPv4 multicast needs an interface address"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_caller_supplied_udp_socket_is_used_as_is() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let own = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let own_addr = own.local_addr().unwrap();
+    let transport = UdpTransport::from_socket(own, &[receiver.local_addr().unwrap()], true);
+    let stream = Stream::new(transport, StreamConfig::default()).unwrap();
+    stream.send_heap(heap(3, 100)).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, from) = receiver.recv_from(&mut buf).unwrap();
+    assert_eq!(from, own_addr, "the datagram left from the caller's socket");
+    let want = Packetizer::new(1472)
+        .unwrap()
+        .packets(&heap(3, 100), 1)
+        .unwrap()
+        .next()
+        .unwrap();
+    assert_eq!(&buf[..len], &want[..]);
+}
+
+#[test]
+fn a_caller_supplied_tcp_connection_carries_packets_back_to_back() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut conn, &mut bytes).unwrap();
+        bytes
+    });
+    let connection = std::net::TcpStream::connect(addr).unwrap();
+    connection.set_nodelay(true).unwrap();
+    let stream = Stream::new(TcpTransport::from_stream(connection), StreamConfig::default()).unwrap();
+    let sizing = Packetizer::new(1472).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..3u8 {
+        expected.extend(
+            sizing
+                .packets(&heap(i, 4000), u64::from(i) + 1)
+                .unwrap()
+                .flatten(),
+        );
+        stream.send_heap(heap(i, 4000)).unwrap();
+    }
+    drop(stream);
+    assert_eq!(reader.join().unwrap(), expected);
 }

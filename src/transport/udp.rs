@@ -234,6 +234,11 @@ impl UdpTransport {
         self.gso
     }
 
+    /// The socket, to read (or set) options this crate does not cover.
+    pub fn socket(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(&self.socket)
+    }
+
     /// The local address of the socket.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.socket.local_addr().ok()?.as_socket()
