@@ -142,7 +142,8 @@ fn socket_options_take_effect() {
     assert!(!socket.multicast_loop_v4().unwrap());
     assert_eq!(socket.multicast_if_v4().unwrap(), Ipv4Addr::LOCALHOST);
     // Linux doubles the requested size for bookkeeping (capped by wmem_max).
-    assert!(socket.send_buffer_size().unwrap() >= (1 << 20).min(212_992));
+    // At least the default wmem_max (212992), to which the request is capped.
+    assert!(socket.send_buffer_size().unwrap() >= 212_992);
     assert_eq!(transport.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
     let err = UdpTransport::new(&UdpConfig {
         multicast_interface: Some(MulticastInterface::Index(1)),
