@@ -84,7 +84,7 @@ fn frames_are_valid_and_spead2_reads_the_file() {
 
     let out = Command::new(common::python())
         .arg(common::script("recv_heaps.py"))
-        .args(["1472", "10"])
+        .args(["1472", "10", "--pcap"])
         .arg(&path)
         .output()
         .unwrap();

@@ -187,6 +187,9 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
         (false, kind) => kind,
     };
+    if args.interface.is_some() && kind != TransportKind::Xdp {
+        tracing::warn!("--interface applies to the AF_XDP transport only; ignored");
+    }
     match kind {
         TransportKind::Auto => {
             tracing::info!("AF_XDP is not in this build yet; using the UDP transport");
@@ -362,6 +365,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
