@@ -205,3 +205,48 @@ fn a_caller_supplied_tcp_connection_carries_packets_back_to_back() {
     drop(stream);
     assert_eq!(reader.join().unwrap(), expected);
 }
+
+/// SO_NO_CHECK from the kernel's asm-generic/socket.h.
+const SO_NO_CHECK: libc::c_int = 11;
+
+#[test]
+fn gso_refused_at_send_falls_back_to_one_datagram_per_packet() {
+    // The kernel refuses GSO (EINVAL) on sockets without UDP checksums, but
+    // sends plain datagrams from them: a refusal the transport must survive.
+    let own = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and an option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&own),
+            libc::SOL_SOCKET,
+            SO_NO_CHECK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let sizing = Packetizer::new(1472).unwrap();
+    let heaps: Vec<Heap<'static>> = (0..3).map(|i| heap(i, 30_000)).collect();
+    let expected: Vec<Vec<u8>> = heaps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, h)| sizing.packets(h, i as u64 + 1).unwrap().collect::<Vec<_>>())
+        .collect();
+    let (dest, rx) = receiver("127.0.0.1:0", expected.len());
+    let transport = UdpTransport::from_socket(own, &[dest], true);
+    assert!(transport.gso(), "GSO should be tried first");
+    let config = StreamConfig {
+        rate: 100e6,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    for h in heaps {
+        stream
+            .send_heap(h)
+            .expect("the refused GSO send is retried without GSO");
+    }
+    let got = rx.join().unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "datagrams differ after the fallback");
+}
