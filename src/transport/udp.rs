@@ -53,6 +53,10 @@ pub struct UdpConfig {
     pub multicast_loop: Option<bool>,
     /// Use UDP GSO where the kernel allows it.
     pub gso: bool,
+    /// Refuse to fragment: a packet larger than the path MTU fails its heap
+    /// with EMSGSIZE instead of leaving as IP fragments (which many SPEAD
+    /// receivers drop). Off by default, as in spead2.
+    pub dont_fragment: bool,
 }
 
 impl UdpConfig {
@@ -66,6 +70,7 @@ impl UdpConfig {
             multicast_interface: None,
             multicast_loop: None,
             gso: true,
+            dont_fragment: false,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct UdpTransport {
     socket: Socket,
     destinations: Vec<SockAddr>,
     gso: bool,
+    /// GSO was refused and the batch is being retried without it.
+    probing_gso: bool,
     slot: usize,
     buffer: Vec<u8>,
     packets: Vec<PacketMeta>,
@@ -176,6 +183,9 @@ impl UdpTransport {
             };
             result.map_err(io_error("setting multicast loopback"))?;
         }
+        if config.dont_fragment {
+            set_dont_fragment(&socket, v4).map_err(io_error("setting don't-fragment"))?;
+        }
         Ok(Self::with_socket(socket, &config.destinations, config.gso))
     }
 
@@ -190,6 +200,7 @@ impl UdpTransport {
             socket,
             destinations: destinations.iter().map(|d| SockAddr::from(*d)).collect(),
             gso: gso && Self::kernel_has_gso_for(destinations),
+            probing_gso: false,
             slot: 0,
             buffer: Vec::new(),
             packets: Vec::with_capacity(MAX_BATCH),
@@ -307,7 +318,9 @@ impl UdpTransport {
         }
     }
 
-    /// Sends every built message, falling back from GSO if refused.
+    /// Sends every built message. As spead2 does: when a GSO message is
+    /// refused, the batch is retried without GSO; if that works GSO stays
+    /// off (logged), and if it fails too GSO was not the cause and stays on.
     fn send_messages(&mut self) -> Result<(), TransportError> {
         let mut sent = 0;
         while sent < self.headers.len() {
@@ -323,34 +336,68 @@ impl UdpTransport {
                 )
             };
             if rc >= 0 {
+                if self.probing_gso {
+                    tracing::warn!(
+                        "UDP GSO refused by the kernel or device; sending one datagram per packet"
+                    );
+                    self.probing_gso = false;
+                }
                 sent += rc as usize;
                 continue;
             }
             let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP) if self.gso => {
-                    tracing::warn!("UDP GSO refused ({error}); falling back to one datagram per packet");
-                    self.gso = false;
-                    let first = self.message_start[sent];
-                    self.build_messages(first);
-                    sent = 0;
-                }
-                _ => {
-                    let packet = self.packets[self.message_start[sent]];
-                    let destination = self.destinations[packet.substream].as_socket();
-                    return Err(TransportError::Io {
-                        what: format!(
-                            "sending a {}-byte UDP packet to {}",
-                            packet.len,
-                            destination.map_or_else(|| "?".into(), |d| d.to_string())
-                        ),
-                        source: error,
-                    });
-                }
+            if error.raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
+            if self.gso && self.headers[sent].msg_hdr.msg_controllen != 0 {
+                self.gso = false;
+                self.probing_gso = true;
+                let first = self.message_start[sent];
+                self.build_messages(first);
+                sent = 0;
+                continue;
+            }
+            if self.probing_gso {
+                // Without GSO it fails too: GSO was not the problem.
+                self.gso = true;
+                self.probing_gso = false;
+            }
+            let packet = self.packets[self.message_start[sent]];
+            let destination = self.destinations[packet.substream].as_socket();
+            return Err(TransportError::Io {
+                what: format!(
+                    "sending a UDP packet of {} bytes to {}",
+                    packet.len,
+                    destination.map_or_else(|| "?".into(), |d| d.to_string())
+                ),
+                source: error,
+            });
         }
         Ok(())
+    }
+}
+
+/// Sets IP_MTU_DISCOVER to "do" (IPv4) or IPV6_DONTFRAG (IPv6).
+fn set_dont_fragment(socket: &Socket, v4: bool) -> io::Result<()> {
+    let (level, name, value) = if v4 {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    };
+    // SAFETY: a valid socket and an option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -1,4 +1,8 @@
-//! Helpers shared by the integration tests that run spead2 from PyPI.
+//! Helpers shared by the integration tests: spead2 from PyPI, and network
+//! namespaces for privileged tests. Not every test file uses every helper.
+#![allow(dead_code)]
+
+pub mod netns;
 
 use std::path::PathBuf;
 
@@ -18,7 +22,6 @@ pub fn python() -> PathBuf {
 }
 
 /// A helper script in `tests/interop/`.
-#[allow(dead_code)] // not every test file runs a script
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
