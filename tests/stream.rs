@@ -250,7 +250,7 @@ fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
             max_heaps,
         }) => {
             assert_eq!((heaps.len(), max_heaps), (2, 2));
-            assert_eq!(heaps[0].heap, small_heap());
+            assert_eq!(*heaps[0].heap, small_heap());
         }
         other => panic!("expected QueueFull, got {other:?}"),
     }
@@ -390,4 +390,30 @@ fn raw_datagrams_go_through_the_same_queue_and_pacing() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn a_heap_is_updated_in_place_and_resent_without_rebuilding() {
+    let transport = MemoryTransport::new(1);
+    let stream = Stream::new(transport.clone(), StreamConfig::default()).unwrap();
+    let spectrum = Bytes::from(vec![7u8; 3000]);
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    let timestamp = heap.add(Item::immediate(0x1600, 0)).unwrap();
+    heap.add(Item::new(0x1800, spectrum.clone())).unwrap();
+    let mut heap = Arc::new(heap);
+    for t in 1..=3u64 {
+        Arc::get_mut(&mut heap)
+            .expect("the stream let go of the heap before completing")
+            .set_immediate(timestamp, t * 1000)
+            .unwrap();
+        stream.send_heap(HeapRef::new(Arc::clone(&heap))).unwrap();
+    }
+    // Each heap on the wire carries its own timestamp; the spectrum was
+    // never copied into a new heap.
+    let bytes = transport.bytes(0);
+    for t in 1..=3u64 {
+        let word = Flavour::SPEAD_64_48.immediate(0x1600, t * 1000).to_be_bytes();
+        assert!(bytes.windows(8).any(|w| w == word), "timestamp {t} missing");
+    }
+    assert_eq!(Arc::strong_count(&heap), 1);
 }

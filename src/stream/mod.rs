@@ -32,11 +32,15 @@ pub enum GroupMode {
     Serial,
 }
 
-/// A heap with how to send it: spead2's `HeapReference`.
+/// A heap with how to send it: spead2's `HeapReference`. The heap is
+/// shared: the stream drops its reference before the completion fires, so
+/// after `wait()` the caller's `Arc` is unique again and the heap can be
+/// updated in place (`Arc::get_mut`, `Heap::set_immediate`) and resent
+/// without rebuilding or copying it.
 #[derive(Debug, Clone)]
 pub struct HeapRef {
     /// The heap.
-    pub heap: Heap<'static>,
+    pub heap: Arc<Heap<'static>>,
     /// Explicit heap cnt; `None` takes the next of the stream's sequence.
     pub cnt: Option<u64>,
     /// Destination index.
@@ -47,9 +51,9 @@ pub struct HeapRef {
 
 impl HeapRef {
     /// The heap with the stream's cnt sequence, substream 0 and rate.
-    pub fn new(heap: Heap<'static>) -> Self {
+    pub fn new(heap: impl Into<Arc<Heap<'static>>>) -> Self {
         HeapRef {
-            heap,
+            heap: heap.into(),
             cnt: None,
             substream: 0,
             rate: None,
@@ -77,6 +81,12 @@ impl HeapRef {
 
 impl From<Heap<'static>> for HeapRef {
     fn from(heap: Heap<'static>) -> Self {
+        HeapRef::new(heap)
+    }
+}
+
+impl From<Arc<Heap<'static>>> for HeapRef {
+    fn from(heap: Arc<Heap<'static>>) -> Self {
         HeapRef::new(heap)
     }
 }

@@ -16,7 +16,7 @@ use crate::transport::{PacketMeta, Transport};
 /// A heap with its cnt, destination and pacing resolved.
 #[derive(Debug)]
 pub(super) struct QueuedHeap {
-    pub heap: Heap<'static>,
+    pub heap: Arc<Heap<'static>>,
     pub cnt: u64,
     pub substream: usize,
     /// 0 for unlimited.
@@ -86,7 +86,8 @@ impl<T: Transport> Worker<T> {
                     Err(_) => return,
                 },
             };
-            let result = match &job.work {
+            let Job { work, slots, done } = job;
+            let result = match &work {
                 Work::Heaps { heaps, mode } => {
                     self.send_packets(&mut GroupPackets::new(&self.sizing, heaps, *mode))
                 }
@@ -101,10 +102,11 @@ impl<T: Transport> Worker<T> {
                     nanos_per_byte: *nanos_per_byte,
                 }),
             };
-            // Free the slots before reporting, so a completion handler can
-            // submit again at once.
-            self.shared.release(job.slots);
-            let _ = job.done.send(result);
+            // Let go of the heaps and free the slots before reporting, so the
+            // caller can update a heap in place and submit again at once.
+            drop(work);
+            self.shared.release(slots);
+            let _ = done.send(result);
         }
     }
 
