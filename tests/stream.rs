@@ -520,3 +520,30 @@ fn groups_across_substreams_match_spead2_udp_stream() {
         ours[1].len()
     );
 }
+
+#[test]
+fn a_heap_can_override_the_stream_rate() {
+    let heap_of = |bytes: usize| {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(0x1800, vec![1u8; bytes])).unwrap();
+        heap
+    };
+    let paced = |stream_rate: f64, heap_rate: Option<f64>| {
+        let config = StreamConfig {
+            rate: stream_rate,
+            burst_size: 1472,
+            ..Default::default()
+        };
+        let stream = Stream::new(MemoryTransport::new(1), config).unwrap();
+        let mut heap = HeapRef::new(heap_of(200_000));
+        heap.rate = heap_rate;
+        let started = Instant::now();
+        stream.send_heap(heap).unwrap();
+        started.elapsed()
+    };
+    // ~200 kB at 2 MB/s is ~0.1 s, whatever the stream's own rate.
+    assert!(paced(0.0, Some(2e6)) >= Duration::from_millis(95));
+    // Rate 0 for the heap: unlimited, on a stream paced at 20 kB/s (which
+    // would take 10 s).
+    assert!(paced(2e4, Some(0.0)) < Duration::from_secs(2));
+}
