@@ -4,39 +4,11 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::process::Command;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// Collects datagrams until a quiet half second.
-fn capture() -> (u16, JoinHandle<Vec<Vec<u8>>>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket2::SockRef::from(&socket)
-        .set_recv_buffer_size(8 << 20)
-        .unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        let mut got = Vec::new();
-        // Wait up to 30 s for the first datagram, then until quiet.
-        for _ in 0..60 {
-            if let Ok(len) = socket.recv(&mut buf) {
-                got.push(buf[..len].to_vec());
-                break;
-            }
-        }
-        while let Ok(len) = socket.recv(&mut buf) {
-            got.push(buf[..len].to_vec());
-        }
-        got
-    });
-    (port, handle)
-}
 
 fn run(program: &mut Command, options: &[&str], destinations: usize) -> (Vec<Vec<Vec<u8>>>, String) {
-    let captures: Vec<_> = (0..destinations).map(|_| capture()).collect();
+    let captures: Vec<_> = (0..destinations).map(|_| common::capture_udp()).collect();
     let out = program
         .args(options)
         .args(captures.iter().map(|(port, _)| format!("127.0.0.1:{port}")))

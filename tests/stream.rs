@@ -32,6 +32,14 @@ fn items(seed: u64) -> Vec<(u64, bool, Vec<u8>)> {
     ]
 }
 
+/// The items of test heap `seed` as stream_bytes.py takes them.
+fn items_json(seed: u64) -> Vec<Value> {
+    items(seed)
+        .iter()
+        .map(|(id, allow, v)| json!([id, allow, hex::encode(v)]))
+        .collect()
+}
+
 fn heap(seed: u64) -> Heap<'static> {
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     for (id, allow, value) in items(seed) {
@@ -45,33 +53,42 @@ struct Send {
     heaps: Vec<(u64, Option<u64>)>, // (seed, explicit cnt)
 }
 
-fn spead2_bytes(max_packet_size: usize, cnt_sequence: Option<(u64, u64)>, sends: &[Send]) -> String {
-    let spec = json!({
-        "max_packet_size": max_packet_size,
-        "cnt_sequence": cnt_sequence.map(|(n, s)| json!([n, s])),
-        "sends": sends.iter().map(|s| json!({
-            "mode": if s.mode == GroupMode::Serial { "serial" } else { "round_robin" },
-            "heaps": s.heaps.iter().map(|(seed, cnt)| json!({
-                "cnt": cnt,
-                "items": items(*seed).iter().map(|(id, allow, v)| json!([id, allow, hex::encode(v)])).collect::<Vec<Value>>(),
-            })).collect::<Vec<Value>>(),
-        })).collect::<Vec<Value>>(),
-    });
+fn mode_name(mode: GroupMode) -> &'static str {
+    match mode {
+        GroupMode::Serial => "serial",
+        GroupMode::RoundRobin => "round_robin",
+    }
+}
+
+/// Runs stream_bytes.py (spead2's sender) on `spec`; returns its stdout.
+fn run_spead2_stream(spec: &Value) -> String {
     let mut child = Command::new(common::python())
         .arg(common::script("stream_bytes.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(spec.to_string().as_bytes()).unwrap();
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "spead2 BytesStream script failed");
+    assert!(out.status.success(), "spead2 stream script failed");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn spead2_bytes(max_packet_size: usize, cnt_sequence: Option<(u64, u64)>, sends: &[Send]) -> String {
+    let spec = json!({
+        "max_packet_size": max_packet_size,
+        "cnt_sequence": cnt_sequence.map(|(n, s)| json!([n, s])),
+        "sends": sends.iter().map(|s| json!({
+            "mode": mode_name(s.mode),
+            "heaps": s.heaps.iter().map(|(seed, cnt)| json!({
+                "cnt": cnt,
+                "items": items_json(*seed),
+            })).collect::<Vec<Value>>(),
+        })).collect::<Vec<Value>>(),
+    });
+    run_spead2_stream(&spec)
 }
 
 fn our_bytes(max_packet_size: usize, cnt_sequence: Option<(u64, u64)>, sends: &[Send]) -> String {
@@ -418,31 +435,6 @@ fn a_heap_is_updated_in_place_and_resent_without_rebuilding() {
     assert_eq!(Arc::strong_count(&heap), 1);
 }
 
-/// Collects datagrams on a loopback port until a quiet half second.
-fn capture() -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket2::SockRef::from(&socket)
-        .set_recv_buffer_size(8 << 20)
-        .unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        let mut got = Vec::new();
-        for _ in 0..60 {
-            if let Ok(len) = socket.recv(&mut buf) {
-                got.push(buf[..len].to_vec());
-                break;
-            }
-        }
-        while let Ok(len) = socket.recv(&mut buf) {
-            got.push(buf[..len].to_vec());
-        }
-        got
-    });
-    (port, handle)
-}
-
 #[test]
 fn groups_across_substreams_match_spead2_udp_stream() {
     // (seed, substream) per heap; one round-robin and one serial group, each
@@ -451,35 +443,24 @@ fn groups_across_substreams_match_spead2_udp_stream() {
         (GroupMode::RoundRobin, &[(1, 0), (2, 1), (3, 0)]),
         (GroupMode::Serial, &[(4, 1), (5, 0)]),
     ];
-    let theirs: Vec<_> = (0..2).map(|_| capture()).collect();
+    let theirs: Vec<_> = (0..2).map(|_| common::capture_udp()).collect();
     let spec = json!({
         "max_packet_size": 1472,
         "cnt_sequence": [10, 3],
         "ports": theirs.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
         "sends": groups.iter().map(|(mode, heaps)| json!({
-            "mode": if *mode == GroupMode::Serial { "serial" } else { "round_robin" },
+            "mode": mode_name(*mode),
             "heaps": heaps.iter().map(|(seed, substream)| json!({
                 "cnt": null,
                 "substream": substream,
-                "items": items(*seed).iter().map(|(id, allow, v)| json!([id, allow, hex::encode(v)])).collect::<Vec<Value>>(),
+                "items": items_json(*seed),
             })).collect::<Vec<Value>>(),
         })).collect::<Vec<Value>>(),
     });
-    let mut child = Command::new(common::python())
-        .arg(common::script("stream_bytes.py"))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "spead2 UdpStream script failed");
+    run_spead2_stream(&spec);
     let theirs: Vec<Vec<Vec<u8>>> = theirs.into_iter().map(|(_, h)| h.join().unwrap()).collect();
 
-    let ours: Vec<_> = (0..2).map(|_| capture()).collect();
+    let ours: Vec<_> = (0..2).map(|_| common::capture_udp()).collect();
     let destinations = ours.iter().map(|(p, _)| ([127, 0, 0, 1], *p).into()).collect();
     let transport =
         spead_xdp::transport::UdpTransport::new(&spead_xdp::transport::UdpConfig::new(destinations)).unwrap();

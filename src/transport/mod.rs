@@ -53,6 +53,20 @@ pub enum TransportError {
     },
 }
 
+/// Largest UDP payload over IPv4 (65535 less the IPv4 and UDP headers).
+pub const MAX_UDP_PAYLOAD: usize = 65507;
+
+/// Refuses packets that cannot be one UDP datagram.
+pub(crate) fn check_udp_payload(max_packet_size: usize) -> Result<(), TransportError> {
+    if max_packet_size > MAX_UDP_PAYLOAD {
+        return Err(TransportError::PacketTooLarge {
+            packet: max_packet_size,
+            limit: MAX_UDP_PAYLOAD,
+        });
+    }
+    Ok(())
+}
+
 /// A packet transport, owned by one worker thread.
 pub trait Transport: Send + 'static {
     /// Number of destinations; packets name one by index.

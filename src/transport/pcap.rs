@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
-use super::{PacketMeta, Transport, TransportError};
+use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 
 const MAX_BATCH: usize = 64;
 
@@ -109,13 +109,7 @@ impl Transport for PcapTransport {
     }
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
-        const MAX_IPV4_UDP_PAYLOAD: usize = 65507;
-        if max_packet_size > MAX_IPV4_UDP_PAYLOAD {
-            return Err(TransportError::PacketTooLarge {
-                packet: max_packet_size,
-                limit: MAX_IPV4_UDP_PAYLOAD,
-            });
-        }
+        check_udp_payload(max_packet_size)?;
         self.frame = vec![0; HEADERS_LEN + max_packet_size];
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{PacketMeta, Transport, TransportError};
+use super::{check_udp_payload, PacketMeta, Transport, TransportError, MAX_UDP_PAYLOAD};
 
 /// `UDP_SEGMENT` from the kernel's `linux/udp.h` (libc lacks it for glibc).
 const UDP_SEGMENT: libc::c_int = 103;
@@ -22,8 +22,6 @@ const UDP_SEGMENT: libc::c_int = 103;
 const MAX_BATCH: usize = 64;
 /// Segments the kernel takes in one GSO message.
 const MAX_GSO_SEGMENTS: usize = 64;
-/// Largest UDP payload of one (GSO) message.
-const MAX_UDP_PAYLOAD: usize = 65507;
 /// spead2's default UDP send buffer.
 pub const DEFAULT_BUFFER_SIZE: usize = 512 * 1024;
 
@@ -411,12 +409,7 @@ impl Transport for UdpTransport {
     }
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
-        if max_packet_size > MAX_UDP_PAYLOAD {
-            return Err(TransportError::PacketTooLarge {
-                packet: max_packet_size,
-                limit: MAX_UDP_PAYLOAD,
-            });
-        }
+        check_udp_payload(max_packet_size)?;
         self.slot = max_packet_size;
         self.buffer = vec![0; MAX_BATCH * max_packet_size];
         Ok(())

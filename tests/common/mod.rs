@@ -27,3 +27,31 @@ pub fn script(name: &str) -> PathBuf {
         .join("tests/interop")
         .join(name)
 }
+
+/// Collects datagrams on a new loopback port, waiting up to 30 s for the
+/// first and then until a quiet half second. Returns the port and the
+/// collector.
+pub fn capture_udp() -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+    use std::time::Duration;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        for _ in 0..60 {
+            if let Ok(len) = socket.recv(&mut buf) {
+                got.push(buf[..len].to_vec());
+                break;
+            }
+        }
+        while let Ok(len) = socket.recv(&mut buf) {
+            got.push(buf[..len].to_vec());
+        }
+        got
+    });
+    (port, handle)
+}
