@@ -2,11 +2,13 @@
 # The project's test command: installs what the tests need on a fresh Debian
 # machine (run as root), then runs formatting, lint and every test.
 #
-# - apt: python3 with venv support, if missing.
+# - apt: python3 with venv support; clang, libelf, zlib and pkg-config for
+#   the XDP sink (feature `sink`); iproute2 for the veth harness; if missing.
 # - .venv/: a Python venv with spead2 from PyPI (for the interop tests),
 #   created once and reused while it imports spead2.
 # - cargo fmt --check, cargo clippy (all targets, warnings denied),
-#   cargo test (unit, golden vectors, properties, spead2 interop).
+#   cargo test --all-features (unit, golden vectors, properties, spead2
+#   interop, and as root the veth harness with the XDP sink).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +16,16 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 . scripts/rust-env.sh
 . scripts/spead2-venv.sh
+. scripts/bpf-deps.sh
 
 say "cargo fmt --check"
 cargo fmt --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --quiet --all-targets -- -D warnings
+say "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --quiet --all-targets --all-features -- -D warnings
 
-say "cargo test"
-cargo test -- --nocapture
+say "cargo build (default features: the sender alone, no BPF)"
+cargo build --quiet
+
+say "cargo test --all-features"
+cargo test --all-features -- --nocapture

@@ -8,12 +8,15 @@
 //! - [`pacing`]: the clock and spead2's rate limiter.
 //! - [`transport`]: where packets go, behind one trait.
 //! - [`stream`]: the user's API, spead2's send stream, and its worker.
+//! - `sink` (feature `sink`): the XDP sink of the veth harness.
 #![deny(missing_docs)]
 // `unsafe` lives only in the transport, each block with a SAFETY line.
 #![deny(unsafe_code)]
 
 pub mod pacing;
 pub mod protocol;
+#[cfg(feature = "sink")]
+pub mod sink;
 pub mod stream;
 pub mod transport;
 

@@ -45,27 +45,33 @@ impl Netns {
         run_ip(&all);
     }
 
-    /// Moves the calling thread (and threads it starts) into the namespace.
-    pub fn enter(&self) {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.0)).expect("open the namespace");
-        // SAFETY: a valid namespace file descriptor; affects this thread only.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-    }
-
     /// Runs `body` on a thread inside the namespace and returns its result,
     /// passing its panic on.
     pub fn run<T: Send>(&self, body: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    self.enter();
-                    body()
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        run_in(&self.0, body)
     }
+}
+
+/// Moves the calling thread (and threads it starts) into namespace `name`.
+pub fn enter(name: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open the namespace");
+    // SAFETY: a valid namespace file descriptor; affects this thread only.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+/// Runs `body` on a thread inside namespace `name` and returns its result,
+/// passing its panic on.
+pub fn run_in<T: Send>(name: &str, body: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(name);
+                body()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Drop for Netns {
