@@ -93,6 +93,12 @@ pub struct SinkStats {
 }
 
 impl SinkStats {
+    /// UDP payload (SPEAD) bytes: frame bytes less the 42 bytes of
+    /// Ethernet, IPv4 and UDP headers of each counted packet.
+    pub fn udp_payload_bytes(&self) -> u64 {
+        self.bytes.saturating_sub(42 * self.packets)
+    }
+
     /// Seconds from the first packet to the last.
     pub fn span_seconds(&self) -> f64 {
         self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9

@@ -39,7 +39,7 @@ struct Args {
 
 fn report(label: &str, stats: &SinkStats, seconds: f64) -> String {
     format!(
-        "{label}: {} packets ({} SPEAD, {} malformed), {} bytes, {} heaps; {:.0} packets/s, {:.3} Gb/s",
+        "{label}: {} packets ({} SPEAD, {} malformed), {} bytes, {} heaps; {:.0} packets/s, {:.3} Gb/s ({:.3} Gb/s of UDP payload)",
         stats.packets,
         stats.spead_packets,
         stats.malformed,
@@ -47,6 +47,7 @@ fn report(label: &str, stats: &SinkStats, seconds: f64) -> String {
         stats.heaps,
         stats.packets as f64 / seconds.max(1e-9),
         stats.bytes as f64 * 8.0 / seconds.max(1e-9) / 1e9,
+        stats.udp_payload_bytes() as f64 * 8.0 / seconds.max(1e-9) / 1e9,
     )
 }
 
