@@ -1,8 +1,11 @@
 //! spead2's rate limiter, exact over time. Rate counts SPEAD packet bytes.
-//! Bytes accumulate with the time they are worth at their heap's rate; once
-//! a burst of at least `burst_size` bytes has gone, two deadlines move: the
-//! standard one by the burst's time and a burst one by that time divided by
-//! `burst_rate_ratio`. The next packet waits for the later of the two, so a
+//! Bytes accumulate with the time they are worth at their heap's rate; when
+//! the next packet would take the burst past `burst_size` bytes, the burst
+//! ends and two deadlines move: the standard one by the burst's time and a
+//! burst one by that time divided by `burst_rate_ratio`. (spead2 lets the
+//! packet that crosses `burst_size` join the burst; ending before it keeps
+//! every burst within `burst_size`, and a `burst_size` below one packet gives
+//! one-packet bursts, the smoothest output.) The next packet waits for the later of the two, so a
 //! sender that fell behind catches up at rate x ratio, never faster. Time is
 //! kept in whole nanoseconds plus a carried fraction, so it never drifts by
 //! rounding. An idle stream is not allowed to bank time for a catch-up burst.
@@ -63,10 +66,10 @@ impl RateLimiter {
         }
     }
 
-    /// Before a packet: `None` if it may go now, or the time (ns) to wait
-    /// for. `now` is read only when a burst is complete or a wait pending,
-    /// so the clock is not read per packet.
-    pub fn next_send(&mut self, now: impl FnOnce() -> u64) -> Option<u64> {
+    /// Before a packet of `next_len` bytes: `None` if it may go now, or the
+    /// time (ns) to wait for. `now` is read only when a burst ends or a wait
+    /// is pending, so the clock is not read per packet within a burst.
+    pub fn next_send(&mut self, next_len: usize, now: impl FnOnce() -> u64) -> Option<u64> {
         if self.waiting {
             let now = now();
             let due = self.send_time_burst.nanos;
@@ -76,7 +79,7 @@ impl RateLimiter {
             self.waiting = false;
             return None;
         }
-        if self.burst_bytes < self.config.burst_size {
+        if self.burst_bytes == 0 || self.burst_bytes + next_len as u64 <= self.config.burst_size {
             return None;
         }
         let now = now();
@@ -140,7 +143,7 @@ mod tests {
     fn run(limiter: &mut RateLimiter, clock: &mut u64, packets: usize, size: usize, rate: f64) -> Vec<u64> {
         let mut times = Vec::with_capacity(packets);
         for _ in 0..packets {
-            while let Some(due) = limiter.next_send(|| *clock) {
+            while let Some(due) = limiter.next_send(size, || *clock) {
                 assert!(due > *clock, "a wait must be in the future");
                 *clock = due;
             }
@@ -176,18 +179,25 @@ mod tests {
 
     #[test]
     fn bursts_never_exceed_burst_size_back_to_back() {
-        let config = RateLimiterConfig {
-            burst_size: 8192,
-            burst_rate_ratio: 1.05,
-        };
-        let mut clock = 0;
-        let mut limiter = RateLimiter::new(config, clock);
-        let times = run(&mut limiter, &mut clock, 10_000, 1000, GBPS);
-        // Packets sharing a timestamp form a burst: at most ceil(8192/1000).
-        let mut run_len = 1;
-        for pair in times.windows(2) {
-            run_len = if pair[0] == pair[1] { run_len + 1 } else { 1 };
-            assert!(run_len <= 9);
+        for (burst_size, size, per_burst) in
+            [(8192, 1000, 8), (65536, 1472, 44), (65536, 8192, 8), (1, 1472, 1)]
+        {
+            let config = RateLimiterConfig {
+                burst_size,
+                burst_rate_ratio: 1.05,
+            };
+            let mut clock = 0;
+            let mut limiter = RateLimiter::new(config, clock);
+            let times = run(&mut limiter, &mut clock, 10_000, size, GBPS);
+            // Packets sharing a timestamp form a burst.
+            let mut longest = 0;
+            let mut run_len = 0;
+            for pair in times.windows(2) {
+                run_len = if pair[0] == pair[1] { run_len + 1 } else { 0 };
+                longest = longest.max(run_len + 1);
+            }
+            assert_eq!(longest, per_burst, "burst_size {burst_size}, {size}-byte packets");
+            assert!((longest * size) as u64 <= burst_size.max(size as u64));
         }
     }
 
@@ -247,7 +257,7 @@ mod tests {
         };
         let mut limiter = RateLimiter::new(config, 0);
         for _ in 0..1000 {
-            assert_eq!(limiter.next_send(|| 0), None);
+            assert_eq!(limiter.next_send(1472, || 0), None);
             limiter.sent(1472, 0.0);
         }
     }

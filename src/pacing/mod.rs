@@ -4,5 +4,5 @@
 pub mod clock;
 pub mod limiter;
 
-pub use clock::MonotonicClock;
+pub use clock::{Clock, ClockChoice, ClockSource};
 pub use limiter::{RateLimiter, RateLimiterConfig};

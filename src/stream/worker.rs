@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::{GroupMode, SendError, Shared, StreamConfig};
-use crate::pacing::{MonotonicClock, RateLimiter, RateLimiterConfig};
+use crate::pacing::{Clock, RateLimiter, RateLimiterConfig};
 use crate::protocol::{Heap, HeapPackets, Packetizer};
 use crate::transport::{PacketMeta, Transport};
 
@@ -48,13 +48,13 @@ pub(super) struct Worker<T> {
     transport: T,
     sizing: Packetizer,
     shared: Arc<Shared>,
-    clock: MonotonicClock,
+    clock: Clock,
     limiter: RateLimiter,
 }
 
 impl<T: Transport> Worker<T> {
     pub fn new(transport: T, config: StreamConfig, sizing: Packetizer, shared: Arc<Shared>) -> Self {
-        let clock = MonotonicClock::default();
+        let clock = Clock::default();
         let limiter = RateLimiter::new(
             RateLimiterConfig {
                 burst_size: config.burst_size as u64,
@@ -117,7 +117,8 @@ impl<T: Transport> Worker<T> {
             let (limiter, clock) = (&mut self.limiter, &self.clock);
             let mut paused_until = None;
             let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
-                if let Some(deadline) = limiter.next_send(|| clock.now()) {
+                let next_len = source.next_len()?;
+                if let Some(deadline) = limiter.next_send(next_len, || clock.now()) {
                     paused_until = Some(deadline);
                     return None;
                 }
@@ -138,6 +139,8 @@ impl<T: Transport> Worker<T> {
 /// Packets to send, one at a time, with the ns per byte each is paced at.
 trait PacketSource {
     fn is_done(&self) -> bool;
+    /// Length of the next packet, if any.
+    fn next_len(&mut self) -> Option<usize>;
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)>;
 }
 
@@ -152,6 +155,10 @@ struct DatagramPackets<'j> {
 impl PacketSource for DatagramPackets<'_> {
     fn is_done(&self) -> bool {
         self.next == self.datagrams.len()
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        self.datagrams.get(self.next).map(Bytes::len)
     }
 
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
@@ -193,19 +200,32 @@ impl<'j> GroupPackets<'j> {
     }
 }
 
-impl PacketSource for GroupPackets<'_> {
-    fn is_done(&self) -> bool {
-        self.remaining == 0
-    }
-
-    /// Writes the group's next packet into `buf`.
-    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
-        if self.is_done() {
+impl GroupPackets<'_> {
+    /// Moves `current` to a heap with packets left, if any.
+    fn skip_finished(&mut self) -> Option<()> {
+        if self.remaining == 0 {
             return None;
         }
         while self.heaps[self.current].0.is_done() {
             self.current = (self.current + 1) % self.heaps.len();
         }
+        Some(())
+    }
+}
+
+impl PacketSource for GroupPackets<'_> {
+    fn is_done(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        self.skip_finished()?;
+        self.heaps[self.current].0.next_packet_len()
+    }
+
+    /// Writes the group's next packet into `buf`.
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        self.skip_finished()?;
         let (packets, substream, nanos_per_byte) = &mut self.heaps[self.current];
         let len = packets
             .write_next(buf)
