@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use spead_xdp::protocol::{Flavour, Heap, Item};
-use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent};
+use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent, WorkerConfig};
 use spead_xdp::transport::{MemoryTransport, PacketMeta, Transport, TransportError};
 
 /// Items of test heap `seed`: immediates, small and large address items.
@@ -527,4 +527,45 @@ fn a_heap_can_override_the_stream_rate() {
     // Rate 0 for the heap: unlimited, on a stream paced at 20 kB/s (which
     // would take 10 s).
     assert!(paced(2e4, Some(0.0)) < Duration::from_secs(2));
+}
+
+/// The CPU lists of this process's threads named `name` (other tests'
+/// workers included, but none of them is pinned).
+fn cpus_of_threads(name: &str) -> Vec<String> {
+    let mut lists = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        if comm.trim() == name {
+            if let Some(line) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+                lists.extend(line.split_whitespace().nth(1).map(str::to_owned));
+            }
+        }
+    }
+    lists
+}
+
+#[test]
+fn the_worker_is_pinned_to_its_core() {
+    let core = core_affinity::get_core_ids().unwrap().last().unwrap().id;
+    let worker = WorkerConfig {
+        core: Some(core),
+        ..Default::default()
+    };
+    let stream = Stream::with_worker(MemoryTransport::new(1), StreamConfig::default(), worker).unwrap();
+    stream.send_heap(small_heap()).unwrap();
+    let lists = cpus_of_threads("spead-send");
+    assert!(
+        lists.contains(&core.to_string()),
+        "no worker pinned to core {core}: {lists:?}"
+    );
+    drop(stream);
+
+    let bad = WorkerConfig {
+        core: Some(4096),
+        ..Default::default()
+    };
+    let err = Stream::with_worker(MemoryTransport::new(1), StreamConfig::default(), bad).unwrap_err();
+    assert!(err.to_string().contains("core 4096"), "{err}");
 }

@@ -2,6 +2,9 @@
 
 use thiserror::Error;
 
+use std::time::Duration;
+
+use crate::pacing::clock::{ClockChoice, DEFAULT_SPIN_THRESHOLD};
 use crate::protocol::{PacketizeError, Packetizer};
 
 /// How a stream sends: spead2's `StreamConfig`.
@@ -49,6 +52,52 @@ pub enum ConfigError {
     /// A heap cnt sequence needs a non-zero step.
     #[error("heap cnt step must not be 0")]
     CntStep,
+    /// No such core to pin the worker to.
+    #[error("core {core} does not exist or is not allowed (cores: {available:?})")]
+    Core {
+        /// Requested core.
+        core: usize,
+        /// Cores this process may use.
+        available: Vec<usize>,
+    },
+}
+
+/// How a stream's worker thread runs (beyond spead2's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Core to pin the worker to; `None` leaves it to the scheduler.
+    pub core: Option<usize>,
+    /// Waits shorter than this spin (with a pause) instead of sleeping.
+    pub spin_threshold: Duration,
+    /// Clock source for pacing.
+    pub clock: ClockChoice,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            core: None,
+            spin_threshold: DEFAULT_SPIN_THRESHOLD,
+            clock: ClockChoice::Auto,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks that the core exists and this process may run on it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Some(core) = self.core else { return Ok(()) };
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if available.contains(&core) {
+            Ok(())
+        } else {
+            Err(ConfigError::Core { core, available })
+        }
+    }
 }
 
 /// Checks a rate in bytes per second.

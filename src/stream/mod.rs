@@ -20,7 +20,7 @@ pub mod config;
 pub mod item_group;
 mod worker;
 
-pub use config::{ConfigError, StreamConfig};
+pub use config::{ConfigError, StreamConfig, WorkerConfig};
 pub use item_group::{ItemGroup, ItemGroupError, ItemKey, Selection};
 
 /// How the packets of a group of heaps are ordered.
@@ -239,9 +239,21 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Starts a stream on `transport` with `config` (validated).
-    pub fn new<T: Transport>(mut transport: T, config: StreamConfig) -> Result<Self, StreamError> {
+    /// Starts a stream on `transport` with `config` (validated) and a
+    /// default worker (not pinned, the best clock).
+    pub fn new<T: Transport>(transport: T, config: StreamConfig) -> Result<Self, StreamError> {
+        Self::with_worker(transport, config, WorkerConfig::default())
+    }
+
+    /// Starts a stream whose worker runs as `worker` says (pinned to a
+    /// core, spin threshold, clock).
+    pub fn with_worker<T: Transport>(
+        mut transport: T,
+        config: StreamConfig,
+        worker: WorkerConfig,
+    ) -> Result<Self, StreamError> {
         let sizing = config.validate()?;
+        worker.validate()?;
         transport.prepare(sizing.max_packet_size())?;
         let substreams = transport.substreams();
         let shared = Arc::new(Shared {
@@ -253,10 +265,20 @@ impl Stream {
             drained: Condvar::new(),
         });
         let (jobs, queue) = crossbeam_channel::unbounded();
-        let worker = worker::Worker::new(transport, config, sizing, Arc::clone(&shared));
+        let core = worker.core;
+        let worker = worker::Worker::new(transport, config, worker, sizing, Arc::clone(&shared));
         let worker = std::thread::Builder::new()
             .name("spead-send".into())
-            .spawn(move || worker.run(queue))
+            .spawn(move || {
+                if let Some(id) = core {
+                    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        tracing::debug!("stream worker pinned to core {id}");
+                    } else {
+                        tracing::warn!("could not pin the stream worker to core {id}");
+                    }
+                }
+                worker.run(queue)
+            })
             .map_err(|source| TransportError::Io {
                 what: "starting the stream's worker thread".into(),
                 source,

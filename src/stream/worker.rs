@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::{GroupMode, SendError, Shared, StreamConfig};
+use super::{GroupMode, SendError, Shared, StreamConfig, WorkerConfig};
 use crate::pacing::{Clock, RateLimiter, RateLimiterConfig};
 use crate::protocol::{Heap, HeapPackets, Packetizer};
 use crate::transport::{PacketMeta, Transport};
@@ -53,8 +53,14 @@ pub(super) struct Worker<T> {
 }
 
 impl<T: Transport> Worker<T> {
-    pub fn new(transport: T, config: StreamConfig, sizing: Packetizer, shared: Arc<Shared>) -> Self {
-        let clock = Clock::default();
+    pub fn new(
+        transport: T,
+        config: StreamConfig,
+        worker: WorkerConfig,
+        sizing: Packetizer,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let clock = Clock::new(worker.clock, worker.spin_threshold);
         let limiter = RateLimiter::new(
             RateLimiterConfig {
                 burst_size: config.burst_size as u64,
