@@ -2,8 +2,9 @@
 /*
  * spead_sink: an XDP program for the receiving end of the veth harness.
  * It counts UDP packets to the SPEAD port (packets, whole-frame bytes with
- * fragments, valid SPEAD packets, malformed ones, heaps completed, first
- * and last packet time) in per-CPU counters, then drops them (or passes
+ * fragments, valid SPEAD packets, malformed ones, heaps completed) in
+ * per-CPU counters, records their arrival timing (gaps, bursts), then
+ * drops them (or passes
  * them, so a socket or tcpdump can see them). Everything else, ARP
  * included, passes untouched. Kept minimal: on veth it runs on the
  * sender's CPU.
@@ -19,6 +20,11 @@
 /* Set by the loader before load. */
 const volatile __u16 spead_port = 7148;
 const volatile __u8 pass_packets = 0;
+/* A gap longer than this (ns) starts a new burst. */
+const volatile __u64 burst_gap_ns = 10000;
+/* The rate anchor is the first burst starting this long (ns) after the
+ * first packet, past a sender's start-up transient. */
+const volatile __u64 settle_ns = 10000000;
 
 /* Per-CPU counters; user space sums them. Field order is the ABI. */
 struct counters {
@@ -27,8 +33,34 @@ struct counters {
 	__u64 spead_packets; /* of them, valid SPEAD packets */
 	__u64 malformed;     /* of them, not valid SPEAD */
 	__u64 heaps;         /* heaps whose payload fully arrived */
-	__u64 first_ns;      /* bpf_ktime_get_ns of the first counted packet */
-	__u64 last_ns;       /* ... and of the last */
+};
+
+#define GAP_BUCKETS 32
+
+/*
+ * Arrival timing of the counted packets, shared by all CPUs (gaps only mean
+ * something along one sequence of packets): exact when one sender thread
+ * sends at a time, as in the pacing measurements. Field order is the ABI.
+ */
+struct timing {
+	__u64 first_ns;             /* bpf_ktime_get_ns of the first packet */
+	__u64 last_ns;              /* ... and of the last */
+	__u64 payload_bytes;        /* UDP payload bytes of all packets */
+	__u64 gaps;                 /* inter-packet gaps seen */
+	__u64 gap_sum;              /* their sum (ns) */
+	__u64 gap_sum_sq;           /* and sum of squares (ns^2) */
+	__u64 bursts;               /* bursts (runs with gaps <= burst_gap_ns) */
+	__u64 burst_bytes;          /* UDP payload bytes of the current burst */
+	__u64 burst_max;            /* largest burst, in UDP payload bytes */
+	__u64 burst_start_ns;       /* when the current burst began */
+	__u64 bytes_before_burst;   /* UDP payload bytes before it began */
+	__u64 anchor_ns;            /* when the first burst after settle_ns began */
+	__u64 bytes_before_anchor;  /* UDP payload bytes before it began */
+	/* Least-squares sums over burst starts after the anchor, x = KiB
+	 * before the burst and y = us since the anchor (both from the
+	 * anchor): n, sum x, sum y, sum x^2, sum x*y. */
+	__u64 fit_n, fit_x, fit_y, fit_xx, fit_xy;
+	__u64 gap_hist[GAP_BUCKETS]; /* gaps by floor(log2(ns)) */
 };
 
 struct {
@@ -37,6 +69,70 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counters);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct timing);
+} timing SEC(".maps");
+
+static __always_inline __u32 log2_bucket(__u64 v)
+{
+	__u32 bucket = 0;
+	for (int i = 0; i < GAP_BUCKETS - 1; i++) {
+		if (v < 2)
+			break;
+		v >>= 1;
+		bucket++;
+	}
+	return bucket;
+}
+
+static __always_inline void record_timing(__u64 now, __u64 payload)
+{
+	__u32 zero = 0;
+	struct timing *t = bpf_map_lookup_elem(&timing, &zero);
+	if (!t)
+		return;
+	if (!t->first_ns) {
+		t->first_ns = now;
+		t->bursts = 1;
+		t->burst_start_ns = now;
+	} else {
+		__u64 gap = now - t->last_ns;
+		t->gaps++;
+		t->gap_sum += gap;
+		t->gap_sum_sq += gap * gap;
+		__u32 bucket = log2_bucket(gap);
+		if (bucket < GAP_BUCKETS)
+			t->gap_hist[bucket]++;
+		if (gap > burst_gap_ns) {
+			t->bursts++;
+			t->burst_bytes = 0;
+			t->burst_start_ns = now;
+			t->bytes_before_burst = t->payload_bytes;
+			if (!t->anchor_ns && now - t->first_ns >= settle_ns) {
+				t->anchor_ns = now;
+				t->bytes_before_anchor = t->payload_bytes;
+			}
+			if (t->anchor_ns) {
+				__u64 x = (t->payload_bytes - t->bytes_before_anchor) >> 10;
+				__u64 y = (now - t->anchor_ns) / 1000;
+				t->fit_n++;
+				t->fit_x += x;
+				t->fit_y += y;
+				t->fit_xx += x * x;
+				t->fit_xy += x * y;
+			}
+		}
+	}
+	t->last_ns = now;
+	t->payload_bytes += payload;
+	t->burst_bytes += payload;
+	if (t->burst_bytes > t->burst_max)
+		t->burst_max = t->burst_bytes;
+}
 
 /* Payload bytes received so far, per heap cnt. */
 struct {
@@ -117,14 +213,11 @@ int spead_sink(struct xdp_md *ctx)
 	struct counters *c = bpf_map_lookup_elem(&counters, &zero);
 	if (!c)
 		return XDP_PASS;
-	__u64 now = bpf_ktime_get_ns();
 	c->packets++;
 	c->bytes += bpf_xdp_get_buff_len(ctx);
-	if (!c->first_ns)
-		c->first_ns = now;
-	c->last_ns = now;
-
 	__u32 udp_len = bpf_ntohs(udp->len);
+	record_timing(bpf_ktime_get_ns(), udp_len > sizeof(*udp) ? udp_len - sizeof(*udp) : 0);
+
 	__u64 cnt = 0, heap_len = 0, payload_len = 0;
 	if (udp_len < sizeof(*udp) ||
 	    !spead_valid(ctx, (__u8 *)(udp + 1), end, udp_len - sizeof(*udp), &cnt, &heap_len,

@@ -30,6 +30,11 @@ pub struct SinkConfig {
     pub port: u16,
     /// Pass counted packets on (to a socket or tcpdump) instead of dropping.
     pub pass: bool,
+    /// A gap between packets longer than this starts a new burst.
+    pub burst_gap: std::time::Duration,
+    /// The rate is measured from the first burst starting this long after
+    /// the first packet (past a sender's start-up transient).
+    pub settle: std::time::Duration,
 }
 
 impl SinkConfig {
@@ -40,6 +45,8 @@ impl SinkConfig {
             netns: None,
             port: 7148,
             pass: false,
+            burst_gap: std::time::Duration::from_micros(10),
+            settle: std::time::Duration::from_millis(10),
         }
     }
 }
@@ -73,7 +80,7 @@ pub enum SinkError {
     },
 }
 
-/// The sink's counters, summed over CPUs.
+/// The sink's counters, summed over CPUs, and the arrival timing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkStats {
     /// UDP packets to the SPEAD port.
@@ -86,10 +93,108 @@ pub struct SinkStats {
     pub malformed: u64,
     /// Heaps whose payload fully arrived.
     pub heaps: u64,
-    /// Kernel time (ns) of the first packet, 0 if none.
+    /// When and how the packets arrived.
+    pub timing: ArrivalTiming,
+}
+
+/// Number of log2 buckets in the gap histogram.
+pub const GAP_BUCKETS: usize = 32;
+
+/// Arrival timing of the counted packets (kernel clock, ns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArrivalTiming {
+    /// Time of the first packet (0 if none).
     pub first_ns: u64,
-    /// Kernel time (ns) of the last packet.
+    /// Time of the last packet.
     pub last_ns: u64,
+    /// UDP payload (SPEAD) bytes of all packets.
+    pub payload_bytes: u64,
+    /// Inter-packet gaps seen.
+    pub gaps: u64,
+    /// Sum of the gaps (ns).
+    pub gap_sum: u64,
+    /// Sum of the squared gaps (ns^2).
+    pub gap_sum_sq: u64,
+    /// Bursts: runs of packets with gaps at most the burst gap.
+    pub bursts: u64,
+    /// UDP payload bytes of the current (last) burst.
+    pub burst_bytes: u64,
+    /// The largest burst, in UDP payload bytes.
+    pub burst_max: u64,
+    /// When the last burst began.
+    pub burst_start_ns: u64,
+    /// UDP payload bytes that arrived before the last burst began.
+    pub bytes_before_burst: u64,
+    /// When the rate anchor (the first burst after the settle time) began.
+    pub anchor_ns: u64,
+    /// UDP payload bytes that arrived before the anchor.
+    pub bytes_before_anchor: u64,
+    /// Least-squares sums over burst starts after the anchor (x: KiB before
+    /// the burst, y: microseconds, both from the anchor): n, x, y, x^2, xy.
+    pub fit: [u64; 5],
+    /// Gaps by floor(log2(ns)).
+    pub gap_hist: [u64; GAP_BUCKETS],
+}
+
+impl ArrivalTiming {
+    fn from_bytes(bytes: &[u8]) -> Self {
+        let field = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let mut gap_hist = [0; GAP_BUCKETS];
+        for (i, bucket) in gap_hist.iter_mut().enumerate() {
+            *bucket = field(18 + i);
+        }
+        ArrivalTiming {
+            first_ns: field(0),
+            last_ns: field(1),
+            payload_bytes: field(2),
+            gaps: field(3),
+            gap_sum: field(4),
+            gap_sum_sq: field(5),
+            bursts: field(6),
+            burst_bytes: field(7),
+            burst_max: field(8),
+            burst_start_ns: field(9),
+            bytes_before_burst: field(10),
+            anchor_ns: field(11),
+            bytes_before_anchor: field(12),
+            fit: [field(13), field(14), field(15), field(16), field(17)],
+            gap_hist,
+        }
+    }
+
+    /// Seconds from the first packet to the last.
+    pub fn span_seconds(&self) -> f64 {
+        self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9
+    }
+
+    /// Mean gap between packets (ns).
+    pub fn gap_mean_ns(&self) -> f64 {
+        self.gap_sum as f64 / self.gaps.max(1) as f64
+    }
+
+    /// Coefficient of variation of the gaps (standard deviation / mean).
+    pub fn gap_cv(&self) -> f64 {
+        let n = self.gaps.max(1) as f64;
+        let mean = self.gap_sum as f64 / n;
+        let variance = (self.gap_sum_sq as f64 / n - mean * mean).max(0.0);
+        variance.sqrt() / mean.max(f64::MIN_POSITIVE)
+    }
+
+    /// The achieved rate in UDP payload bytes per second: the slope of a
+    /// least-squares line through every burst's start (time against bytes
+    /// sent before it), from the first burst after the settle time on. Each
+    /// burst is due when the bytes before it are, so the line's slope is the
+    /// rate; a few late bursts barely move it, and a sender's start-up
+    /// transient is left out. `None` with fewer than three bursts.
+    pub fn rate(&self) -> Option<f64> {
+        let [n, x, y, xx, xy] = self.fit.map(|v| v as f64);
+        if n < 3.0 {
+            return None;
+        }
+        // Slope of y (us) on x (KiB).
+        let slope = (n * xy - x * y) / (n * xx - x * x);
+        (slope > 0.0).then(|| 1024.0 * 1e6 / slope)
+    }
 }
 
 impl SinkStats {
@@ -101,7 +206,7 @@ impl SinkStats {
 
     /// Seconds from the first packet to the last.
     pub fn span_seconds(&self) -> f64 {
-        self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9
+        self.timing.span_seconds()
     }
 
     fn from_cpu(bytes: &[u8]) -> Self {
@@ -112,25 +217,18 @@ impl SinkStats {
             spead_packets: field(2),
             malformed: field(3),
             heaps: field(4),
-            first_ns: field(5),
-            last_ns: field(6),
+            timing: ArrivalTiming::default(),
         }
     }
 
     fn merge(self, cpu: SinkStats) -> Self {
-        let first = match (self.first_ns, cpu.first_ns) {
-            (0, b) => b,
-            (a, 0) => a,
-            (a, b) => a.min(b),
-        };
         SinkStats {
             packets: self.packets + cpu.packets,
             bytes: self.bytes + cpu.bytes,
             spead_packets: self.spead_packets + cpu.spead_packets,
             malformed: self.malformed + cpu.malformed,
             heaps: self.heaps + cpu.heaps,
-            first_ns: first,
-            last_ns: self.last_ns.max(cpu.last_ns),
+            timing: self.timing,
         }
     }
 }
@@ -179,6 +277,8 @@ impl Sink {
             .expect("the sink's settings are in mapped rodata");
         rodata.spead_port = config.port;
         rodata.pass_packets = u8::from(config.pass);
+        rodata.burst_gap_ns = config.burst_gap.as_nanos() as u64;
+        rodata.settle_ns = config.settle.as_nanos() as u64;
         let skel = open.load().map_err(bpf("loading the sink program"))?;
         let attach = || -> Result<Link, SinkError> {
             let index = nix::net::if_::if_nametoindex(config.interface.as_str()).map_err(|source| {
@@ -199,21 +299,29 @@ impl Sink {
         Ok(Sink { skel, _link: link })
     }
 
-    /// The counters so far, summed over CPUs.
+    /// The counters so far, summed over CPUs, and the arrival timing.
     pub fn stats(&self) -> Result<SinkStats, SinkError> {
+        let read = |what| move |source| SinkError::Bpf { what, source };
+        let key = 0u32.to_ne_bytes();
         let per_cpu = self
             .skel
             .maps
             .counters
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| SinkError::Bpf {
-                what: "reading the sink's counters",
-                source,
-            })?
+            .lookup_percpu(&key, MapFlags::ANY)
+            .map_err(read("reading the sink's counters"))?
             .unwrap_or_default();
-        Ok(per_cpu
+        let timing = self
+            .skel
+            .maps
+            .timing
+            .lookup(&key, MapFlags::ANY)
+            .map_err(read("reading the sink's timing"))?
+            .map(|bytes| ArrivalTiming::from_bytes(&bytes))
+            .unwrap_or_default();
+        let counters = per_cpu
             .iter()
             .map(|cpu| SinkStats::from_cpu(cpu))
-            .fold(SinkStats::default(), SinkStats::merge))
+            .fold(SinkStats::default(), SinkStats::merge);
+        Ok(SinkStats { timing, ..counters })
     }
 }

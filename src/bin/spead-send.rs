@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use spead_xdp::pacing::ClockChoice;
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
-use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig};
+use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{
     tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
 };
@@ -133,6 +134,28 @@ struct Args {
     /// Network interface for AF_XDP.
     #[arg(long, value_name = "IFACE", help_heading = "Transport options")]
     interface: Option<String>,
+    /// Pin the sending worker to this core.
+    #[arg(long, value_name = "CORE", help_heading = "Pacing options")]
+    core: Option<usize>,
+    /// Spin (instead of sleeping) for waits shorter than this.
+    #[arg(
+        long,
+        value_name = "MICROSECONDS",
+        default_value_t = 100,
+        help_heading = "Pacing options"
+    )]
+    spin_us: u64,
+    /// Pacing clock: the invariant TSC where there is one, or CLOCK_MONOTONIC.
+    #[arg(long, value_enum, default_value_t = ClockArg::Auto, help_heading = "Pacing options")]
+    clock: ClockArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClockArg {
+    /// The invariant TSC where the CPU has one.
+    Auto,
+    /// CLOCK_MONOTONIC.
+    Monotonic,
 }
 
 fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
@@ -181,7 +204,19 @@ fn print_progress(progress: &Progress, done: &AtomicBool) {
     }
 }
 
+fn worker_config(args: &Args) -> WorkerConfig {
+    WorkerConfig {
+        core: args.core,
+        spin_threshold: Duration::from_micros(args.spin_us),
+        clock: match args.clock {
+            ClockArg::Auto => ClockChoice::Auto,
+            ClockArg::Monotonic => ClockChoice::Monotonic,
+        },
+    }
+}
+
 fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
+    let worker = worker_config(args);
     let kind = match (args.tcp, args.transport) {
         (true, TransportKind::Auto | TransportKind::Tcp) => TransportKind::Tcp,
         (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
@@ -203,7 +238,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
             let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
             let buffer = args.buffer.unwrap_or(tcp::DEFAULT_BUFFER_SIZE);
             let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
-            return Stream::new(transport, config).map_err(|e| e.to_string());
+            return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
         }
         TransportKind::Pcap => {
             let path = args.pcap.clone().ok_or("--transport pcap needs --pcap FILE")?;
@@ -223,7 +258,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
                     u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
             }
             let transport = PcapTransport::create(&pcap).map_err(|e| e.to_string())?;
-            return Stream::new(transport, config).map_err(|e| e.to_string());
+            return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
         }
     }
     let mut udp = UdpConfig::new(destinations.to_vec());
@@ -240,7 +275,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         }
     }
     let transport = UdpTransport::new(&udp).map_err(|e| e.to_string())?;
-    Stream::new(transport, config).map_err(|e| e.to_string())
+    Stream::with_worker(transport, config, worker).map_err(|e| e.to_string())
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -291,6 +326,17 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let stream = open_stream(&args, &destinations, config)?;
+    if let Some(worker_core) = args.core {
+        // Keep this thread (building heaps, waiting on completions) off the
+        // pinned worker's core, where it would preempt the pacing.
+        let other = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.id != worker_core);
+        if let Some(core) = other {
+            core_affinity::set_for_current(core);
+        }
+    }
     let substreams = stream.substreams() as u64;
 
     let progress = Arc::new(Progress::default());

@@ -32,6 +32,12 @@ struct Args {
     /// Stop once packets have arrived and none came for this many seconds.
     #[arg(long, value_name = "SECONDS")]
     idle: Option<f64>,
+    /// A gap longer than this starts a new burst (for the burst figures).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 10.0)]
+    burst_gap_us: f64,
+    /// Measure the rate from the first burst this long after the first packet.
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 10.0)]
+    settle_ms: f64,
     /// Final figures only.
     #[arg(long)]
     quiet: bool,
@@ -57,6 +63,8 @@ fn run(args: Args) -> Result<(), String> {
         netns: args.netns.clone(),
         port: args.port,
         pass: args.pass,
+        burst_gap: Duration::from_secs_f64(args.burst_gap_us / 1e6),
+        settle: Duration::from_secs_f64(args.settle_ms / 1e3),
     };
     let sink = Sink::attach(&config).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,7 +96,7 @@ fn run(args: Args) -> Result<(), String> {
                     malformed: stats.malformed - last.malformed,
                     bytes: stats.bytes - last.bytes,
                     heaps: stats.heaps - last.heaps,
-                    ..stats
+                    timing: stats.timing,
                 };
                 let second = (now - started).as_secs_f64();
                 eprintln!(
@@ -113,6 +121,23 @@ fn run(args: Args) -> Result<(), String> {
     }
     let stats = sink.stats().map_err(|e| e.to_string())?;
     println!("{}", report("total", &stats, stats.span_seconds()));
+    let t = &stats.timing;
+    println!(
+        "timing: rate {} Gb/s of UDP payload (fit over bursts), gaps mean {:.0} ns CV {:.3}, {} bursts, largest {} bytes",
+        t.rate().map_or("-".into(), |r| format!("{:.6}", r * 8.0 / 1e9)),
+        t.gap_mean_ns(),
+        t.gap_cv(),
+        t.bursts,
+        t.burst_max
+    );
+    let hist: Vec<String> = t
+        .gap_hist
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(b, n)| format!("{}-{} ns: {n}", 1u64 << b, (2u64 << b) - 1))
+        .collect();
+    println!("gaps: {}", hist.join(", "));
     Ok(())
 }
 
