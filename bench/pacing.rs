@@ -157,7 +157,7 @@ fn main() {
     let harness = Harness::up();
     println!("pacing on the veth harness, measured by the XDP sink ({RUN_SECONDS} s runs, 4 MiB heaps)");
     println!();
-    println!("achieved rate, 8192-byte packets, 64 KiB bursts (least-squares fit of burst starts after the first 10 ms):");
+    println!("rate error, 8192-byte packets, 64 KiB bursts (least-squares fit of burst starts after the first 10 ms; median of 3 runs):");
     println!("| target | {} | {} |", Sender::Ours.name(), Sender::Spead2.name());
     println!("| --- | --- | --- |");
     for gbps in [1.0, 2.0, 5.0, 10.0] {
@@ -165,15 +165,24 @@ fn main() {
         let period = Duration::from_secs_f64(65536.0 * 8.0 / (gbps * 1e9));
         let mut cells = Vec::new();
         for sender in [Sender::Ours, Sender::Spead2] {
-            let stats = run(&harness, sender, gbps, 8192, 65536, period / 4);
-            let cell = match stats.timing.rate() {
-                Some(rate) => {
-                    let achieved = rate * 8.0 / 1e9;
-                    format!("{achieved:.6} Gb/s ({:+.4} %)", (achieved / gbps - 1.0) * 100.0)
-                }
-                None => "no rate".into(),
-            };
-            cells.push(format!("{cell}, {:.2} s", stats.span_seconds()));
+            // Three runs: a rare multi-millisecond stall of this shared VM
+            // (and the catch-up after it) can swing one run.
+            let mut errors: Vec<f64> = (0..3)
+                .map(|_| {
+                    let stats = run(&harness, sender, gbps, 8192, 65536, period / 4);
+                    stats
+                        .timing
+                        .rate()
+                        .map_or(f64::NAN, |r| (r * 8.0 / 1e9 / gbps - 1.0) * 100.0)
+                })
+                .collect();
+            let runs = errors
+                .iter()
+                .map(|e| format!("{e:+.4}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.sort_by(f64::total_cmp);
+            cells.push(format!("{:+.4} % (runs {runs})", errors[1]));
         }
         println!("| {gbps} Gb/s | {} | {} |", cells[0], cells[1]);
     }
