@@ -278,25 +278,45 @@ impl<'p> HeapPackets<'p> {
         let (pointers, payload) = rest.split_at_mut(pointers_len);
         let first = self.next_pointer * POINTER_SIZE;
         pointers.copy_from_slice(&self.pointer_words[first..first + pointers_len]);
-        self.next_pointer += n_pointers;
-        self.fill_payload(payload);
-        self.payload_offset += payload_len as u64;
-        self.packets_left -= 1;
+        self.advance(n_pointers, payload_len, Some(payload));
         Ok(Some(len))
     }
 
-    /// Copies the next `out.len()` payload bytes, then zero padding.
-    fn fill_payload(&mut self, mut out: &mut [u8]) {
-        while !out.is_empty() {
+    /// Passes over the next packet without writing it (when several
+    /// workers share a heap, each sends every Nth packet). Returns its
+    /// length, or `None` when the heap is done.
+    pub fn skip_next(&mut self) -> Option<usize> {
+        let len = self.next_packet_len()?;
+        if self.repeat_pointers {
+            self.next_pointer = 0;
+        }
+        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
+        self.advance(n_pointers, payload_len, None);
+        Some(len)
+    }
+
+    /// Moves past a packet of `n_pointers` pointers and `payload_len`
+    /// payload bytes, copying the payload into `out` if given (then zero
+    /// padding past the real payload).
+    fn advance(&mut self, n_pointers: usize, payload_len: usize, mut out: Option<&mut [u8]>) {
+        self.next_pointer += n_pointers;
+        self.payload_offset += payload_len as u64;
+        self.packets_left -= 1;
+        let mut left = payload_len;
+        while left > 0 {
             let Some(segment) = self.segments.get(self.next_segment) else {
-                out.fill(0);
+                if let Some(out) = out {
+                    out.fill(0);
+                }
                 return;
             };
-            let source = &segment[self.segment_offset..];
-            let n = source.len().min(out.len());
-            let (head, tail) = out.split_at_mut(n);
-            head.copy_from_slice(&source[..n]);
-            out = tail;
+            let n = (segment.len() - self.segment_offset).min(left);
+            if let Some(buf) = out {
+                let (head, tail) = buf.split_at_mut(n);
+                head.copy_from_slice(&segment[self.segment_offset..self.segment_offset + n]);
+                out = Some(tail);
+            }
+            left -= n;
             self.segment_offset += n;
             if self.segment_offset == segment.len() {
                 self.next_segment += 1;
@@ -379,6 +399,34 @@ mod tests {
             .flat_map(|(i, p)| p[PREFIX_LEN + if i == 0 { 16 } else { 0 }..].to_vec())
             .collect();
         assert_eq!(payload, data);
+    }
+
+    #[test]
+    fn skipping_packets_leaves_the_rest_unchanged() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        for id in 0..300 {
+            heap.add(Item::immediate(0x1000 + id, id)).unwrap();
+        }
+        heap.add(Item::new(0x2000, &data[..])).unwrap();
+        let sizing = Packetizer::new(1000).unwrap();
+        let all: Vec<_> = sizing.packets(&heap, 1).unwrap().collect();
+        for of in 1..=3 {
+            for share in 0..of {
+                let mut packets = sizing.packets(&heap, 1).unwrap();
+                let mut mine = Vec::new();
+                for i in 0..all.len() {
+                    if i % of == share {
+                        mine.push(packets.next().unwrap());
+                    } else {
+                        assert_eq!(packets.skip_next(), Some(all[i].len()));
+                    }
+                }
+                assert!(packets.is_done());
+                let want: Vec<_> = all.iter().skip(share).step_by(of).cloned().collect();
+                assert_eq!(mine, want, "share {share} of {of}");
+            }
+        }
     }
 
     #[test]
