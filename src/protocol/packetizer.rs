@@ -415,11 +415,11 @@ mod tests {
             for share in 0..of {
                 let mut packets = sizing.packets(&heap, 1).unwrap();
                 let mut mine = Vec::new();
-                for i in 0..all.len() {
+                for (i, packet) in all.iter().enumerate() {
                     if i % of == share {
                         mine.push(packets.next().unwrap());
                     } else {
-                        assert_eq!(packets.skip_next(), Some(all[i].len()));
+                        assert_eq!(packets.skip_next(), Some(packet.len()));
                     }
                 }
                 assert!(packets.is_done());
