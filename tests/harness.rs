@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::netns::{privileged, run_in};
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
-use spead_xdp::stream::{Stream, StreamConfig};
+use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport};
 
 /// A harness brought up by scripts/setup-veth.sh, brought down on drop.
@@ -222,4 +222,51 @@ fn pass_mode_lets_a_socket_see_the_packets() {
     assert_eq!(&buf[..len], &want[..]);
     let stats = settle(&sink, 1);
     assert_eq!((stats.packets, stats.heaps), (1, 1), "{stats:?}");
+}
+
+#[test]
+fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
+    if !privileged("two_workers_on_two_cores_deliver_every_packet_and_heap") {
+        return;
+    }
+    let harness = Harness::up("e", 205, 9000);
+    let sink = harness.sink(false);
+    let sizing = Packetizer::new(8192).unwrap();
+    let mut heaps: Vec<Heap<'static>> = (0..20u8).map(|i| heap(i, 200_000)).collect();
+    let mut end = Heap::new(Flavour::SPEAD_64_48);
+    end.add_end().unwrap();
+    heaps.push(end);
+    let packets: usize = heaps
+        .iter()
+        .enumerate()
+        .map(|(i, h)| sizing.packets(h, i as u64 + 1).unwrap().remaining())
+        .sum();
+    let transports: Vec<UdpTransport> = (0..2)
+        .map(|_| UdpTransport::new(&UdpConfig::new(vec![harness.peer(7148)])).unwrap())
+        .collect();
+    let workers = (0..2)
+        .map(|core| WorkerConfig {
+            core: Some(core),
+            ..Default::default()
+        })
+        .collect();
+    let config = StreamConfig {
+        max_packet_size: 8192,
+        rate: 2e9 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::with_workers(transports, config, workers).unwrap();
+    for h in heaps {
+        stream.send_heap(h).unwrap();
+    }
+    let stats = settle(&sink, packets as u64);
+    assert_eq!(
+        (stats.packets, stats.heaps, stats.malformed),
+        (packets as u64, 21, 0),
+        "{stats:?}"
+    );
+    println!(
+        "two workers: sink counted {} packets, {} heaps",
+        stats.packets, stats.heaps
+    );
 }

@@ -569,3 +569,94 @@ fn the_worker_is_pinned_to_its_core() {
     let err = Stream::with_worker(MemoryTransport::new(1), StreamConfig::default(), bad).unwrap_err();
     assert!(err.to_string().contains("core 4096"), "{err}");
 }
+
+/// Splits a byte stream of back-to-back SPEAD packets into packets.
+fn split_packets(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    while !bytes.is_empty() {
+        let info = spead_xdp::protocol::PacketInfo::parse(bytes).expect("a SPEAD packet");
+        let len = 8 + 8 * info.raw_pointers().len() + info.payload().len();
+        packets.push(bytes[..len].to_vec());
+        bytes = &bytes[len..];
+    }
+    packets
+}
+
+#[test]
+fn several_workers_send_each_packet_once_and_complete_in_order() {
+    let transports: Vec<MemoryTransport> = (0..3).map(|_| MemoryTransport::new(1)).collect();
+    let config = StreamConfig {
+        max_heaps: 64,
+        ..Default::default()
+    };
+    let workers = vec![WorkerConfig::default(); 3];
+    let stream = Stream::with_workers(transports.clone(), config, workers).unwrap();
+    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    let group: Vec<HeapRef> = (1..=3).map(|seed| HeapRef::new(heap(seed))).collect();
+    for (i, seed) in (1..=3).enumerate() {
+        expected.extend(sizing.packets(&heap(seed), i as u64 + 1).unwrap());
+    }
+    let group_done = stream.submit_group(group, GroupMode::RoundRobin).unwrap();
+    let mut completions = Vec::new();
+    for seed in 4..=15u64 {
+        expected.extend(sizing.packets(&heap(seed), seed).unwrap());
+        completions.push(stream.submit(heap(seed)).unwrap());
+    }
+    let last = completions.pop().unwrap();
+    assert!(last.wait().is_ok());
+    // In order: once the last has completed, every earlier one has.
+    assert!(group_done.wait().is_ok());
+    for (i, mut c) in completions.into_iter().enumerate() {
+        assert!(
+            c.try_wait().is_some_and(|r| r.is_ok()),
+            "heap {} not complete",
+            i + 4
+        );
+    }
+    let mut shares: Vec<Vec<Vec<u8>>> = transports.iter().map(|t| split_packets(&t.bytes(0))).collect();
+    let total = expected.len();
+    for (w, share) in shares.iter().enumerate() {
+        assert!(
+            share.len() * 3 >= total - 30 && share.len() * 3 <= total + 30,
+            "worker {w} sent {}",
+            share.len()
+        );
+    }
+    let mut sent: Vec<Vec<u8>> = shares.iter_mut().flat_map(std::mem::take).collect();
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent.len(), expected.len());
+    assert!(sent == expected, "every packet exactly once");
+}
+
+#[test]
+fn several_workers_keep_the_stream_rate_together() {
+    let transports: Vec<MemoryTransport> = (0..3).map(|_| MemoryTransport::new(1)).collect();
+    let config = StreamConfig {
+        rate: 1e6, // bytes/s
+        burst_size: 3000,
+        ..Default::default()
+    };
+    let stream = Stream::with_workers(transports, config, vec![WorkerConfig::default(); 3]).unwrap();
+    let mut big = Heap::new(Flavour::SPEAD_64_48);
+    big.add(Item::new(0x1800, vec![1u8; 100_000])).unwrap();
+    let started = Instant::now();
+    stream.send_heap(big).unwrap();
+    let elapsed = started.elapsed();
+    // ~100 kB at 1 MB/s in all: 0.1 s; not 0.033 s (each worker at the
+    // full rate) nor 0.3 s (the share applied twice).
+    assert!(elapsed >= Duration::from_millis(95), "too fast: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(250), "too slow: {elapsed:?}");
+}
+
+#[test]
+fn workers_and_transports_must_match() {
+    let two = vec![MemoryTransport::new(1), MemoryTransport::new(1)];
+    let err = Stream::with_workers(two, StreamConfig::default(), vec![WorkerConfig::default()]).unwrap_err();
+    assert!(err.to_string().contains("2 transport(s) but 1 worker"), "{err}");
+    let mixed = vec![MemoryTransport::new(1), MemoryTransport::new(2)];
+    let err =
+        Stream::with_workers(mixed, StreamConfig::default(), vec![WorkerConfig::default(); 2]).unwrap_err();
+    assert!(err.to_string().contains("same substreams"), "{err}");
+}

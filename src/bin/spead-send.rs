@@ -134,9 +134,18 @@ struct Args {
     /// Network interface for AF_XDP.
     #[arg(long, value_name = "IFACE", help_heading = "Transport options")]
     interface: Option<String>,
-    /// Pin the sending worker to this core.
-    #[arg(long, value_name = "CORE", help_heading = "Pacing options")]
-    core: Option<usize>,
+    /// Sending workers (threads), each with its own socket and an equal
+    /// share of every heap's packets and of the rate.
+    #[arg(long, default_value_t = 1, help_heading = "Pacing options")]
+    workers: usize,
+    /// Pin the workers to these cores (worker k to the k-th, round robin).
+    #[arg(
+        long,
+        value_name = "CORE,...",
+        value_delimiter = ',',
+        help_heading = "Pacing options"
+    )]
+    core: Vec<usize>,
     /// Spin (instead of sleeping) for waits shorter than this.
     #[arg(
         long,
@@ -204,19 +213,28 @@ fn print_progress(progress: &Progress, done: &AtomicBool) {
     }
 }
 
-fn worker_config(args: &Args) -> WorkerConfig {
-    WorkerConfig {
-        core: args.core,
-        spin_threshold: Duration::from_micros(args.spin_us),
-        clock: match args.clock {
-            ClockArg::Auto => ClockChoice::Auto,
-            ClockArg::Monotonic => ClockChoice::Monotonic,
-        },
+fn worker_configs(args: &Args) -> Vec<WorkerConfig> {
+    (0..args.workers)
+        .map(|k| WorkerConfig {
+            core: (!args.core.is_empty()).then(|| args.core[k % args.core.len()]),
+            spin_threshold: Duration::from_micros(args.spin_us),
+            clock: match args.clock {
+                ClockArg::Auto => ClockChoice::Auto,
+                ClockArg::Monotonic => ClockChoice::Monotonic,
+            },
+        })
+        .collect()
+}
+
+/// One worker: the transports that carry a single stream of bytes.
+fn single(args: &Args, what: &str) -> Result<WorkerConfig, String> {
+    match worker_configs(args).as_slice() {
+        [one] => Ok(*one),
+        _ => Err(format!("{what} takes one worker; --workers must be 1")),
     }
 }
 
 fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
-    let worker = worker_config(args);
     let kind = match (args.tcp, args.transport) {
         (true, TransportKind::Auto | TransportKind::Tcp) => TransportKind::Tcp,
         (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
@@ -237,6 +255,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
             };
             let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
             let buffer = args.buffer.unwrap_or(tcp::DEFAULT_BUFFER_SIZE);
+            let worker = single(args, "TCP")?;
             let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
             return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
         }
@@ -257,6 +276,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
                 pcap.ttl =
                     u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
             }
+            let worker = single(args, "pcap")?;
             let transport = PcapTransport::create(&pcap).map_err(|e| e.to_string())?;
             return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
         }
@@ -274,8 +294,12 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
             }
         }
     }
-    let transport = UdpTransport::new(&udp).map_err(|e| e.to_string())?;
-    Stream::with_worker(transport, config, worker).map_err(|e| e.to_string())
+    let workers = worker_configs(args);
+    let transports = (0..workers.len())
+        .map(|_| UdpTransport::new(&udp))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -326,13 +350,13 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let stream = open_stream(&args, &destinations, config)?;
-    if let Some(worker_core) = args.core {
+    if !args.core.is_empty() {
         // Keep this thread (building heaps, waiting on completions) off the
-        // pinned worker's core, where it would preempt the pacing.
+        // pinned workers' cores where it can, so it does not preempt pacing.
         let other = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
-            .find(|c| c.id != worker_core);
+            .find(|c| !args.core.contains(&c.id));
         if let Some(core) = other {
             core_affinity::set_for_current(core);
         }

@@ -52,6 +52,14 @@ pub enum ConfigError {
     /// A heap cnt sequence needs a non-zero step.
     #[error("heap cnt step must not be 0")]
     CntStep,
+    /// Each transport needs one worker configuration.
+    #[error("{transports} transport(s) but {workers} worker configuration(s); need one each, at least one")]
+    Workers {
+        /// Transports given.
+        transports: usize,
+        /// Worker configurations given.
+        workers: usize,
+    },
     /// No such core to pin the worker to.
     #[error("core {core} does not exist or is not allowed (cores: {available:?})")]
     Core {

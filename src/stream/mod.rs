@@ -1,6 +1,6 @@
 //! The user's API: spead2's send stream in Rust idiom. Heaps are queued
 //! (at most `max_heaps`; a full queue fails at once and hands the heaps
-//! back), packetized and paced by a worker thread that owns the transport,
+//! back), packetized and paced by worker threads that each own a transport,
 //! and completed in order with the bytes sent or an error. A completion is
 //! a `Future` for any executor and a blocking wait.
 
@@ -186,6 +186,15 @@ impl Completion {
     pub fn wait(self) -> Result<u64, SendError> {
         self.0.recv().unwrap_or(Err(SendError::Closed))
     }
+
+    /// The outcome if it is known, without blocking.
+    pub fn try_wait(&mut self) -> Option<Result<u64, SendError>> {
+        match self.0.try_recv() {
+            Ok(result) => Some(result),
+            Err(oneshot::TryRecvError::Empty) => None,
+            Err(oneshot::TryRecvError::Disconnected) => Some(Err(SendError::Closed)),
+        }
+    }
 }
 
 impl Future for Completion {
@@ -234,8 +243,9 @@ pub struct Stream {
     sizing: Packetizer,
     substreams: usize,
     shared: Arc<Shared>,
-    jobs: Option<crossbeam_channel::Sender<worker::Job>>,
-    worker: Option<JoinHandle<()>>,
+    /// One queue per worker; each worker takes every job.
+    jobs: Vec<crossbeam_channel::Sender<worker::Job>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Stream {
@@ -248,14 +258,47 @@ impl Stream {
     /// Starts a stream whose worker runs as `worker` says (pinned to a
     /// core, spin threshold, clock).
     pub fn with_worker<T: Transport>(
-        mut transport: T,
+        transport: T,
         config: StreamConfig,
         worker: WorkerConfig,
     ) -> Result<Self, StreamError> {
+        Self::with_workers(vec![transport], config, vec![worker])
+    }
+
+    /// Starts a stream with one worker per transport (a TX queue each, for
+    /// several cores). Worker `w` of `n` sends packets `w`, `w + n`, ... of
+    /// every group, paced at `1/n` of the rate (and `1/n` of the burst), so
+    /// together they keep the stream's rate; groups complete once, in
+    /// order. The transports must have the same substreams.
+    pub fn with_workers<T: Transport>(
+        mut transports: Vec<T>,
+        config: StreamConfig,
+        workers: Vec<WorkerConfig>,
+    ) -> Result<Self, StreamError> {
         let sizing = config.validate()?;
-        worker.validate()?;
-        transport.prepare(sizing.max_packet_size())?;
-        let substreams = transport.substreams();
+        if transports.is_empty() || transports.len() != workers.len() {
+            return Err(ConfigError::Workers {
+                transports: transports.len(),
+                workers: workers.len(),
+            }
+            .into());
+        }
+        for worker in &workers {
+            worker.validate()?;
+        }
+        for transport in &mut transports {
+            transport.prepare(sizing.max_packet_size())?;
+        }
+        let substreams = transports[0].substreams();
+        if let Some(other) = transports.iter().find(|t| t.substreams() != substreams) {
+            return Err(TransportError::Config {
+                what: format!(
+                    "a stream's transports need the same substreams ({substreams} and {})",
+                    other.substreams()
+                ),
+            }
+            .into());
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(QueueState {
                 in_flight: 0,
@@ -264,33 +307,46 @@ impl Stream {
             }),
             drained: Condvar::new(),
         });
-        let (jobs, queue) = crossbeam_channel::unbounded();
-        let core = worker.core;
-        let worker = worker::Worker::new(transport, config, worker, sizing, Arc::clone(&shared));
-        let worker = std::thread::Builder::new()
-            .name("spead-send".into())
-            .spawn(move || {
-                if let Some(id) = core {
-                    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        tracing::debug!("stream worker pinned to core {id}");
-                    } else {
-                        tracing::warn!("could not pin the stream worker to core {id}");
-                    }
-                }
-                worker.run(queue)
-            })
-            .map_err(|source| TransportError::Io {
-                what: "starting the stream's worker thread".into(),
-                source,
-            })?;
-        Ok(Stream {
+        let of = transports.len();
+        let mut stream = Stream {
             config,
             sizing,
             substreams,
-            shared,
-            jobs: Some(jobs),
-            worker: Some(worker),
-        })
+            shared: Arc::clone(&shared),
+            jobs: Vec::with_capacity(of),
+            workers: Vec::with_capacity(of),
+        };
+        for (index, (transport, worker_config)) in transports.into_iter().zip(workers).enumerate() {
+            let (jobs, queue) = crossbeam_channel::unbounded();
+            let core = worker_config.core;
+            let worker = worker::Worker::new(
+                transport,
+                config,
+                worker_config,
+                sizing,
+                Arc::clone(&shared),
+                (index, of),
+            );
+            let handle = std::thread::Builder::new()
+                .name("spead-send".into())
+                .spawn(move || {
+                    if let Some(id) = core {
+                        if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            tracing::debug!("stream worker {index} pinned to core {id}");
+                        } else {
+                            tracing::warn!("could not pin stream worker {index} to core {id}");
+                        }
+                    }
+                    worker.run(queue)
+                })
+                .map_err(|source| TransportError::Io {
+                    what: "starting a stream worker thread".into(),
+                    source,
+                })?;
+            stream.jobs.push(jobs);
+            stream.workers.push(handle);
+        }
+        Ok(stream)
     }
 
     /// The stream's settings.
@@ -415,8 +471,8 @@ impl Stream {
         }
     }
 
-    /// Hands work to the worker, holding the queue lock so the slots are
-    /// counted before the worker can release them.
+    /// Hands work to every worker, holding the queue lock so the slots are
+    /// counted before a worker can release them.
     fn enqueue(
         &self,
         mut state: MutexGuard<'_, QueueState>,
@@ -424,9 +480,18 @@ impl Stream {
         slots: usize,
     ) -> Result<Completion, SendError> {
         let (done, completion) = oneshot::channel();
-        let jobs = self.jobs.as_ref().ok_or(SendError::Closed)?;
-        jobs.send(worker::Job { work, slots, done })
-            .map_err(|_| SendError::Closed)?;
+        let work = Arc::new(work);
+        let share = Arc::new(worker::JobShare::new(self.jobs.len(), slots, done));
+        if self.jobs.is_empty() {
+            return Err(SendError::Closed);
+        }
+        for jobs in &self.jobs {
+            let job = worker::Job {
+                work: Arc::clone(&work),
+                share: Arc::clone(&share),
+            };
+            jobs.send(job).map_err(|_| SendError::Closed)?;
+        }
         state.in_flight += slots;
         Ok(Completion(completion))
     }
@@ -481,8 +546,8 @@ impl Stream {
 impl Drop for Stream {
     /// Sends what is queued, then stops the worker.
     fn drop(&mut self) {
-        self.jobs.take();
-        if let Some(worker) = self.worker.take() {
+        self.jobs.clear();
+        for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
     }

@@ -1,9 +1,12 @@
-//! The stream's worker: takes queued groups in order, packetizes them into
-//! the transport's buffers in batches, paces every packet with the rate
-//! limiter, and completes each group once, after its last packet has been
-//! handed to the transport.
+//! The stream's workers: each takes every queued group in order, sends its
+//! share of the packets (worker `w` of `n` sends packets `w`, `w + n`, ...)
+//! into its own transport in batches, and paces them at `1/n` of the rate,
+//! so that together the workers keep the stream's rate. The last worker to
+//! finish a group completes it, after every worker has let go of its heaps;
+//! since every worker takes groups in order, completions come in order.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -36,12 +39,54 @@ pub(super) enum Work {
     },
 }
 
-/// Work, the queue slots it holds, and where to report its outcome.
+/// One submission's outcome, shared by the workers that each send a share.
+#[derive(Debug)]
+pub(super) struct JobShare {
+    remaining: AtomicUsize,
+    slots: usize,
+    outcome: Mutex<(u64, Option<SendError>)>,
+    done: Mutex<Option<oneshot::Sender<Result<u64, SendError>>>>,
+}
+
+impl JobShare {
+    pub fn new(workers: usize, slots: usize, done: oneshot::Sender<Result<u64, SendError>>) -> Self {
+        JobShare {
+            remaining: AtomicUsize::new(workers),
+            slots,
+            outcome: Mutex::new((0, None)),
+            done: Mutex::new(Some(done)),
+        }
+    }
+
+    /// Adds one worker's result; the last one frees the queue slots and
+    /// reports the bytes sent or the first error.
+    fn finish(&self, result: Result<u64, SendError>, shared: &Shared) {
+        {
+            let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+            match result {
+                Ok(bytes) => outcome.0 += bytes,
+                Err(e) => {
+                    outcome.1.get_or_insert(e);
+                }
+            }
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        shared.release(self.slots);
+        let (bytes, error) = std::mem::take(&mut *self.outcome.lock().unwrap_or_else(|p| p.into_inner()));
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(done) = done {
+            let _ = done.send(error.map_or(Ok(bytes), Err));
+        }
+    }
+}
+
+/// What one worker receives for one submission.
 #[derive(Debug)]
 pub(super) struct Job {
-    pub work: Work,
-    pub slots: usize,
-    pub done: oneshot::Sender<Result<u64, SendError>>,
+    pub work: Arc<Work>,
+    pub share: Arc<JobShare>,
 }
 
 pub(super) struct Worker<T> {
@@ -50,20 +95,28 @@ pub(super) struct Worker<T> {
     shared: Arc<Shared>,
     clock: Clock,
     limiter: RateLimiter,
+    /// This worker's index among `of` workers.
+    index: usize,
+    of: usize,
+    /// Packets of all jobs so far (sent here or by the others): the share
+    /// runs on across heaps, so no worker always gets a heap's odd packet.
+    position: usize,
 }
 
 impl<T: Transport> Worker<T> {
+    /// Worker `index` of `of`, pacing its share at `1/of` of the rate.
     pub fn new(
         transport: T,
         config: StreamConfig,
         worker: WorkerConfig,
         sizing: Packetizer,
         shared: Arc<Shared>,
+        (index, of): (usize, usize),
     ) -> Self {
         let clock = Clock::new(worker.clock, worker.spin_threshold);
         let limiter = RateLimiter::new(
             RateLimiterConfig {
-                burst_size: config.burst_size as u64,
+                burst_size: (config.burst_size / of).max(1) as u64,
                 burst_rate_ratio: config.burst_rate_ratio,
             },
             clock.now(),
@@ -74,6 +127,9 @@ impl<T: Transport> Worker<T> {
             shared,
             clock,
             limiter,
+            index,
+            of,
+            position: 0,
         }
     }
 
@@ -92,10 +148,11 @@ impl<T: Transport> Worker<T> {
                     Err(_) => return,
                 },
             };
-            let Job { work, slots, done } = job;
-            let result = match &work {
+            let Job { work, share } = job;
+            let result = match &*work {
                 Work::Heaps { heaps, mode } => {
-                    self.send_packets(&mut GroupPackets::new(&self.sizing, heaps, *mode))
+                    let mut group = GroupPackets::new(&self.sizing, heaps, *mode);
+                    self.send_packets(&mut group)
                 }
                 Work::Datagrams {
                     datagrams,
@@ -108,16 +165,22 @@ impl<T: Transport> Worker<T> {
                     nanos_per_byte: *nanos_per_byte,
                 }),
             };
-            // Let go of the heaps and free the slots before reporting, so the
-            // caller can update a heap in place and submit again at once.
+            // Let go of the heaps before reporting, so the caller can update
+            // a heap in place and submit again at once.
             drop(work);
-            self.shared.release(slots);
-            let _ = done.send(result);
+            share.finish(result, &self.shared);
         }
     }
 
-    /// Sends every packet of `source` in batches, pacing each packet.
+    /// Sends this worker's share of `source` in batches, pacing each packet.
     fn send_packets(&mut self, source: &mut dyn PacketSource) -> Result<u64, SendError> {
+        let mut source = ShareOf {
+            inner: source,
+            index: self.index,
+            of: self.of,
+            position: &mut self.position,
+        };
+        let share = self.of as f64;
         let mut bytes = 0u64;
         while !source.is_done() {
             let (limiter, clock) = (&mut self.limiter, &self.clock);
@@ -129,7 +192,7 @@ impl<T: Transport> Worker<T> {
                     return None;
                 }
                 let (meta, nanos_per_byte) = source.write_next(buf)?;
-                limiter.sent(meta.len, nanos_per_byte);
+                limiter.sent(meta.len, nanos_per_byte * share);
                 bytes += meta.len as u64;
                 Some(meta)
             };
@@ -144,10 +207,49 @@ impl<T: Transport> Worker<T> {
 
 /// Packets to send, one at a time, with the ns per byte each is paced at.
 trait PacketSource {
-    fn is_done(&self) -> bool;
+    fn is_done(&mut self) -> bool;
     /// Length of the next packet, if any.
     fn next_len(&mut self) -> Option<usize>;
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)>;
+    /// Passes over the next packet (another worker sends it).
+    fn skip(&mut self) -> Option<()>;
+}
+
+/// Every `of`th packet of a source, counting on from `position`.
+struct ShareOf<'s> {
+    inner: &'s mut dyn PacketSource,
+    index: usize,
+    of: usize,
+    position: &'s mut usize,
+}
+
+impl ShareOf<'_> {
+    /// Skips the packets other workers send, up to this worker's next.
+    fn align(&mut self) {
+        while *self.position % self.of != self.index {
+            if self.inner.skip().is_none() {
+                return;
+            }
+            *self.position += 1;
+        }
+    }
+
+    fn is_done(&mut self) -> bool {
+        self.align();
+        self.inner.is_done()
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        self.align();
+        self.inner.next_len()
+    }
+
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        self.align();
+        let packet = self.inner.write_next(buf)?;
+        *self.position += 1;
+        Some(packet)
+    }
 }
 
 /// Raw datagrams, copied as they are.
@@ -159,7 +261,7 @@ struct DatagramPackets<'j> {
 }
 
 impl PacketSource for DatagramPackets<'_> {
-    fn is_done(&self) -> bool {
+    fn is_done(&mut self) -> bool {
         self.next == self.datagrams.len()
     }
 
@@ -176,6 +278,12 @@ impl PacketSource for DatagramPackets<'_> {
             substream: self.substream,
         };
         Some((meta, self.nanos_per_byte))
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        self.datagrams.get(self.next)?;
+        self.next += 1;
+        Some(())
     }
 }
 
@@ -204,9 +312,7 @@ impl<'j> GroupPackets<'j> {
             remaining,
         }
     }
-}
 
-impl GroupPackets<'_> {
     /// Moves `current` to a heap with packets left, if any.
     fn skip_finished(&mut self) -> Option<()> {
         if self.remaining == 0 {
@@ -217,26 +323,18 @@ impl GroupPackets<'_> {
         }
         Some(())
     }
-}
 
-impl PacketSource for GroupPackets<'_> {
-    fn is_done(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn next_len(&mut self) -> Option<usize> {
-        self.skip_finished()?;
-        self.heaps[self.current].0.next_packet_len()
-    }
-
-    /// Writes the group's next packet into `buf`.
-    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+    /// Writes the group's next packet into `buf`, or passes over it.
+    fn step(&mut self, buf: Option<&mut [u8]>) -> Option<(PacketMeta, f64)> {
         self.skip_finished()?;
         let (packets, substream, nanos_per_byte) = &mut self.heaps[self.current];
-        let len = packets
-            .write_next(buf)
-            .expect("transport buffers hold max_packet_size")
-            .expect("heap has packets left");
+        let len = match buf {
+            Some(buf) => packets
+                .write_next(buf)
+                .expect("transport buffers hold max_packet_size")
+                .expect("heap has packets left"),
+            None => packets.skip_next().expect("heap has packets left"),
+        };
         let meta = PacketMeta {
             len,
             substream: *substream,
@@ -249,5 +347,24 @@ impl PacketSource for GroupPackets<'_> {
             self.current = (self.current + 1) % self.heaps.len();
         }
         Some((meta, rate))
+    }
+}
+
+impl PacketSource for GroupPackets<'_> {
+    fn is_done(&mut self) -> bool {
+        self.remaining == 0
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        self.skip_finished()?;
+        self.heaps[self.current].0.next_packet_len()
+    }
+
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        self.step(Some(buf))
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        self.step(None).map(|_| ())
     }
 }
