@@ -17,7 +17,7 @@ use common::netns::{privileged, run_in};
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
-use spead_xdp::transport::{UdpConfig, UdpTransport};
+use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
 
 /// A harness brought up by scripts/setup-veth.sh, brought down on drop.
 struct Harness {
@@ -269,4 +269,79 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
         "two workers: sink counted {} packets, {} heaps",
         stats.packets, stats.heaps
     );
+}
+
+/// Sends heaps over AF_XDP from the host end and checks that the peer's
+/// socket receives exactly the packets the UDP transport sends for them.
+fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
+    let harness = Harness::up(tag, subnet, mtu);
+    let sink = harness.sink(true);
+    let receiver = run_in(harness.get("NETNS"), || {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_recv_buffer_size(16 << 20).unwrap();
+        socket.bind(&harness.peer(7148).into()).unwrap();
+        UdpSocket::from(socket)
+    });
+    receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let sizing = Packetizer::new(packet_size).unwrap();
+    let heaps: Vec<Heap<'static>> = (0..10u8)
+        .map(|i| heap(i, 30_000 + 997 * usize::from(i)))
+        .collect();
+    let expected: Vec<Vec<u8>> = heaps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, h)| sizing.packets(h, i as u64 + 1).unwrap().collect::<Vec<_>>())
+        .collect();
+    let peer = match harness.peer(7148) {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => unreachable!("the harness is IPv4"),
+    };
+    let transport = XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![peer])).unwrap();
+    let config = StreamConfig {
+        max_packet_size: packet_size,
+        rate: 1e9 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    for h in heaps {
+        stream.send_heap(h).unwrap();
+    }
+    drop(stream);
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        match receiver.recv(&mut buf) {
+            Ok(len) => got.push(buf[..len].to_vec()),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(got.len(), expected.len(), "datagrams received over AF_XDP");
+    assert!(
+        got == expected,
+        "AF_XDP datagrams differ from the UDP transport's packets"
+    );
+    let stats = settle(&sink, expected.len() as u64);
+    assert_eq!(
+        (stats.packets, stats.heaps, stats.malformed),
+        (expected.len() as u64, 10, 0),
+        "{stats:?}"
+    );
+    println!(
+        "AF_XDP at MTU {mtu}, {packet_size}-byte packets: {} datagrams identical",
+        got.len()
+    );
+}
+
+#[test]
+fn af_xdp_packets_match_udp_at_mtu_1500() {
+    if privileged("af_xdp_packets_match_udp_at_mtu_1500") {
+        af_xdp_matches_udp("f", 206, 1500, 1472);
+    }
+}
+
+#[test]
+fn af_xdp_jumbo_packets_match_udp_at_mtu_9000() {
+    if privileged("af_xdp_jumbo_packets_match_udp_at_mtu_9000") {
+        af_xdp_matches_udp("g", 207, 9000, 8192);
+    }
 }

@@ -6,16 +6,20 @@
 use thiserror::Error;
 
 pub mod frame;
+pub mod iface;
 pub mod memory;
 pub mod pcap;
 pub mod tcp;
 #[allow(unsafe_code)]
 pub mod udp;
+#[allow(unsafe_code)]
+pub mod xdp;
 
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
+pub use xdp::{XdpConfig, XdpMode, XdpTransport};
 
 /// Where a filled packet goes and how long it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,501 @@
+//! The AF_XDP transport: packets built straight in UMEM frames and handed
+//! to the kernel through a TX ring, no socket buffer or copy in between
+//! (the driver copies once in copy mode; zero-copy drivers read the UMEM).
+//!
+//! Each packet gets a slot of consecutive 4 KiB chunks: the Ethernet/IPv4/UDP
+//! headers (a per-destination template, `transport::frame`) at the start,
+//! the SPEAD packet behind them, written by the packetizer in place. A
+//! packet longer than a chunk (jumbo frames) goes as several descriptors,
+//! all but the last flagged XDP_PKT_CONTD, on a socket bound with
+//! XDP_USE_SG. Descriptors are fed as a flat stream in batches, the kernel
+//! is woken only when it asks (XDP_USE_NEED_WAKEUP), the skb budget per
+//! wakeup is raised (XDP_MAX_TX_SKB_BUDGET) where the kernel has it, and
+//! completions are reaped in batches, recycling slots in order without
+//! allocating. No XDP program is loaded: a TX-only socket needs none.
+
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::mem;
+use std::net::SocketAddrV4;
+use std::num::NonZeroU32;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapMut, MmapOptions};
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use super::frame::{UdpFrameTemplate, HEADERS_LEN};
+use super::iface::Interface;
+use super::{check_udp_payload, PacketMeta, Transport, TransportError};
+
+/// UMEM chunk size: larger chunks are refused by the kernel (EINVAL).
+const CHUNK: usize = 4096;
+/// Packets per batch.
+const MAX_BATCH: usize = 64;
+/// Bind flag for multi-buffer packets (linux/if_xdp.h).
+const XDP_USE_SG: u16 = 1 << 4;
+/// Descriptor option: more fragments of this packet follow.
+const XDP_PKT_CONTD: u32 = 1;
+/// SOL_XDP, and its options used here (linux/if_xdp.h).
+const SOL_XDP: libc::c_int = 283;
+const XDP_OPTIONS: libc::c_int = 8;
+const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// How long to wait for the kernel to take or complete descriptors before
+/// failing the batch.
+const STALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Copy or zero-copy binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Zero-copy when the driver supports it, copy mode otherwise.
+    #[default]
+    Auto,
+    /// Copy mode only.
+    Copy,
+    /// Zero-copy only (fails where the driver cannot).
+    ZeroCopy,
+}
+
+/// How to open an AF_XDP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// Interface to send on.
+    pub interface: String,
+    /// Its TX queue to bind.
+    pub queue: u32,
+    /// One destination per substream (IPv4).
+    pub destinations: Vec<SocketAddrV4>,
+    /// UDP source port in the frames.
+    pub source_port: u16,
+    /// IPv4 TTL in the frames.
+    pub ttl: u8,
+    /// UMEM chunks (4 KiB each).
+    pub frames: u32,
+    /// TX and completion ring entries (a power of two).
+    pub ring_size: u32,
+    /// Copy or zero-copy.
+    pub mode: XdpMode,
+}
+
+impl XdpConfig {
+    /// Queue 0, 16 MiB of UMEM, 2048-entry rings, TTL 64, automatic mode.
+    pub fn new(interface: impl Into<String>, destinations: Vec<SocketAddrV4>) -> Self {
+        XdpConfig {
+            interface: interface.into(),
+            queue: 0,
+            destinations,
+            source_port: 49152,
+            ttl: 64,
+            frames: 4096,
+            ring_size: 2048,
+            mode: XdpMode::Auto,
+        }
+    }
+}
+
+/// The bound socket and its rings, made when the packet size is known.
+struct Rings {
+    tx: RingTx,
+    device: DeviceQueue,
+    /// Kept alive: the socket's receive/transmit half.
+    _user: User,
+    zero_copy: bool,
+}
+
+/// Sends packets through an AF_XDP socket.
+pub struct XdpTransport {
+    config: XdpConfig,
+    interface: Interface,
+    templates: Vec<UdpFrameTemplate>,
+    /// Declared before the mapping so they are dropped first.
+    rings: Option<Rings>,
+    umem: Umem,
+    memory: MmapMut,
+    huge_pages: bool,
+    /// Chunks per packet slot.
+    slot_chunks: usize,
+    free: Vec<u32>,
+    /// Slots in the TX ring, oldest first, with their descriptors still to
+    /// complete.
+    in_flight: VecDeque<(u32, u32)>,
+    descriptors: Vec<XdpDesc>,
+    ip_id: u16,
+}
+
+impl std::fmt::Debug for XdpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpTransport")
+            .field("interface", &self.config.interface)
+            .field("queue", &self.config.queue)
+            .field("huge_pages", &self.huge_pages)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the UMEM and rings point into `memory`, which this transport owns
+// and which moves with it; one thread uses the transport at a time.
+unsafe impl Send for XdpTransport {}
+
+fn os_error(what: impl Into<String>) -> impl FnOnce(xdpilone::Errno) -> TransportError {
+    let what = what.into();
+    move |errno| TransportError::Io {
+        what,
+        source: std::io::Error::from_raw_os_error(errno.get_raw()),
+    }
+}
+
+impl XdpTransport {
+    /// Looks up the interface and destinations (source MAC and IPv4 from
+    /// the interface; next-hop MACs from the neighbour table) and maps the
+    /// UMEM. The socket is bound when the stream starts (`prepare`).
+    pub fn new(config: &XdpConfig) -> Result<Self, TransportError> {
+        if config.destinations.is_empty() {
+            return Err(TransportError::Config {
+                what: "an AF_XDP transport needs at least one destination".into(),
+            });
+        }
+        let interface = Interface::lookup(&config.interface)?;
+        let source = SocketAddrV4::new(interface.ipv4_address()?, config.source_port);
+        let templates = config
+            .destinations
+            .iter()
+            .map(|d| {
+                let mac = interface.next_hop_mac(*d.ip(), Duration::from_secs(1))?;
+                Ok(UdpFrameTemplate::new(interface.mac, mac, source, *d, config.ttl))
+            })
+            .collect::<Result<Vec<_>, TransportError>>()?;
+        let len = config.frames as usize * CHUNK;
+        let (mut memory, huge_pages) = match MmapOptions::new().len(len).huge(None).map_anon() {
+            Ok(map) => (map, true),
+            Err(_) => (
+                MmapOptions::new()
+                    .len(len)
+                    .map_anon()
+                    .map_err(|source| TransportError::Io {
+                        what: format!("mapping {len} bytes of UMEM"),
+                        source,
+                    })?,
+                false,
+            ),
+        };
+        tracing::info!(
+            "AF_XDP UMEM on {}: {} MiB in {} pages",
+            config.interface,
+            len >> 20,
+            if huge_pages {
+                "huge"
+            } else {
+                "normal (no hugepages reserved)"
+            }
+        );
+        let area = NonNull::from(&mut memory[..]);
+        let umem_config = UmemConfig {
+            fill_size: config.ring_size,
+            complete_size: config.ring_size,
+            frame_size: CHUNK as u32,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: `area` is a page-aligned anonymous mapping owned by the
+        // transport; the UMEM and its rings are dropped before it.
+        let umem = unsafe { Umem::new(umem_config, area) }.map_err(os_error("registering the UMEM"))?;
+        Ok(XdpTransport {
+            config: config.clone(),
+            interface,
+            templates,
+            rings: None,
+            umem,
+            memory,
+            huge_pages,
+            slot_chunks: 1,
+            free: Vec::new(),
+            in_flight: VecDeque::new(),
+            descriptors: Vec::new(),
+            ip_id: 0,
+        })
+    }
+
+    /// Whether the UMEM is backed by huge pages.
+    pub fn huge_pages(&self) -> bool {
+        self.huge_pages
+    }
+
+    /// Whether the socket is bound in zero-copy mode (after `prepare`).
+    pub fn zero_copy(&self) -> Option<bool> {
+        self.rings.as_ref().map(|r| r.zero_copy)
+    }
+
+    fn bind(&mut self, multi_buffer: bool) -> Result<Rings, TransportError> {
+        let name = &self.config.interface;
+        let mut info = IfInfo::invalid();
+        info.from_ifindex(self.interface.index)
+            .map_err(os_error(format!("reading interface {name}")))?;
+        info.set_queue(self.config.queue);
+        let socket = Socket::with_shared(&info, &self.umem).map_err(os_error("creating an AF_XDP socket"))?;
+        let device = self
+            .umem
+            .fq_cq(&socket)
+            .map_err(os_error("mapping the completion ring"))?;
+        let mode = match self.config.mode {
+            XdpMode::Auto => 0,
+            XdpMode::Copy => SocketConfig::XDP_BIND_COPY,
+            XdpMode::ZeroCopy => SocketConfig::XDP_BIND_ZEROCOPY,
+        };
+        let flags = SocketConfig::XDP_BIND_NEED_WAKEUP | mode | if multi_buffer { XDP_USE_SG } else { 0 };
+        let user = self
+            .umem
+            .rx_tx(
+                &socket,
+                &SocketConfig {
+                    rx_size: None,
+                    tx_size: NonZeroU32::new(self.config.ring_size),
+                    bind_flags: flags,
+                },
+            )
+            .map_err(os_error("creating the TX ring"))?;
+        let tx = user.map_tx().map_err(os_error("mapping the TX ring"))?;
+        // Rebinding a queue right after its last user closed can fail with
+        // EBUSY for a moment: retry briefly.
+        let mut attempt = 0;
+        loop {
+            match self.umem.bind(&user) {
+                Ok(()) => break,
+                Err(e) if e.get_raw() == libc::EBUSY && attempt < 20 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(e) => {
+                    return Err(os_error(format!(
+                        "binding an AF_XDP socket to {name} queue {} (root or CAP_NET_RAW needed; \
+                         the driver must support AF_XDP{})",
+                        self.config.queue,
+                        if mode == SocketConfig::XDP_BIND_ZEROCOPY {
+                            " zero-copy"
+                        } else {
+                            ""
+                        }
+                    ))(e))
+                }
+            }
+        }
+        let fd = user.as_raw_fd();
+        let zero_copy = xdp_options(fd).is_some_and(|o| o & XDP_OPTIONS_ZEROCOPY != 0);
+        let budget = set_tx_budget(fd, 512);
+        tracing::info!(
+            "AF_XDP socket on {name} queue {}: {} mode{}, TX skb budget {}",
+            self.config.queue,
+            if zero_copy { "zero-copy" } else { "copy" },
+            if multi_buffer { ", multi-buffer" } else { "" },
+            if budget { "512" } else { "the kernel's default" }
+        );
+        Ok(Rings {
+            tx,
+            device,
+            _user: user,
+            zero_copy,
+        })
+    }
+
+    /// Returns completed slots to the free list.
+    fn reap(&mut self) {
+        let Some(rings) = &mut self.rings else { return };
+        let mut reader = rings.device.complete(u32::MAX);
+        while reader.read().is_some() {
+            let Some(front) = self.in_flight.front_mut() else {
+                break;
+            };
+            front.1 -= 1;
+            if front.1 == 0 {
+                let (slot, _) = self.in_flight.pop_front().expect("front exists");
+                self.free.push(slot);
+            }
+        }
+        reader.release();
+    }
+
+    /// Wakes the kernel if it asks to be woken (always, in copy mode).
+    fn kick(&mut self) {
+        if let Some(rings) = &self.rings {
+            if rings.tx.needs_wakeup() {
+                rings.tx.wake();
+            }
+        }
+    }
+
+    /// Waits (bounded) until a slot is free.
+    fn wait_for_slot(&mut self) -> Result<(), TransportError> {
+        let deadline = Instant::now() + STALL_TIMEOUT;
+        loop {
+            self.kick();
+            self.reap();
+            if !self.free.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.stalled("no UMEM frame completed"));
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn stalled(&self, what: &str) -> TransportError {
+        TransportError::Io {
+            what: format!(
+                "AF_XDP TX on {} queue {} stalled for {STALL_TIMEOUT:?}: {what} ({} packets in flight)",
+                self.config.interface,
+                self.config.queue,
+                self.in_flight.len()
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+        }
+    }
+
+    /// Puts the batch's descriptors in the TX ring as a flat stream.
+    fn submit(&mut self) -> Result<(), TransportError> {
+        let mut done = 0;
+        let deadline = Instant::now() + STALL_TIMEOUT;
+        while done < self.descriptors.len() {
+            {
+                let rings = self.rings.as_mut().expect("bound before sending");
+                let remaining = &self.descriptors[done..];
+                let mut writer = rings.tx.transmit(remaining.len() as u32);
+                done += writer.insert(remaining.iter().copied()) as usize;
+                writer.commit();
+            }
+            if done < self.descriptors.len() {
+                self.kick();
+                self.reap();
+                if Instant::now() > deadline {
+                    return Err(self.stalled("the TX ring stayed full"));
+                }
+            }
+        }
+        self.kick();
+        Ok(())
+    }
+}
+
+/// XDP_OPTIONS of a bound socket.
+fn xdp_options(fd: libc::c_int) -> Option<u32> {
+    let mut flags: u32 = 0;
+    let mut len = mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: a valid socket and a buffer of the length given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_OPTIONS,
+            (&mut flags as *mut u32).cast::<c_void>(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(flags)
+}
+
+/// Raises the skbs one wakeup may transmit (copy mode); false where the
+/// kernel has no such option.
+fn set_tx_budget(fd: libc::c_int, budget: u32) -> bool {
+    // SAFETY: a valid socket and an option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&budget as *const u32).cast::<c_void>(),
+            mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+impl Transport for XdpTransport {
+    fn substreams(&self) -> usize {
+        self.templates.len()
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
+        check_udp_payload(max_packet_size)?;
+        let ip_packet = max_packet_size + HEADERS_LEN - 14;
+        if ip_packet > self.interface.mtu {
+            return Err(TransportError::Config {
+                what: format!(
+                    "max packet size {max_packet_size} makes {ip_packet}-byte IP packets, above the MTU of {} ({})",
+                    self.config.interface, self.interface.mtu
+                ),
+            });
+        }
+        self.slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
+        let slots = self.config.frames as usize / self.slot_chunks;
+        self.free = (0..slots as u32).rev().collect();
+        self.in_flight = VecDeque::with_capacity(slots);
+        self.descriptors = Vec::with_capacity(MAX_BATCH * self.slot_chunks);
+        self.rings = Some(self.bind(self.slot_chunks > 1)?);
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
+    ) -> Result<usize, TransportError> {
+        self.reap();
+        self.descriptors.clear();
+        let slot_bytes = self.slot_chunks * CHUNK;
+        let mut packets = 0;
+        while packets < MAX_BATCH {
+            if self.free.is_empty() {
+                if packets > 0 {
+                    break;
+                }
+                self.wait_for_slot()?;
+            }
+            let slot = self.free.pop().expect("a free slot");
+            let base = slot as usize * slot_bytes;
+            let frame = &mut self.memory[base..base + slot_bytes];
+            let Some(meta) = fill(&mut frame[HEADERS_LEN..]) else {
+                self.free.push(slot);
+                break;
+            };
+            self.templates[meta.substream].write(frame, meta.len, self.ip_id);
+            self.ip_id = self.ip_id.wrapping_add(1);
+            let mut left = HEADERS_LEN + meta.len;
+            let mut addr = base as u64;
+            let mut pieces = 0;
+            while left > 0 {
+                let len = left.min(CHUNK);
+                left -= len;
+                self.descriptors.push(XdpDesc {
+                    addr,
+                    len: len as u32,
+                    options: if left > 0 { XDP_PKT_CONTD } else { 0 },
+                });
+                addr += CHUNK as u64;
+                pieces += 1;
+            }
+            self.in_flight.push_back((slot, pieces));
+            packets += 1;
+        }
+        if packets > 0 {
+            self.submit()?;
+        }
+        Ok(packets)
+    }
+}
+
+impl Drop for XdpTransport {
+    /// Lets the kernel finish what is in the ring (bounded) before the
+    /// socket and UMEM go.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + STALL_TIMEOUT;
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            self.kick();
+            self.reap();
+            std::thread::yield_now();
+        }
+    }
+}
