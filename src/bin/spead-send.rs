@@ -3,7 +3,7 @@
 //! on the wire are the same as spead2_send.py's.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,13 +15,15 @@ use clap::{Parser, ValueEnum};
 use spead_xdp::pacing::ClockChoice;
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
 use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig, WorkerConfig};
+use spead_xdp::transport::iface::Interface;
 use spead_xdp::transport::{
-    tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
+    tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport, XdpConfig,
+    XdpTransport,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportKind {
-    /// AF_XDP where possible, else UDP.
+    /// AF_XDP where possible (root, a driver with AF_XDP, IPv4), else UDP.
     Auto,
     /// AF_XDP kernel bypass.
     Xdp,
@@ -240,15 +242,16 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
         (false, kind) => kind,
     };
-    if args.interface.is_some() && kind != TransportKind::Xdp {
+    if args.interface.is_some() && !matches!(kind, TransportKind::Xdp | TransportKind::Auto) {
         tracing::warn!("--interface applies to the AF_XDP transport only; ignored");
     }
     match kind {
-        TransportKind::Auto => {
-            tracing::info!("AF_XDP is not in this build yet; using the UDP transport");
-        }
+        TransportKind::Auto => match open_xdp(args, destinations, config) {
+            Ok(stream) => return Ok(stream),
+            Err(why) => tracing::info!("AF_XDP not possible ({why}); using the UDP transport"),
+        },
         TransportKind::Udp => {}
-        TransportKind::Xdp => return Err("the AF_XDP transport is not in this build yet".into()),
+        TransportKind::Xdp => return open_xdp(args, destinations, config),
         TransportKind::Tcp => {
             let [destination] = destinations else {
                 return Err("only one destination is supported with TCP".into());
@@ -261,14 +264,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         }
         TransportKind::Pcap => {
             let path = args.pcap.clone().ok_or("--transport pcap needs --pcap FILE")?;
-            let v4 = destinations
-                .iter()
-                .map(|d| match d {
-                    SocketAddr::V4(v4) => Ok(*v4),
-                    SocketAddr::V6(_) => Err(format!("pcap frames are IPv4; {d} is not")),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut pcap = PcapConfig::new(path, v4);
+            let mut pcap = PcapConfig::new(path, ipv4_destinations(destinations, "pcap")?);
             if let Some(IpAddr::V4(source)) = args.bind {
                 pcap.source.set_ip(source);
             }
@@ -281,6 +277,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
             return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
         }
     }
+
     let mut udp = UdpConfig::new(destinations.to_vec());
     if let Some(buffer) = args.buffer {
         udp.buffer_size = buffer;
@@ -299,6 +296,39 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         .map(|_| UdpTransport::new(&udp))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
+}
+
+/// The destinations as IPv4 addresses, for transports that write IPv4 frames.
+fn ipv4_destinations(destinations: &[SocketAddr], transport: &str) -> Result<Vec<SocketAddrV4>, String> {
+    destinations
+        .iter()
+        .map(|d| match d {
+            SocketAddr::V4(v4) => Ok(*v4),
+            SocketAddr::V6(_) => Err(format!("{transport} frames are IPv4; {d} is not")),
+        })
+        .collect()
+}
+
+/// A stream over AF_XDP: one socket (TX queue) per worker, on --interface or
+/// the interface the route to the first destination leaves by.
+fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
+    let v4 = ipv4_destinations(destinations, "AF_XDP")?;
+    let interface = match &args.interface {
+        Some(name) => name.clone(),
+        None => Interface::towards(*v4[0].ip()).map_err(|e| e.to_string())?.name,
+    };
+    let workers = worker_configs(args);
+    let transports = (0..workers.len())
+        .map(|queue| {
+            let mut xdp = XdpConfig::new(interface.clone(), v4.clone());
+            xdp.queue = queue as u32;
+            if let Some(ttl) = args.ttl {
+                xdp.ttl = u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
+            }
+            XdpTransport::new(&xdp).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
 }
 

@@ -69,6 +69,28 @@ impl Interface {
         })
     }
 
+    /// The interface the kernel would send to `destination` from: the one
+    /// holding the local address a connected UDP socket picks.
+    pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
+        let socket = UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect(SocketAddrV4::new(destination, 9)).map(|()| s))
+            .map_err(|e| config_error(format!("no route to {destination}: {e}")))?;
+        let local = match socket.local_addr() {
+            Ok(std::net::SocketAddr::V4(a)) => *a.ip(),
+            _ => return Err(config_error(format!("no IPv4 route to {destination}"))),
+        };
+        let name = nix::ifaddrs::getifaddrs()
+            .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
+            .find(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|v| v.ip())) == Some(local))
+            .map(|a| a.interface_name)
+            .ok_or_else(|| {
+                config_error(format!(
+                    "no interface holds {local}, the source towards {destination}"
+                ))
+            })?;
+        Self::lookup(&name)
+    }
+
     /// The interface's IPv4 address, or an error naming the interface.
     pub fn ipv4_address(&self) -> Result<Ipv4Addr, TransportError> {
         self.ipv4

@@ -25,7 +25,7 @@ use memmap2::{MmapMut, MmapOptions};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-use super::frame::{UdpFrameTemplate, HEADERS_LEN};
+use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
 use super::iface::Interface;
 use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 
@@ -157,6 +157,14 @@ impl XdpTransport {
             });
         }
         let interface = Interface::lookup(&config.interface)?;
+        if interface.mac == MacAddress([0; 6]) {
+            return Err(TransportError::Config {
+                what: format!(
+                    "interface {} has no Ethernet link layer for AF_XDP frames",
+                    config.interface
+                ),
+            });
+        }
         let source = SocketAddrV4::new(interface.ipv4_address()?, config.source_port);
         let templates = config
             .destinations
