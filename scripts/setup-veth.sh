@@ -4,17 +4,19 @@
 # addresses on both, MTU 9000 by default, and static neighbour entries both
 # ways so kernel sends need no ARP. Idempotent; `down` removes all of it.
 #
-#   scripts/setup-veth.sh up   [NAME] [--mtu N] [--subnet K]
+#   scripts/setup-veth.sh up   [NAME] [--mtu N] [--subnet K] [--queues Q]
 #   scripts/setup-veth.sh down [NAME]
 #
 # NAME defaults to "spead" (at most 12 characters); addresses are
 # 10.200.K.1 (host) and 10.200.K.2 (peer), K 0..255, default 0, so several
-# harnesses can coexist with different K. `up` prints KEY=VALUE lines:
-# NETNS, HOST_IF, HOST_IP, HOST_MAC, PEER_IF, PEER_IP, PEER_MAC, MTU.
+# harnesses can coexist with different K. --queues gives each end Q TX and
+# RX queues (default 1; set when the pair is created). `up` prints
+# KEY=VALUE lines: NETNS, HOST_IF, HOST_IP, HOST_MAC, PEER_IF, PEER_IP,
+# PEER_MAC, MTU, QUEUES.
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -28,10 +30,12 @@ if [ $# -ge 1 ] && [ "${1#--}" = "$1" ]; then
 fi
 mtu=9000
 subnet=0
+queues=1
 while [ $# -gt 0 ]; do
     case $1 in
         --mtu) mtu=${2:?--mtu needs a value}; shift 2 ;;
         --subnet) subnet=${2:?--subnet needs a value}; shift 2 ;;
+        --queues) queues=${2:?--queues needs a value}; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -69,7 +73,8 @@ case $action in
             ip netns add "$name"
         fi
         if ! ip link show "$host_if" >/dev/null 2>&1; then
-            ip link add "$host_if" type veth peer name "$peer_if" netns "$name"
+            ip link add "$host_if" numtxqueues "$queues" numrxqueues "$queues" type veth \
+                peer name "$peer_if" numtxqueues "$queues" numrxqueues "$queues" netns "$name"
         fi
         ip link set "$host_if" mtu "$mtu" up
         ip -n "$name" link set "$peer_if" mtu "$mtu" up
@@ -89,6 +94,7 @@ PEER_IF=$peer_if
 PEER_IP=$peer_ip
 PEER_MAC=$peer_mac
 MTU=$mtu
+QUEUES=$(ls -d /sys/class/net/$host_if/queues/tx-* | wc -l)
 OUT
         ;;
     *)

@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,17 +28,17 @@ struct Harness {
 
 impl Harness {
     fn up(tag: &str, subnet: u8, mtu: u32) -> Self {
+        Self::with_queues(tag, subnet, mtu, 1)
+    }
+
+    fn with_queues(tag: &str, subnet: u8, mtu: u32, queues: u32) -> Self {
         let name = format!("sx{tag}{}", std::process::id() % 100_000);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-veth.sh");
+        let (subnet, mtu, queues) = (subnet.to_string(), mtu.to_string(), queues.to_string());
         let out = Command::new("bash")
             .arg(&script)
             .args([
-                "up",
-                &name,
-                "--subnet",
-                &subnet.to_string(),
-                "--mtu",
-                &mtu.to_string(),
+                "up", &name, "--subnet", &subnet, "--mtu", &mtu, "--queues", &queues,
             ])
             .output()
             .expect("run setup-veth.sh");
@@ -344,4 +345,159 @@ fn af_xdp_jumbo_packets_match_udp_at_mtu_9000() {
     if privileged("af_xdp_jumbo_packets_match_udp_at_mtu_9000") {
         af_xdp_matches_udp("g", 207, 9000, 8192);
     }
+}
+
+fn peer_v4(harness: &Harness) -> std::net::SocketAddrV4 {
+    match harness.peer(7148) {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => unreachable!("the harness is IPv4"),
+    }
+}
+
+#[test]
+fn af_xdp_multicast_reaches_a_joined_socket() {
+    if !privileged("af_xdp_multicast_reaches_a_joined_socket") {
+        return;
+    }
+    let harness = Harness::up("h", 208, 1500);
+    let _sink = harness.sink(true);
+    let group = std::net::SocketAddrV4::new(Ipv4Addr::new(239, 10, 0, 1), 7148);
+    let peer_ip: Ipv4Addr = harness.get("PEER_IP").parse().unwrap();
+    let receiver = run_in(harness.get("NETNS"), || {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket
+            .bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7148)).into())
+            .unwrap();
+        socket.join_multicast_v4(group.ip(), &peer_ip).unwrap();
+        UdpSocket::from(socket)
+    });
+    receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let transport = XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![group])).unwrap();
+    let stream = Stream::new(transport, StreamConfig::default()).unwrap();
+    let sizing = Packetizer::new(1472).unwrap();
+    let expected: Vec<Vec<u8>> = (0..3u8)
+        .flat_map(|i| {
+            sizing
+                .packets(&heap(i, 5000), u64::from(i) + 1)
+                .unwrap()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for i in 0..3u8 {
+        stream.send_heap(heap(i, 5000)).unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let got: Vec<Vec<u8>> = (0..expected.len())
+        .map_while(|_| receiver.recv(&mut buf).ok().map(|len| buf[..len].to_vec()))
+        .collect();
+    assert!(
+        got == expected,
+        "multicast over AF_XDP: {} of {} packets, or different",
+        got.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn af_xdp_on_two_queues_delivers_every_packet_and_heap() {
+    if !privileged("af_xdp_on_two_queues_delivers_every_packet_and_heap") {
+        return;
+    }
+    let harness = Harness::with_queues("i", 209, 9000, 2);
+    assert_eq!(harness.get("QUEUES"), "2");
+    let sink = harness.sink(false);
+    let sizing = Packetizer::new(8192).unwrap();
+    let heaps: Vec<Heap<'static>> = (0..20u8).map(|i| heap(i, 100_000)).collect();
+    let packets: usize = heaps
+        .iter()
+        .enumerate()
+        .map(|(i, h)| sizing.packets(h, i as u64 + 1).unwrap().remaining())
+        .sum();
+    let transports: Vec<XdpTransport> = (0..2)
+        .map(|queue| {
+            let mut config = XdpConfig::new(harness.get("HOST_IF"), vec![peer_v4(&harness)]);
+            config.queue = queue;
+            XdpTransport::new(&config).unwrap()
+        })
+        .collect();
+    let workers = (0..2)
+        .map(|core| WorkerConfig {
+            core: Some(core),
+            ..Default::default()
+        })
+        .collect();
+    let config = StreamConfig {
+        max_packet_size: 8192,
+        rate: 2e9 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::with_workers(transports, config, workers).unwrap();
+    for h in heaps {
+        stream.send_heap(h).unwrap();
+    }
+    drop(stream);
+    let stats = settle(&sink, packets as u64);
+    assert_eq!(
+        (stats.packets, stats.heaps, stats.malformed),
+        (packets as u64, 20, 0),
+        "{stats:?}"
+    );
+    println!(
+        "AF_XDP on 2 queues: sink counted {} packets, {} heaps",
+        stats.packets, stats.heaps
+    );
+}
+
+#[test]
+fn spead2_decodes_heaps_sent_over_af_xdp() {
+    if !privileged("spead2_decodes_heaps_sent_over_af_xdp") {
+        return;
+    }
+    let harness = Harness::up("j", 210, 9000);
+    let python = common::python();
+    let mut receiver = Command::new("ip")
+        .args(["netns", "exec", harness.get("NETNS")])
+        .arg(&python)
+        .arg(common::script("recv_heaps.py"))
+        .args([
+            "9000",
+            "20",
+            "--summary",
+            "--bind",
+            &format!("{}:7148", harness.get("PEER_IP")),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spead2's receiver in the peer namespace");
+    let mut stdout = std::io::BufReader::new(receiver.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("PORT 7148"), "receiver said {line:?}");
+    let transport =
+        XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![peer_v4(&harness)])).unwrap();
+    let config = StreamConfig {
+        max_packet_size: 8192,
+        rate: 1e9 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    for i in 0..30u8 {
+        stream.send_heap(heap(i, 200_000)).unwrap();
+    }
+    let mut end = Heap::new(Flavour::SPEAD_64_48);
+    end.add_end().unwrap();
+    stream.send_heap(end).unwrap();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut report).unwrap();
+    assert!(receiver.wait().unwrap().success());
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("JSON from the receiver");
+    let heaps = &report["heaps"];
+    assert_eq!(
+        (heaps["heaps"].as_u64(), heaps["complete"].as_u64()),
+        (Some(30), Some(30)),
+        "{report}"
+    );
+    assert_eq!(heaps["payload_bytes"].as_u64(), Some(30 * 200_000), "{report}");
+    println!("spead2 in the peer namespace decoded 30 heaps sent over AF_XDP");
 }

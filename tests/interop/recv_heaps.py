@@ -1,9 +1,9 @@
 """Receive SPEAD heaps with spead2 and print what it decoded, as JSON.
 
 Used by tests/interop.rs, tests/pcap.rs and scripts/run.sh:
-`recv_heaps.py MAX_PACKET TIMEOUT [--pcap FILE] [--summary]`. Without --pcap
-it binds a UDP socket on 127.0.0.1 (port chosen by the kernel) and prints
-`PORT <n>` on one line; with --pcap it reads that file with spead2's pcap
+`recv_heaps.py MAX_PACKET TIMEOUT [--pcap FILE] [--bind HOST:PORT] [--summary]`.
+Without --pcap it binds a UDP socket on --bind (default 127.0.0.1, port
+chosen by the kernel) and prints `PORT <n>` on one line; with --pcap it reads that file with spead2's pcap
 reader. It receives until a stop heap or the end of the file ends the
 stream or the timeout passes, and prints one JSON document (with
 --summary, only counts and the first and last cnt):
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("max_packet", type=int)
     parser.add_argument("timeout", type=float)
     parser.add_argument("--pcap")
+    parser.add_argument("--bind", default="127.0.0.1:0")
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args()
     max_packet, timeout = args.max_packet, args.timeout
@@ -37,7 +38,8 @@ def main() -> None:
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
-        sock.bind(("127.0.0.1", 0))
+        host, port = args.bind.rsplit(":", 1)
+        sock.bind((host, int(port)))
         stream.add_udp_reader(sock, max_size=max_packet + 64)
         print("PORT", sock.getsockname()[1], flush=True)
     timer = threading.Timer(timeout, stream.stop)
