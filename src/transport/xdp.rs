@@ -32,7 +32,7 @@ use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 /// UMEM chunk size: larger chunks are refused by the kernel (EINVAL).
 const CHUNK: usize = 4096;
 /// Packets per batch.
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 256;
 /// Bind flag for multi-buffer packets (linux/if_xdp.h).
 const XDP_USE_SG: u16 = 1 << 4;
 /// Descriptor option: more fragments of this packet follow.
