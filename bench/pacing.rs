@@ -1,5 +1,6 @@
 //! Pacing on the veth harness, measured at the receiver by the XDP sink,
-//! ours (spead-send) beside spead2 (spead2_send.py from PyPI) in one run:
+//! ours (spead-send, UDP and AF_XDP transports) beside spead2
+//! (spead2_send.py from PyPI) in one run:
 //! - achieved rate at 1, 2, 5 and 10 Gb/s over at least 2 s (8192-byte
 //!   packets, 64 KiB bursts), as the error from the target;
 //! - smoothness: the coefficient of variation of inter-packet gaps with
@@ -61,14 +62,18 @@ impl Drop for Harness {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sender {
-    Ours,
+    OursUdp,
+    OursXdp,
     Spead2,
 }
 
 impl Sender {
+    const ALL: [Sender; 3] = [Sender::OursUdp, Sender::OursXdp, Sender::Spead2];
+
     fn name(self) -> &'static str {
         match self {
-            Sender::Ours => "spead-xdp (UDP)",
+            Sender::OursUdp => "spead-xdp UDP",
+            Sender::OursXdp => "spead-xdp AF_XDP",
             Sender::Spead2 => "spead2_send.py",
         }
     }
@@ -114,9 +119,11 @@ fn run(
         "48".into(),
     ];
     let mut command = match sender {
-        Sender::Ours => {
+        Sender::OursUdp | Sender::OursXdp => {
             let mut c = Command::new(env!("CARGO_BIN_EXE_spead-send"));
-            c.args(["--quiet", "--core", "1"]);
+            let transport = if sender == Sender::OursXdp { "xdp" } else { "udp" };
+            c.args(["--quiet", "--core", "1", "--transport", transport]);
+            c.args(["--interface", &harness.env["HOST_IF"]]);
             c
         }
         Sender::Spead2 => {
@@ -158,13 +165,18 @@ fn main() {
     println!("pacing on the veth harness, measured by the XDP sink ({RUN_SECONDS} s runs, 4 MiB heaps)");
     println!();
     println!("rate error, 8192-byte packets, 64 KiB bursts (least-squares fit of burst starts after the first 10 ms; median of 3 runs):");
-    println!("| target | {} | {} |", Sender::Ours.name(), Sender::Spead2.name());
-    println!("| --- | --- | --- |");
+    println!(
+        "| target | {} | {} | {} |",
+        Sender::ALL[0].name(),
+        Sender::ALL[1].name(),
+        Sender::ALL[2].name()
+    );
+    println!("| --- | --- | --- | --- |");
     for gbps in [1.0, 2.0, 5.0, 10.0] {
         // A quarter of the burst period separates bursts without splitting one.
         let period = Duration::from_secs_f64(65536.0 * 8.0 / (gbps * 1e9));
         let mut cells = Vec::new();
-        for sender in [Sender::Ours, Sender::Spead2] {
+        for sender in Sender::ALL {
             // Three runs: a rare multi-millisecond stall of this shared VM
             // (and the catch-up after it) can swing one run.
             let mut errors: Vec<f64> = (0..3)
@@ -184,19 +196,20 @@ fn main() {
             errors.sort_by(f64::total_cmp);
             cells.push(format!("{:+.4} % (runs {runs})", errors[1]));
         }
-        println!("| {gbps} Gb/s | {} | {} |", cells[0], cells[1]);
+        println!("| {gbps} Gb/s | {} | {} | {} |", cells[0], cells[1], cells[2]);
     }
     println!();
     println!("smoothness and bursts at 2 Gb/s, 1472-byte packets:");
     println!(
-        "| measure | {} | {} |",
-        Sender::Ours.name(),
-        Sender::Spead2.name()
+        "| measure | {} | {} | {} |",
+        Sender::ALL[0].name(),
+        Sender::ALL[1].name(),
+        Sender::ALL[2].name()
     );
-    println!("| --- | --- | --- |");
+    println!("| --- | --- | --- | --- |");
     let mut cv = Vec::new();
     let mut largest = Vec::new();
-    for sender in [Sender::Ours, Sender::Spead2] {
+    for sender in Sender::ALL {
         // One-packet bursts: a packet every 5.9 us; gaps above 2.9 us separate them.
         let runs: Vec<String> = (0..3)
             .map(|_| {
@@ -213,9 +226,9 @@ fn main() {
             stats.timing.burst_max, stats.timing.bursts
         ));
     }
-    println!("| gap CV, one-packet bursts (3 runs) | {} | {} |", cv[0], cv[1]);
+    println!("| gap CV, one-packet bursts (3 runs) | {} |", cv.join(" | "));
     println!(
-        "| largest burst, 64 KiB bursts (limit 65536) | {} | {} |",
-        largest[0], largest[1]
+        "| largest burst, 64 KiB bursts (limit 65536) | {} |",
+        largest.join(" | ")
     );
 }

@@ -8,7 +8,8 @@
 //! packet longer than a chunk (jumbo frames) goes as several descriptors,
 //! all but the last flagged XDP_PKT_CONTD, on a socket bound with
 //! XDP_USE_SG. Descriptors are fed as a flat stream in batches, the kernel
-//! is woken only when it asks (XDP_USE_NEED_WAKEUP), the skb budget per
+//! is woken when it asks (XDP_USE_NEED_WAKEUP; in copy mode, after every
+//! batch until the ring is drained, since nothing leaves otherwise), the skb budget per
 //! wakeup is raised (XDP_MAX_TX_SKB_BUDGET) where the kernel has it, and
 //! completions are reaped in batches, recycling slots in order without
 //! allocating. No XDP program is loaded: a TX-only socket needs none.
@@ -323,11 +324,22 @@ impl XdpTransport {
         reader.release();
     }
 
-    /// Wakes the kernel if it asks to be woken (always, in copy mode).
+    /// Wakes the kernel: in zero-copy mode when it asks to be woken; in
+    /// copy mode, where nothing leaves until a wakeup and each wakeup takes
+    /// at most the skb budget, until the ring is drained (a few wakeups at
+    /// most), so a burst is on the wire when `send` returns.
     fn kick(&mut self) {
-        if let Some(rings) = &self.rings {
+        let Some(rings) = &self.rings else { return };
+        if rings.zero_copy {
             if rings.tx.needs_wakeup() {
                 rings.tx.wake();
+            }
+            return;
+        }
+        for _ in 0..16 {
+            rings.tx.wake();
+            if rings.tx.pending() == 0 {
+                break;
             }
         }
     }
