@@ -12,53 +12,16 @@
 //! `cargo bench --features sink --bench pacing`. Python comes from
 //! SPEAD2_PYTHON or .venv (scripts/test.sh makes it).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 
 const HEAP_SIZE: u64 = 4 << 20;
 const RUN_SECONDS: f64 = 2.5;
-
-struct Harness {
-    env: HashMap<String, String>,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-veth.sh")
-}
-
-impl Harness {
-    fn up() -> Self {
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", "sxbench", "--subnet", "250", "--mtu", "9000"])
-            .output()
-            .expect("run setup-veth.sh");
-        assert!(
-            out.status.success(),
-            "setup-veth.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Harness { env }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["down", "sxbench"])
-            .output();
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sender {
@@ -79,15 +42,9 @@ impl Sender {
     }
 }
 
-fn python() -> PathBuf {
-    std::env::var_os("SPEAD2_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
 /// Sends `RUN_SECONDS` of heaps at `gbps` and returns what the sink saw.
 fn run(
-    harness: &Harness,
+    harness: &common::veth::VethHarness,
     sender: Sender,
     gbps: f64,
     packet: usize,
@@ -95,13 +52,13 @@ fn run(
     burst_gap: Duration,
 ) -> SinkStats {
     let config = SinkConfig {
-        netns: Some(harness.env["NETNS"].clone()),
+        netns: Some(harness.get("NETNS").to_owned()),
         burst_gap,
-        ..SinkConfig::new(&harness.env["PEER_IF"])
+        ..SinkConfig::new(harness.get("PEER_IF"))
     };
     let sink = Sink::attach(&config).expect("attach the sink");
     let heaps = ((gbps * 1e9 / 8.0 * RUN_SECONDS) / HEAP_SIZE as f64).ceil() as u64;
-    let destination = format!("{}:7148", harness.env["PEER_IP"]);
+    let destination = harness.peer(7148).to_string();
     let options = [
         "--rate".to_owned(),
         gbps.to_string(),
@@ -123,11 +80,11 @@ fn run(
             let mut c = Command::new(env!("CARGO_BIN_EXE_spead-send"));
             let transport = if sender == Sender::OursXdp { "xdp" } else { "udp" };
             c.args(["--quiet", "--core", "1", "--transport", transport]);
-            c.args(["--interface", &harness.env["HOST_IF"]]);
+            c.args(["--interface", harness.get("HOST_IF")]);
             c
         }
         Sender::Spead2 => {
-            let python = python();
+            let python = common::python();
             let mut c = Command::new(&python);
             c.arg(python.with_file_name("spead2_send.py"));
             c
@@ -161,7 +118,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // cargo test --benches / criterion-style probes: nothing to list
     }
-    let harness = Harness::up();
+    let harness = common::veth::VethHarness::up("sxbench", 250, 9000, 1);
     println!("pacing on the veth harness, measured by the XDP sink ({RUN_SECONDS} s runs, 4 MiB heaps)");
     println!();
     println!("rate error, 8192-byte packets, 64 KiB bursts (least-squares fit of burst starts after the first 10 ms; median of 3 runs):");

@@ -10,58 +10,18 @@
 //! `cargo bench --features sink --bench throughput`.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 use spead_xdp::transport::{PacketMeta, Transport, XdpConfig, XdpTransport};
 
 const HEAP_SIZE: u64 = 4 << 20;
 const HEAPS: u64 = 200;
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-veth.sh")
-}
-
-struct Harness(HashMap<String, String>);
-
-impl Harness {
-    fn up() -> Self {
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", "sxtput", "--subnet", "251", "--mtu", "9000"])
-            .output()
-            .expect("run setup-veth.sh");
-        assert!(
-            out.status.success(),
-            "setup-veth.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Harness(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-    }
-
-    fn peer(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.0["PEER_IP"].parse().unwrap(), 7148)
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["down", "sxtput"])
-            .output();
-    }
-}
 
 /// CPU seconds (user + system) used so far by this process's finished
 /// children, or by this process itself.
@@ -112,7 +72,7 @@ fn measure(stats: &SinkStats, cpu: f64) -> Result {
 }
 
 /// Runs spead-send or spead2_send.py, unpaced, and returns what the sink saw.
-fn run_command(harness: &Harness, sender: Sender, packet: usize) -> Result {
+fn run_command(harness: &common::veth::VethHarness, sender: Sender, packet: usize) -> Result {
     let sink = attach(harness);
     let options = [
         "--heaps".to_owned(),
@@ -128,9 +88,7 @@ fn run_command(harness: &Harness, sender: Sender, packet: usize) -> Result {
     ];
     let mut command = match sender {
         Sender::Spead2 => {
-            let python = std::env::var_os("SPEAD2_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+            let python = common::python();
             let mut c = Command::new(&python);
             c.arg(python.with_file_name("spead2_send.py"));
             c
@@ -145,7 +103,7 @@ fn run_command(harness: &Harness, sender: Sender, packet: usize) -> Result {
                 "--transport",
                 transport,
                 "--interface",
-                &harness.0["HOST_IF"],
+                harness.get("HOST_IF"),
             ]);
             c
         }
@@ -153,7 +111,7 @@ fn run_command(harness: &Harness, sender: Sender, packet: usize) -> Result {
     let before = cpu_seconds(libc::RUSAGE_CHILDREN);
     let out = command
         .args(&options)
-        .arg(harness.peer().to_string())
+        .arg(harness.peer(7148).to_string())
         .output()
         .expect("start sender");
     assert!(
@@ -167,17 +125,17 @@ fn run_command(harness: &Harness, sender: Sender, packet: usize) -> Result {
     measure(&sink.stats().unwrap(), cpu)
 }
 
-fn attach(harness: &Harness) -> Sink {
+fn attach(harness: &common::veth::VethHarness) -> Sink {
     let config = SinkConfig {
-        netns: Some(harness.0["NETNS"].clone()),
-        ..SinkConfig::new(&harness.0["PEER_IF"])
+        netns: Some(harness.get("NETNS").to_owned()),
+        ..SinkConfig::new(harness.get("PEER_IF"))
     };
     Sink::attach(&config).expect("attach the sink")
 }
 
 /// The ceiling: the same number of packets through the AF_XDP transport,
 /// each slot written once with a prebuilt packet and then resent as is.
-fn run_ceiling(harness: &Harness, packet: usize) -> Result {
+fn run_ceiling(harness: &common::veth::VethHarness, packet: usize) -> Result {
     let sink = attach(harness);
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::new(0x1800, vec![0u8; HEAP_SIZE as usize]))
@@ -190,7 +148,7 @@ fn run_ceiling(harness: &Harness, packet: usize) -> Result {
         .unwrap();
     let total = HEAPS * (HEAP_SIZE / (prebuilt.len() as u64 - 40));
     let mut transport =
-        XdpTransport::new(&XdpConfig::new(&harness.0["HOST_IF"], vec![harness.peer()])).unwrap();
+        XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)])).unwrap();
     transport.prepare(packet).unwrap();
     core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
     let before = cpu_seconds(libc::RUSAGE_THREAD);
@@ -232,7 +190,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let harness = Harness::up();
+    let harness = common::veth::VethHarness::up("sxtput", 251, 9000, 1);
     println!(
         "throughput on the veth harness (MTU 9000), counted by the XDP sink; {HEAPS} heaps of 4 MiB, unpaced"
     );

@@ -7,24 +7,20 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netns::{privileged, run_in};
+use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
 
-/// A harness brought up by scripts/setup-veth.sh, brought down on drop.
-struct Harness {
-    name: String,
-    env: HashMap<String, String>,
-}
+/// A harness of this test's own (named after the tag and the process).
+struct Harness(VethHarness);
 
 impl Harness {
     fn up(tag: &str, subnet: u8, mtu: u32) -> Self {
@@ -33,40 +29,15 @@ impl Harness {
 
     fn with_queues(tag: &str, subnet: u8, mtu: u32, queues: u32) -> Self {
         let name = format!("sx{tag}{}", std::process::id() % 100_000);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-veth.sh");
-        let (subnet, mtu, queues) = (subnet.to_string(), mtu.to_string(), queues.to_string());
-        let out = Command::new("bash")
-            .arg(&script)
-            .args([
-                "up", &name, "--subnet", &subnet, "--mtu", &mtu, "--queues", &queues,
-            ])
-            .output()
-            .expect("run setup-veth.sh");
-        let harness = Harness {
-            name,
-            env: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        };
-        assert!(
-            out.status.success(),
-            "setup-veth.sh up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        harness
+        Harness(VethHarness::up(&name, subnet, mtu, queues))
     }
 
     fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("setup-veth.sh printed no {key}"))
+        self.0.get(key)
     }
 
     fn peer(&self, port: u16) -> SocketAddr {
-        let ip: Ipv4Addr = self.get("PEER_IP").parse().unwrap();
-        SocketAddr::from((ip, port))
+        SocketAddr::V4(self.0.peer(port))
     }
 
     fn sink(&self, pass: bool) -> Sink {
@@ -76,16 +47,6 @@ impl Harness {
             ..SinkConfig::new(self.get("PEER_IF"))
         };
         Sink::attach(&config).expect("attach the sink")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-veth.sh");
-        let _ = Command::new("bash")
-            .arg(script)
-            .args(["down", &self.name])
-            .output();
     }
 }
 
@@ -245,6 +206,25 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
     let transports: Vec<UdpTransport> = (0..2)
         .map(|_| UdpTransport::new(&UdpConfig::new(vec![harness.peer(7148)])).unwrap())
         .collect();
+    send_on_two_pinned_workers(transports, heaps);
+    let stats = settle(&sink, packets as u64);
+    assert_eq!(
+        (stats.packets, stats.heaps, stats.malformed),
+        (packets as u64, 21, 0),
+        "{stats:?}"
+    );
+    println!(
+        "two workers: sink counted {} packets, {} heaps",
+        stats.packets, stats.heaps
+    );
+}
+
+/// Sends `heaps` at 2 Gb/s in 8192-byte packets through two workers, one
+/// per transport, pinned to cores 0 and 1, and waits for the last.
+fn send_on_two_pinned_workers<T: spead_xdp::transport::Transport>(
+    transports: Vec<T>,
+    heaps: Vec<Heap<'static>>,
+) {
     let workers = (0..2)
         .map(|core| WorkerConfig {
             core: Some(core),
@@ -260,16 +240,6 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
     for h in heaps {
         stream.send_heap(h).unwrap();
     }
-    let stats = settle(&sink, packets as u64);
-    assert_eq!(
-        (stats.packets, stats.heaps, stats.malformed),
-        (packets as u64, 21, 0),
-        "{stats:?}"
-    );
-    println!(
-        "two workers: sink counted {} packets, {} heaps",
-        stats.packets, stats.heaps
-    );
 }
 
 /// Sends heaps over AF_XDP from the host end and checks that the peer's
@@ -293,10 +263,7 @@ fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
         .enumerate()
         .flat_map(|(i, h)| sizing.packets(h, i as u64 + 1).unwrap().collect::<Vec<_>>())
         .collect();
-    let peer = match harness.peer(7148) {
-        SocketAddr::V4(v4) => v4,
-        SocketAddr::V6(_) => unreachable!("the harness is IPv4"),
-    };
+    let peer = peer_v4(&harness);
     let transport = XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![peer])).unwrap();
     let config = StreamConfig {
         max_packet_size: packet_size,
@@ -348,10 +315,7 @@ fn af_xdp_jumbo_packets_match_udp_at_mtu_9000() {
 }
 
 fn peer_v4(harness: &Harness) -> std::net::SocketAddrV4 {
-    match harness.peer(7148) {
-        SocketAddr::V4(v4) => v4,
-        SocketAddr::V6(_) => unreachable!("the harness is IPv4"),
-    }
+    harness.0.peer(7148)
 }
 
 #[test]
@@ -421,21 +385,7 @@ fn af_xdp_on_two_queues_delivers_every_packet_and_heap() {
             XdpTransport::new(&config).unwrap()
         })
         .collect();
-    let workers = (0..2)
-        .map(|core| WorkerConfig {
-            core: Some(core),
-            ..Default::default()
-        })
-        .collect();
-    let config = StreamConfig {
-        max_packet_size: 8192,
-        rate: 2e9 / 8.0,
-        ..Default::default()
-    };
-    let stream = Stream::with_workers(transports, config, workers).unwrap();
-    for h in heaps {
-        stream.send_heap(h).unwrap();
-    }
+    send_on_two_pinned_workers(transports, heaps);
     drop(stream);
     let stats = settle(&sink, packets as u64);
     assert_eq!(
