@@ -386,7 +386,6 @@ fn af_xdp_on_two_queues_delivers_every_packet_and_heap() {
         })
         .collect();
     send_on_two_pinned_workers(transports, heaps);
-    drop(stream);
     let stats = settle(&sink, packets as u64);
     assert_eq!(
         (stats.packets, stats.heaps, stats.malformed),
