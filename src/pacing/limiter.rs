@@ -77,6 +77,12 @@ impl RateLimiter {
                 return Some(due);
             }
             self.waiting = false;
+            // The burst starts now: if the wait overran (a stall), anchor the
+            // burst deadline here, so the next burst still waits its catch-up
+            // time instead of following this one back to back.
+            if PreciseTime::at(now) > self.send_time_burst {
+                self.send_time_burst = PreciseTime::at(now);
+            }
             return None;
         }
         if self.burst_bytes == 0 || self.burst_bytes + next_len as u64 <= self.config.burst_size {
@@ -246,6 +252,36 @@ mod tests {
         // Not even the catch-up rate: nothing is owed after idling.
         for gap in times.windows(2).map(|w| (w[1] - w[0]) as f64) {
             assert!(gap >= nominal - 1.0, "burst after idle: gap {gap}");
+        }
+    }
+
+    #[test]
+    fn a_stall_during_a_wait_does_not_let_two_bursts_go_back_to_back() {
+        let config = RateLimiterConfig {
+            burst_size: 8000,
+            burst_rate_ratio: 1.05,
+        };
+        let mut limiter = RateLimiter::new(config, 0);
+        let nominal = 8000.0 * ns_per_byte(GBPS);
+        let (mut clock, mut starts) = (0u64, Vec::new());
+        for burst in 0..20 {
+            for packet in 0..8 {
+                if let Some(due) = limiter.next_send(1000, || clock) {
+                    // The sender wakes 3 bursts late once (a stall).
+                    clock = if burst == 5 { due + 3 * nominal as u64 } else { due };
+                    assert_eq!(limiter.next_send(1000, || clock), None);
+                }
+                if packet == 0 {
+                    starts.push(clock);
+                }
+                limiter.sent(1000, ns_per_byte(GBPS));
+            }
+        }
+        // Every burst starts at least a burst time / ratio after the last,
+        // stall or not: catch-up never exceeds rate x ratio.
+        for pair in starts.windows(2) {
+            let gap = (pair[1] - pair[0]) as f64;
+            assert!(gap >= nominal / 1.05 - 1.0, "bursts {gap} ns apart after a stall");
         }
     }
 
