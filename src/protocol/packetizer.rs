@@ -21,6 +21,41 @@ pub const PREFIX_LEN: usize = POINTER_SIZE * 5;
 /// The smallest usable packet: the prefix, one pointer and 8 payload bytes.
 pub const MIN_PACKET_SIZE: usize = PREFIX_LEN + 2 * POINTER_SIZE;
 
+/// Most payload pieces [`HeapPackets::next_packet_parts`] returns for one packet.
+pub const MAX_PARTS: usize = 8;
+
+/// One packet as its header (written into a frame) and its payload, by
+/// reference to the items' memory, so a transport can send the payload
+/// without copying it.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketParts<'p> {
+    /// Bytes of header and item pointers written at the start of the frame.
+    pub header_len: usize,
+    /// The payload pieces, in order (`count` of them).
+    pub payload: [&'p [u8]; MAX_PARTS],
+    /// Pieces in `payload`.
+    pub count: usize,
+    /// Zero bytes of padding after the payload pieces.
+    pub padding: usize,
+}
+
+impl<'p> PacketParts<'p> {
+    /// The payload pieces.
+    pub fn pieces(&self) -> &[&'p [u8]] {
+        &self.payload[..self.count]
+    }
+
+    /// The whole packet's length.
+    pub fn len(&self) -> usize {
+        self.header_len + self.pieces().iter().map(|p| p.len()).sum::<usize>() + self.padding
+    }
+
+    /// Whether the packet is empty (never: every packet has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Why a heap cannot be packetized as asked.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PacketizeError {
@@ -266,20 +301,61 @@ impl<'p> HeapPackets<'p> {
             needed: len,
             available,
         })?;
-        let (prefix, rest) = frame.split_at_mut(PREFIX_LEN);
-        let flavour = self.flavour;
-        prefix[..8].copy_from_slice(&flavour.header_word(n_pointers as u16 + 4).to_be_bytes());
-        prefix[8..16].copy_from_slice(&self.cnt_word);
-        prefix[16..24].copy_from_slice(&self.heap_length_word);
-        let offset_word = flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset);
-        prefix[24..32].copy_from_slice(&offset_word.to_be_bytes());
-        let length_word = flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64);
-        prefix[32..40].copy_from_slice(&length_word.to_be_bytes());
-        let (pointers, payload) = rest.split_at_mut(pointers_len);
-        let first = self.next_pointer * POINTER_SIZE;
-        pointers.copy_from_slice(&self.pointer_words[first..first + pointers_len]);
+        let (header, payload) = frame.split_at_mut(PREFIX_LEN + pointers_len);
+        self.write_header(header, n_pointers, payload_len);
         self.advance(n_pointers, payload_len, Some(payload));
         Ok(Some(len))
+    }
+
+    /// Writes the next packet's header and item pointers at the start of
+    /// `frame` and returns them with the packet's payload as references into
+    /// the items' memory, moving on as [`write_next`](Self::write_next)
+    /// would. `None` when the heap is done, or (moving nothing) when the
+    /// payload spans more than [`MAX_PARTS`] items: write that one whole.
+    pub fn next_packet_parts(&mut self, frame: &mut [u8]) -> Result<Option<PacketParts<'p>>, PacketizeError> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        if self.repeat_pointers {
+            self.next_pointer = 0;
+        }
+        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
+        // Collect the pieces without moving the cursor yet.
+        let mut parts = PacketParts {
+            header_len: PREFIX_LEN + n_pointers * POINTER_SIZE,
+            payload: [&[][..]; MAX_PARTS],
+            count: 0,
+            padding: 0,
+        };
+        let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, payload_len);
+        while left > 0 {
+            let Some(bytes) = self.segments.get(segment) else {
+                parts.padding = left;
+                break;
+            };
+            if parts.count == MAX_PARTS {
+                return Ok(None);
+            }
+            let n = (bytes.len() - offset).min(left);
+            parts.payload[parts.count] = &bytes[offset..offset + n];
+            parts.count += 1;
+            left -= n;
+            offset += n;
+            if offset == bytes.len() {
+                segment += 1;
+                offset = 0;
+            }
+        }
+        let available = frame.len();
+        let header = frame
+            .get_mut(..parts.header_len)
+            .ok_or(PacketizeError::FrameTooSmall {
+                needed: parts.header_len,
+                available,
+            })?;
+        self.write_header(header, n_pointers, payload_len);
+        self.advance(n_pointers, payload_len, None);
+        Ok(Some(parts))
     }
 
     /// Passes over the next packet without writing it (when several
@@ -293,6 +369,22 @@ impl<'p> HeapPackets<'p> {
         let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
         self.advance(n_pointers, payload_len, None);
         Some(len)
+    }
+
+    /// Writes the header word, the four bookkeeping pointers and the next
+    /// `n_pointers` item pointers into `header` (exactly their length).
+    fn write_header(&self, header: &mut [u8], n_pointers: usize, payload_len: usize) {
+        let (prefix, pointers) = header.split_at_mut(PREFIX_LEN);
+        let flavour = self.flavour;
+        prefix[..8].copy_from_slice(&flavour.header_word(n_pointers as u16 + 4).to_be_bytes());
+        prefix[8..16].copy_from_slice(&self.cnt_word);
+        prefix[16..24].copy_from_slice(&self.heap_length_word);
+        let offset_word = flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset);
+        prefix[24..32].copy_from_slice(&offset_word.to_be_bytes());
+        let length_word = flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64);
+        prefix[32..40].copy_from_slice(&length_word.to_be_bytes());
+        let first = self.next_pointer * POINTER_SIZE;
+        pointers.copy_from_slice(&self.pointer_words[first..first + n_pointers * POINTER_SIZE]);
     }
 
     /// Moves past a packet of `n_pointers` pointers and `payload_len`
@@ -425,6 +517,36 @@ mod tests {
                 assert!(packets.is_done());
                 let want: Vec<_> = all.iter().skip(share).step_by(of).cloned().collect();
                 assert_eq!(mine, want, "share {share} of {of}");
+            }
+        }
+    }
+
+    #[test]
+    fn parts_are_the_same_bytes_as_whole_packets() {
+        let big: Vec<u8> = (0..30_000u32).map(|i| (i * 13) as u8).collect();
+        let small = [9u8; 5];
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(0x1000, &small[..])).unwrap();
+        heap.add(Item::new(0x1001, &big[..])).unwrap();
+        heap.add(Item::new(0x1002, &small[..3])).unwrap();
+        let empty = Heap::new(Flavour::SPEAD_64_48); // all padding
+        for heap in [&heap, &empty] {
+            for size in [88, 1472, 8192] {
+                let sizing = Packetizer::new(size).unwrap();
+                let whole: Vec<Vec<u8>> = sizing.packets(heap, 3).unwrap().collect();
+                let mut packets = sizing.packets(heap, 3).unwrap();
+                let mut frame = vec![0u8; size];
+                let mut rebuilt = Vec::new();
+                while let Some(parts) = packets.next_packet_parts(&mut frame).unwrap() {
+                    let mut packet = frame[..parts.header_len].to_vec();
+                    for piece in parts.pieces() {
+                        packet.extend_from_slice(piece);
+                    }
+                    packet.resize(packet.len() + parts.padding, 0);
+                    assert_eq!(packet.len(), parts.len());
+                    rebuilt.push(packet);
+                }
+                assert_eq!(rebuilt, whole, "{size}-byte packets");
             }
         }
     }
