@@ -165,10 +165,7 @@ fn run_ceiling(harness: &common::veth::VethHarness, packet: usize) -> Result {
                 written += 1;
             }
             sent += 1;
-            Some(PacketMeta {
-                len: prebuilt.len(),
-                substream: 0,
-            })
+            Some(PacketMeta::written(prebuilt.len(), 0))
         };
         transport.send(&mut fill).unwrap();
     }

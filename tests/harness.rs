@@ -17,7 +17,7 @@ use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
-use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
+use spead_xdp::transport::{UdpConfig, UdpTransport, UmemArea, XdpConfig, XdpTransport};
 
 /// A harness of this test's own (named after the tag and the process).
 struct Harness(VethHarness);
@@ -242,11 +242,8 @@ fn send_on_two_pinned_workers<T: spead_xdp::transport::Transport>(
     }
 }
 
-/// Sends heaps over AF_XDP from the host end and checks that the peer's
-/// socket receives exactly the packets the UDP transport sends for them.
-fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
-    let harness = Harness::up(tag, subnet, mtu);
-    let sink = harness.sink(true);
+/// A UDP socket on the peer's SPEAD port, inside the peer namespace.
+fn peer_receiver(harness: &Harness) -> UdpSocket {
     let receiver = run_in(harness.get("NETNS"), || {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         socket.set_recv_buffer_size(16 << 20).unwrap();
@@ -254,6 +251,28 @@ fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
         UdpSocket::from(socket)
     });
     receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    receiver
+}
+
+/// Up to `count` datagrams (fewer if none comes for 2 s).
+fn receive(receiver: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    while got.len() < count {
+        match receiver.recv(&mut buf) {
+            Ok(len) => got.push(buf[..len].to_vec()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Sends heaps over AF_XDP from the host end and checks that the peer's
+/// socket receives exactly the packets the UDP transport sends for them.
+fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
+    let harness = Harness::up(tag, subnet, mtu);
+    let sink = harness.sink(true);
+    let receiver = peer_receiver(&harness);
     let sizing = Packetizer::new(packet_size).unwrap();
     let heaps: Vec<Heap<'static>> = (0..10u8)
         .map(|i| heap(i, 30_000 + 997 * usize::from(i)))
@@ -275,14 +294,7 @@ fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
         stream.send_heap(h).unwrap();
     }
     drop(stream);
-    let mut buf = vec![0u8; 65536];
-    let mut got = Vec::new();
-    while got.len() < expected.len() {
-        match receiver.recv(&mut buf) {
-            Ok(len) => got.push(buf[..len].to_vec()),
-            Err(_) => break,
-        }
-    }
+    let got = receive(&receiver, expected.len());
     assert_eq!(got.len(), expected.len(), "datagrams received over AF_XDP");
     assert!(
         got == expected,
@@ -449,4 +461,70 @@ fn spead2_decodes_heaps_sent_over_af_xdp() {
     );
     assert_eq!(heaps["payload_bytes"].as_u64(), Some(30 * 200_000), "{report}");
     println!("spead2 in the peer namespace decoded 30 heaps sent over AF_XDP");
+}
+
+/// Heaps whose data lives in UMEM buffers go by reference (no copy) and
+/// arrive byte-identical to the same heaps built from ordinary memory.
+fn umem_buffers_go_by_reference(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
+    let harness = Harness::up(tag, subnet, mtu);
+    let _sink = harness.sink(true);
+    let receiver = peer_receiver(&harness);
+    let area = UmemArea::new(4096 * 4096, 2 << 20).unwrap();
+    let sizing = Packetizer::new(packet_size).unwrap();
+    let mut expected = Vec::new();
+    let mut heaps = Vec::new();
+    for i in 0..4u8 {
+        let data: Vec<u8> = (0..300_000u32).map(|j| (j as u8).wrapping_mul(i + 1)).collect();
+        let mut plain = Heap::new(Flavour::SPEAD_64_48);
+        plain.add(Item::immediate(0x1600, u64::from(i))).unwrap();
+        plain.add(Item::new(0x1800, data.clone())).unwrap();
+        expected.extend(sizing.packets(&plain, u64::from(i) + 1).unwrap());
+        let mut buffer = area.alloc(data.len()).unwrap();
+        buffer.as_mut().copy_from_slice(&data);
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::immediate(0x1600, u64::from(i))).unwrap();
+        heap.add(Item::new(0x1800, bytes::Bytes::from_owner(buffer)))
+            .unwrap();
+        heaps.push(heap);
+    }
+    let config = XdpConfig::new(harness.get("HOST_IF"), vec![peer_v4(&harness)]);
+    let transport = XdpTransport::with_area(&config, area).unwrap();
+    let counters = transport.counters();
+    let stream_config = StreamConfig {
+        max_packet_size: packet_size,
+        rate: 1e9 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, stream_config).unwrap();
+    for heap in heaps {
+        stream.send_heap(heap).unwrap();
+    }
+    drop(stream);
+    let got = receive(&receiver, expected.len());
+    assert_eq!(got.len(), expected.len(), "datagrams received");
+    assert!(
+        got == expected,
+        "by-reference datagrams differ from ordinary ones"
+    );
+    let by_reference = counters.by_reference.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        by_reference,
+        expected.len() as u64,
+        "every packet's payload went by reference"
+    );
+    println!("UMEM buffers at MTU {mtu}: {by_reference} packets sent by reference, all identical");
+}
+
+#[test]
+fn umem_buffers_go_by_reference_at_mtu_1500() {
+    if privileged("umem_buffers_go_by_reference_at_mtu_1500") {
+        umem_buffers_go_by_reference("k", 211, 1500, 1472);
+    }
+}
+
+#[test]
+fn umem_buffers_go_by_reference_at_mtu_9000() {
+    if privileged("umem_buffers_go_by_reference_at_mtu_9000") {
+        umem_buffers_go_by_reference("l", 212, 9000, 8192);
+    }
 }

@@ -151,7 +151,8 @@ impl<T: Transport> Worker<T> {
             let Job { work, share } = job;
             let result = match &*work {
                 Work::Heaps { heaps, mode } => {
-                    let mut group = GroupPackets::new(&self.sizing, heaps, *mode);
+                    let region = self.transport.payload_region();
+                    let mut group = GroupPackets::new(&self.sizing, heaps, *mode, region);
                     self.send_packets(&mut group)
                 }
                 Work::Datagrams {
@@ -273,10 +274,7 @@ impl PacketSource for DatagramPackets<'_> {
         let datagram = self.datagrams.get(self.next)?;
         buf[..datagram.len()].copy_from_slice(datagram);
         self.next += 1;
-        let meta = PacketMeta {
-            len: datagram.len(),
-            substream: self.substream,
-        };
+        let meta = PacketMeta::written(datagram.len(), self.substream);
         Some((meta, self.nanos_per_byte))
     }
 
@@ -293,10 +291,18 @@ struct GroupPackets<'j> {
     mode: GroupMode,
     current: usize,
     remaining: usize,
+    region: Option<(usize, usize)>,
 }
 
 impl<'j> GroupPackets<'j> {
-    fn new(sizing: &Packetizer, queued: &'j [QueuedHeap], mode: GroupMode) -> Self {
+    /// The packets of `queued`; payload wholly inside `region` (start,
+    /// length) is sent by reference rather than written.
+    fn new(
+        sizing: &Packetizer,
+        queued: &'j [QueuedHeap],
+        mode: GroupMode,
+        region: Option<(usize, usize)>,
+    ) -> Self {
         let mut heaps = Vec::with_capacity(queued.len());
         for q in queued {
             let packets = sizing
@@ -310,6 +316,7 @@ impl<'j> GroupPackets<'j> {
             mode,
             current: 0,
             remaining,
+            region,
         }
     }
 
@@ -324,20 +331,15 @@ impl<'j> GroupPackets<'j> {
         Some(())
     }
 
-    /// Writes the group's next packet into `buf`, or passes over it.
+    /// Writes the group's next packet into `buf` (its header only, when its
+    /// payload can go by reference), or passes over it.
     fn step(&mut self, buf: Option<&mut [u8]>) -> Option<(PacketMeta, f64)> {
         self.skip_finished()?;
+        let region = self.region;
         let (packets, substream, nanos_per_byte) = &mut self.heaps[self.current];
-        let len = match buf {
-            Some(buf) => packets
-                .write_next(buf)
-                .expect("transport buffers hold max_packet_size")
-                .expect("heap has packets left"),
-            None => packets.skip_next().expect("heap has packets left"),
-        };
-        let meta = PacketMeta {
-            len,
-            substream: *substream,
+        let meta = match buf {
+            Some(buf) => write_packet(packets, buf, *substream, region),
+            None => PacketMeta::written(packets.skip_next().expect("heap has packets left"), *substream),
         };
         let rate = *nanos_per_byte;
         if packets.is_done() {
@@ -348,6 +350,56 @@ impl<'j> GroupPackets<'j> {
         }
         Some((meta, rate))
     }
+}
+
+/// Writes a heap's next packet: by reference to `region` when all its
+/// payload lies there (and needs no padding), else whole.
+fn write_packet(
+    packets: &mut HeapPackets<'_>,
+    buf: &mut [u8],
+    substream: usize,
+    region: Option<(usize, usize)>,
+) -> PacketMeta {
+    let whole = |packets: &mut HeapPackets<'_>, buf: &mut [u8]| {
+        let len = packets
+            .write_next(buf)
+            .expect("transport buffers hold max_packet_size")
+            .expect("heap has packets left");
+        PacketMeta::written(len, substream)
+    };
+    let Some((start, size)) = region else {
+        return whole(packets, buf);
+    };
+    let offset_in = |piece: &[u8]| {
+        let at = (piece.as_ptr() as usize).checked_sub(start)?;
+        (at + piece.len() <= size).then_some(at as u64)
+    };
+    let Some(parts) = packets
+        .next_packet_parts(buf)
+        .expect("transport buffers hold max_packet_size")
+    else {
+        // More pieces than fit a reference list: write it whole.
+        return whole(packets, buf);
+    };
+    let mut meta = PacketMeta::written(parts.len(), substream);
+    let all_in_region = parts.padding == 0 && parts.pieces().iter().all(|piece| offset_in(piece).is_some());
+    if all_in_region {
+        for piece in parts.pieces() {
+            let pushed = meta
+                .by_reference
+                .push(offset_in(piece).expect("checked"), piece.len() as u32);
+            debug_assert!(pushed, "at most MAX_PARTS pieces");
+        }
+    } else {
+        // Copy the pieces behind the header, as write_next would.
+        let mut at = parts.header_len;
+        for piece in parts.pieces() {
+            buf[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        buf[at..at + parts.padding].fill(0);
+    }
+    meta
 }
 
 impl PacketSource for GroupPackets<'_> {

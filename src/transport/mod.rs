@@ -13,21 +13,71 @@ pub mod tcp;
 #[allow(unsafe_code)]
 pub mod udp;
 #[allow(unsafe_code)]
+pub mod umem;
+#[allow(unsafe_code)]
 pub mod xdp;
 
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
-pub use xdp::{XdpConfig, XdpMode, XdpTransport};
+pub use umem::{UmemArea, UmemBuffer};
+pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
+
+/// Most pieces a packet's payload can be sent by reference in.
+pub const MAX_REF_PIECES: usize = crate::protocol::packetizer::MAX_PARTS;
+
+/// Payload sent by reference: pieces of the transport's payload region
+/// (offsets from its start, lengths), following the bytes written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefPieces {
+    pieces: [(u64, u32); MAX_REF_PIECES],
+    count: usize,
+}
+
+impl RefPieces {
+    /// Adds a piece; false if full.
+    pub fn push(&mut self, offset: u64, len: u32) -> bool {
+        if self.count == MAX_REF_PIECES {
+            return false;
+        }
+        self.pieces[self.count] = (offset, len);
+        self.count += 1;
+        true
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[(u64, u32)] {
+        &self.pieces[..self.count]
+    }
+
+    /// Their total length.
+    pub fn total(&self) -> usize {
+        self.pieces().iter().map(|(_, len)| *len as usize).sum()
+    }
+}
 
 /// Where a filled packet goes and how long it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta {
-    /// Bytes written.
+    /// The whole packet's length: the bytes written, then `by_reference`.
     pub len: usize,
     /// Destination (substream) index.
     pub substream: usize,
+    /// Payload not written but referenced in the transport's payload
+    /// region (only for transports that have one).
+    pub by_reference: RefPieces,
+}
+
+impl PacketMeta {
+    /// A packet written whole: `len` bytes to `substream`.
+    pub fn written(len: usize, substream: usize) -> Self {
+        PacketMeta {
+            len,
+            substream,
+            by_reference: RefPieces::default(),
+        }
+    }
 }
 
 /// Why a transport could not take packets.
@@ -82,6 +132,12 @@ pub trait Transport: Send + 'static {
     /// Readies buffers for packets of up to `max_packet_size` bytes, or
     /// says why the transport cannot carry them.
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError>;
+
+    /// Memory (start address, length) whose bytes the transport can send by
+    /// reference instead of copying, such as an AF_XDP UMEM's user buffers.
+    fn payload_region(&self) -> Option<(usize, usize)> {
+        None
+    }
 
     /// Sends a batch of at most [`max_batch`](Self::max_batch) packets and
     /// returns how many. `fill` writes each packet into the buffer it is

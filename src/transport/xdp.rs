@@ -22,16 +22,19 @@ use std::num::NonZeroU32;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use memmap2::{MmapMut, MmapOptions};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
 use super::iface::Interface;
+use super::umem::{UmemArea, CHUNK};
 use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 
-/// UMEM chunk size: larger chunks are refused by the kernel (EINVAL).
-const CHUNK: usize = 4096;
+/// Fragments (descriptors) the kernel takes for one packet (MAX_SKB_FRAGS).
+const MAX_FRAGS: usize = 17;
 /// Packets per batch.
 const MAX_BATCH: usize = 256;
 /// Bind flag for multi-buffer packets (linux/if_xdp.h).
@@ -96,6 +99,16 @@ impl XdpConfig {
     }
 }
 
+/// Counters of an AF_XDP transport, readable from any thread while it runs
+/// (updated once a batch).
+#[derive(Debug, Default)]
+pub struct XdpCounters {
+    /// Packets handed to the kernel.
+    pub packets: AtomicU64,
+    /// Of them, packets whose payload went by reference to user buffers.
+    pub by_reference: AtomicU64,
+}
+
 /// The bound socket and its rings, made when the packet size is known.
 struct Rings {
     tx: RingTx,
@@ -110,11 +123,10 @@ pub struct XdpTransport {
     config: XdpConfig,
     interface: Interface,
     templates: Vec<UdpFrameTemplate>,
-    /// Declared before the mapping so they are dropped first.
+    /// Declared before the area so they are dropped first.
     rings: Option<Rings>,
     umem: Umem,
-    memory: MmapMut,
-    huge_pages: bool,
+    area: Arc<UmemArea>,
     /// Chunks per packet slot.
     slot_chunks: usize,
     free: Vec<u32>,
@@ -123,6 +135,7 @@ pub struct XdpTransport {
     in_flight: VecDeque<(u32, u32)>,
     descriptors: Vec<XdpDesc>,
     ip_id: u16,
+    counters: Arc<XdpCounters>,
 }
 
 impl std::fmt::Debug for XdpTransport {
@@ -130,13 +143,13 @@ impl std::fmt::Debug for XdpTransport {
         f.debug_struct("XdpTransport")
             .field("interface", &self.config.interface)
             .field("queue", &self.config.queue)
-            .field("huge_pages", &self.huge_pages)
+            .field("huge_pages", &self.area.huge_pages())
             .finish_non_exhaustive()
     }
 }
 
-// SAFETY: the UMEM and rings point into `memory`, which this transport owns
-// and which moves with it; one thread uses the transport at a time.
+// SAFETY: the UMEM and rings point into `area`, which this transport holds
+// (and whose slots it alone uses); one thread uses the transport at a time.
 unsafe impl Send for XdpTransport {}
 
 fn os_error(what: impl Into<String>) -> impl FnOnce(xdpilone::Errno) -> TransportError {
@@ -152,11 +165,20 @@ impl XdpTransport {
     /// the interface; next-hop MACs from the neighbour table) and maps the
     /// UMEM. The socket is bound when the stream starts (`prepare`).
     pub fn new(config: &XdpConfig) -> Result<Self, TransportError> {
+        Self::with_area(config, UmemArea::new(config.frames as usize * CHUNK, 0)?)
+    }
+
+    /// As [`new`](Self::new), with a UMEM area made beforehand: heap items
+    /// whose bytes are [`UmemBuffer`](super::umem::UmemBuffer)s of this
+    /// area are sent by reference, without copying. Its slot part replaces
+    /// `config.frames`.
+    pub fn with_area(config: &XdpConfig, area: Arc<UmemArea>) -> Result<Self, TransportError> {
         if config.destinations.is_empty() {
             return Err(TransportError::Config {
                 what: "an AF_XDP transport needs at least one destination".into(),
             });
         }
+        area.claim_slots()?;
         let interface = Interface::lookup(&config.interface)?;
         if interface.mac == MacAddress([0; 6]) {
             return Err(TransportError::Config {
@@ -175,31 +197,18 @@ impl XdpTransport {
                 Ok(UdpFrameTemplate::new(interface.mac, mac, source, *d, config.ttl))
             })
             .collect::<Result<Vec<_>, TransportError>>()?;
-        let len = config.frames as usize * CHUNK;
-        let (mut memory, huge_pages) = match MmapOptions::new().len(len).huge(None).map_anon() {
-            Ok(map) => (map, true),
-            Err(_) => (
-                MmapOptions::new()
-                    .len(len)
-                    .map_anon()
-                    .map_err(|source| TransportError::Io {
-                        what: format!("mapping {len} bytes of UMEM"),
-                        source,
-                    })?,
-                false,
-            ),
-        };
         tracing::info!(
             "AF_XDP UMEM on {}: {} MiB in {} pages",
             config.interface,
-            len >> 20,
-            if huge_pages {
+            area.len() >> 20,
+            if area.huge_pages() {
                 "huge"
             } else {
                 "normal (no hugepages reserved)"
             }
         );
-        let area = NonNull::from(&mut memory[..]);
+        let bytes = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.base(), area.len()))
+            .expect("a mapping is never null");
         let umem_config = UmemConfig {
             fill_size: config.ring_size,
             complete_size: config.ring_size,
@@ -207,28 +216,34 @@ impl XdpTransport {
             headroom: 0,
             flags: 0,
         };
-        // SAFETY: `area` is a page-aligned anonymous mapping owned by the
-        // transport; the UMEM and its rings are dropped before it.
-        let umem = unsafe { Umem::new(umem_config, area) }.map_err(os_error("registering the UMEM"))?;
+        // SAFETY: `bytes` is the page-aligned mapping of `area`, which the
+        // transport holds for longer than the UMEM and its rings.
+        let umem = unsafe { Umem::new(umem_config, bytes) }.map_err(os_error("registering the UMEM"))?;
         Ok(XdpTransport {
             config: config.clone(),
             interface,
             templates,
             rings: None,
             umem,
-            memory,
-            huge_pages,
+            area,
             slot_chunks: 1,
             free: Vec::new(),
             in_flight: VecDeque::new(),
             descriptors: Vec::new(),
             ip_id: 0,
+            counters: Arc::default(),
         })
+    }
+
+    /// The transport's counters (shared; keep a clone before handing the
+    /// transport to a stream).
+    pub fn counters(&self) -> Arc<XdpCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Whether the UMEM is backed by huge pages.
     pub fn huge_pages(&self) -> bool {
-        self.huge_pages
+        self.area.huge_pages()
     }
 
     /// Whether the socket is bound in zero-copy mode (after `prepare`).
@@ -372,6 +387,20 @@ impl XdpTransport {
         }
     }
 
+    /// Waits (bounded) until every packet in flight has completed.
+    fn drain(&mut self) -> Result<(), TransportError> {
+        let deadline = Instant::now() + STALL_TIMEOUT;
+        while !self.in_flight.is_empty() {
+            self.kick();
+            self.reap();
+            if Instant::now() > deadline {
+                return Err(self.stalled("packets did not complete"));
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+
     /// Puts the batch's descriptors in the TX ring as a flat stream.
     fn submit(&mut self) -> Result<(), TransportError> {
         let mut done = 0;
@@ -439,6 +468,10 @@ impl Transport for XdpTransport {
         MAX_BATCH
     }
 
+    fn payload_region(&self) -> Option<(usize, usize)> {
+        (self.area.len() > self.area.slot_bytes()).then(|| (self.area.base() as usize, self.area.len()))
+    }
+
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         check_udp_payload(max_packet_size)?;
         let ip_packet = max_packet_size + HEADERS_LEN - 14;
@@ -451,11 +484,12 @@ impl Transport for XdpTransport {
             });
         }
         self.slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
-        let slots = self.config.frames as usize / self.slot_chunks;
+        let slots = self.area.slot_bytes() / CHUNK / self.slot_chunks;
         self.free = (0..slots as u32).rev().collect();
         self.in_flight = VecDeque::with_capacity(slots);
         self.descriptors = Vec::with_capacity(MAX_BATCH * self.slot_chunks);
-        self.rings = Some(self.bind(self.slot_chunks > 1)?);
+        let by_reference = self.payload_region().is_some();
+        self.rings = Some(self.bind(self.slot_chunks > 1 || by_reference)?);
         Ok(())
     }
 
@@ -467,6 +501,7 @@ impl Transport for XdpTransport {
         self.descriptors.clear();
         let slot_bytes = self.slot_chunks * CHUNK;
         let mut packets = 0;
+        let mut referenced = 0u64;
         while packets < MAX_BATCH {
             if self.free.is_empty() {
                 if packets > 0 {
@@ -476,34 +511,75 @@ impl Transport for XdpTransport {
             }
             let slot = self.free.pop().expect("a free slot");
             let base = slot as usize * slot_bytes;
-            let frame = &mut self.memory[base..base + slot_bytes];
+            // SAFETY: this transport claimed the slot part of its area and
+            // is used from one thread; the kernel reads no free slot.
+            let frame = &mut unsafe { self.area.slots() }[base..base + slot_bytes];
             let Some(meta) = fill(&mut frame[HEADERS_LEN..]) else {
                 self.free.push(slot);
                 break;
             };
             self.templates[meta.substream].write(frame, meta.len, self.ip_id);
             self.ip_id = self.ip_id.wrapping_add(1);
-            let mut left = HEADERS_LEN + meta.len;
-            let mut addr = base as u64;
-            let mut pieces = 0;
-            while left > 0 {
-                let len = left.min(CHUNK);
-                left -= len;
-                self.descriptors.push(XdpDesc {
-                    addr,
-                    len: len as u32,
-                    options: if left > 0 { XDP_PKT_CONTD } else { 0 },
-                });
-                addr += CHUNK as u64;
-                pieces += 1;
+            let written = HEADERS_LEN + meta.len - meta.by_reference.total();
+            let first = self.descriptors.len();
+            push_chunks(&mut self.descriptors, base as u64, written);
+            for &(offset, len) in meta.by_reference.pieces() {
+                push_chunks(&mut self.descriptors, offset, len as usize);
             }
-            self.in_flight.push_back((slot, pieces));
+            if self.descriptors.len() - first > MAX_FRAGS {
+                // Too many fragments for one packet: copy the referenced
+                // pieces into the slot and send it from there.
+                self.descriptors.truncate(first);
+                let mut at = written;
+                for &(offset, len) in meta.by_reference.pieces() {
+                    let (offset, len) = (offset as usize, len as usize);
+                    // SAFETY: the worker checked that the piece lies in this
+                    // area's user part, which the heap keeps alive while sent.
+                    let piece = unsafe { std::slice::from_raw_parts(self.area.base().add(offset), len) };
+                    frame[at..at + len].copy_from_slice(piece);
+                    at += len;
+                }
+                push_chunks(&mut self.descriptors, base as u64, HEADERS_LEN + meta.len);
+            } else if !meta.by_reference.pieces().is_empty() {
+                referenced += 1;
+            }
+            let last = self.descriptors.len() - 1;
+            for d in &mut self.descriptors[first..last] {
+                d.options = XDP_PKT_CONTD;
+            }
+            self.in_flight
+                .push_back((slot, (self.descriptors.len() - first) as u32));
             packets += 1;
         }
         if packets > 0 {
             self.submit()?;
         }
+        self.counters.packets.fetch_add(packets as u64, Ordering::Relaxed);
+        self.counters
+            .by_reference
+            .fetch_add(referenced, Ordering::Relaxed);
+        if referenced > 0 {
+            // The heap completes when this returns: let the kernel finish
+            // reading the user's buffers first.
+            self.drain()?;
+        }
         Ok(packets)
+    }
+}
+
+/// Descriptors for `len` bytes at UMEM `offset`, split at chunk boundaries
+/// (the caller sets the continuation flags).
+fn push_chunks(descriptors: &mut Vec<XdpDesc>, mut offset: u64, mut len: usize) {
+    while len > 0 {
+        let room = CHUNK - (offset as usize % CHUNK);
+        let n = len.min(room);
+        descriptors.push(XdpDesc {
+            addr: offset,
+            len: n as u32,
+            options: 0,
+        });
+        offset += n as u64;
+        len -= n;
     }
 }
 
@@ -511,11 +587,6 @@ impl Drop for XdpTransport {
     /// Lets the kernel finish what is in the ring (bounded) before the
     /// socket and UMEM go.
     fn drop(&mut self) {
-        let deadline = Instant::now() + STALL_TIMEOUT;
-        while !self.in_flight.is_empty() && Instant::now() < deadline {
-            self.kick();
-            self.reap();
-            std::thread::yield_now();
-        }
+        let _ = self.drain();
     }
 }

@@ -1,0 +1,203 @@
+//! UMEM memory for AF_XDP: one anonymous mapping (huge pages when reserved)
+//! that a transport registers with the kernel. The front holds the
+//! transport's packet slots; behind it, users allocate payload buffers
+//! ([`UmemBuffer`]) that packets then reference instead of copying, as
+//! spead2's ibverbs memory regions do. Buffers come from a bump allocator:
+//! allocate them once, fill them, and resend them as often as needed.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use super::TransportError;
+
+/// UMEM chunk size: larger chunks are refused by the kernel.
+pub const CHUNK: usize = 4096;
+const HUGE_PAGE: usize = 2 << 20;
+const ALIGN: usize = 64;
+
+/// A mapping for one AF_XDP transport's UMEM: packet slots, then user
+/// buffers.
+pub struct UmemArea {
+    map: MmapMut,
+    base: *mut u8,
+    slot_bytes: usize,
+    next: AtomicUsize,
+    huge_pages: bool,
+    claimed: AtomicBool,
+}
+
+// SAFETY: the slot part is used by the one transport that claims it, and
+// each user buffer by its one owner: the parts are disjoint byte ranges of
+// a mapping that lives as long as the area.
+unsafe impl Send for UmemArea {}
+// SAFETY: as above; shared access only hands out disjoint ranges.
+unsafe impl Sync for UmemArea {}
+
+impl std::fmt::Debug for UmemArea {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmemArea")
+            .field("len", &self.map.len())
+            .field("slot_bytes", &self.slot_bytes)
+            .field("used", &self.next.load(Ordering::Relaxed))
+            .field("huge_pages", &self.huge_pages)
+            .finish()
+    }
+}
+
+impl UmemArea {
+    /// Maps `slot_bytes` for packet slots and `user_bytes` for user
+    /// buffers (each rounded up to whole chunks), in huge pages when the
+    /// system has them reserved.
+    pub fn new(slot_bytes: usize, user_bytes: usize) -> Result<Arc<Self>, TransportError> {
+        let slot_bytes = slot_bytes.next_multiple_of(CHUNK);
+        let len = slot_bytes + user_bytes.next_multiple_of(CHUNK);
+        let (mut map, huge_pages) = match MmapOptions::new()
+            .len(len.next_multiple_of(HUGE_PAGE))
+            .huge(None)
+            .map_anon()
+        {
+            Ok(map) => (map, true),
+            Err(_) => (
+                MmapOptions::new()
+                    .len(len)
+                    .map_anon()
+                    .map_err(|source| TransportError::Io {
+                        what: format!("mapping {len} bytes of UMEM"),
+                        source,
+                    })?,
+                false,
+            ),
+        };
+        let base = map.as_mut_ptr();
+        Ok(Arc::new(UmemArea {
+            map,
+            base,
+            slot_bytes,
+            next: AtomicUsize::new(slot_bytes),
+            huge_pages,
+            claimed: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether the mapping is in huge pages.
+    pub fn huge_pages(&self) -> bool {
+        self.huge_pages
+    }
+
+    /// Bytes of the mapping (what the kernel registers).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the mapping is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes reserved for packet slots at the front.
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_bytes
+    }
+
+    /// Allocates a zeroed user buffer of `len` bytes, or says the area is
+    /// full.
+    pub fn alloc(self: &Arc<Self>, len: usize) -> Result<UmemBuffer, TransportError> {
+        let size = len.next_multiple_of(ALIGN).max(ALIGN);
+        let offset = self.next.fetch_add(size, Ordering::Relaxed);
+        if offset + size > self.map.len() {
+            self.next.fetch_sub(size, Ordering::Relaxed);
+            return Err(TransportError::Config {
+                what: format!(
+                    "UMEM user area full: {len} bytes asked, {} of {} free",
+                    self.map.len().saturating_sub(offset),
+                    self.map.len() - self.slot_bytes
+                ),
+            });
+        }
+        Ok(UmemBuffer {
+            area: Arc::clone(self),
+            offset,
+            len,
+        })
+    }
+
+    /// Claims the slot part for one transport (once).
+    pub(super) fn claim_slots(&self) -> Result<(), TransportError> {
+        if self.claimed.swap(true, Ordering::AcqRel) {
+            return Err(TransportError::Config {
+                what: "this UMEM area already belongs to a transport".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The mapping's first byte.
+    pub(super) fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// The slot part, for the transport that claimed it.
+    ///
+    /// # Safety
+    /// Only the claiming transport calls this, from one thread at a time.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn slots(&self) -> &mut [u8] {
+        // SAFETY: the caller is the one claimant; the range is in the mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.slot_bytes) }
+    }
+}
+
+/// A payload buffer inside a UMEM area: write it through `as_mut`, then
+/// hand it to heaps as `bytes::Bytes::from_owner(buffer)`; packets
+/// referencing it are sent straight from it.
+pub struct UmemBuffer {
+    area: Arc<UmemArea>,
+    offset: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for UmemBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UmemBuffer")
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl AsRef<[u8]> for UmemBuffer {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: this buffer alone owns this range of the live mapping.
+        unsafe { std::slice::from_raw_parts(self.area.base.add(self.offset), self.len) }
+    }
+}
+
+impl AsMut<[u8]> for UmemBuffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.area.base.add(self.offset), self.len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_disjoint_inside_the_user_part() {
+        let area = UmemArea::new(8 * CHUNK, 3 * CHUNK).unwrap();
+        let mut a = area.alloc(100).unwrap();
+        let mut b = area.alloc(5000).unwrap();
+        a.as_mut().fill(1);
+        b.as_mut().fill(2);
+        assert!(a.as_ref().iter().all(|x| *x == 1) && b.as_ref().iter().all(|x| *x == 2));
+        let offset = |buf: &UmemBuffer| buf.as_ref().as_ptr() as usize - area.base() as usize;
+        assert_eq!((offset(&a), offset(&b)), (8 * CHUNK, 8 * CHUNK + 128));
+        let err = area.alloc(20_000).unwrap_err();
+        assert!(err.to_string().contains("UMEM user area full"), "{err}");
+        area.claim_slots().unwrap();
+        assert!(area.claim_slots().is_err());
+    }
+}
