@@ -256,6 +256,10 @@ fn our_jumbo_packets_decode_in_spead2_64_40() {
 
 fn spead2_to_ours(max_packet: usize, n_heaps: usize) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Room for the whole run, so a busy machine does not drop on loopback.
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let port = socket.local_addr().unwrap().port();
     let mut child = Command::new(python())

@@ -2,7 +2,7 @@
 
 Used by tests/interop.rs: `send_heaps.py PORT MAX_PACKET_SIZE N_HEAPS`. Sends
 N heaps from an ItemGroup (descriptors in the first, values changing every
-heap), then a stop heap, paced at 200 Mb/s to 127.0.0.1:PORT. Prints one JSON
+heap), then a stop heap, paced at 50 Mb/s to 127.0.0.1:PORT. Prints one JSON
 document with, for each heap, its cnt and the bytes each item should decode
 to (immediates as their right-aligned field), and the descriptors.
 """
@@ -28,7 +28,7 @@ def expected_bytes(item, flavour):
 def main() -> None:
     port, max_packet, n_heaps = (int(x) for x in sys.argv[1:4])
     flavour = spead2.Flavour(4, 64, 48, 0)
-    config = spead2.send.StreamConfig(max_packet_size=max_packet, rate=200e6 / 8, max_heaps=4)
+    config = spead2.send.StreamConfig(max_packet_size=max_packet, rate=50e6 / 8, max_heaps=4)
     stream = spead2.send.UdpStream(spead2.ThreadPool(), [("127.0.0.1", port)], config)
     ig = spead2.send.ItemGroup(flavour=flavour)
     ig.add_item(0x1600, "timestamp", "ADC sample count", (), format=[("u", 48)])
