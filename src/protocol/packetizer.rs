@@ -50,6 +50,17 @@ impl<'p> PacketParts<'p> {
         self.header_len + self.pieces().iter().map(|p| p.len()).sum::<usize>() + self.padding
     }
 
+    /// Copies the payload (and its padding) behind the header in `frame`,
+    /// making the whole packet there.
+    pub fn write_payload(&self, frame: &mut [u8]) {
+        let mut at = self.header_len;
+        for piece in self.pieces() {
+            frame[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        frame[at..at + self.padding].fill(0);
+    }
+
     /// Whether the packet is empty (never: every packet has a header).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -538,13 +549,8 @@ mod tests {
                 let mut frame = vec![0u8; size];
                 let mut rebuilt = Vec::new();
                 while let Some(parts) = packets.next_packet_parts(&mut frame).unwrap() {
-                    let mut packet = frame[..parts.header_len].to_vec();
-                    for piece in parts.pieces() {
-                        packet.extend_from_slice(piece);
-                    }
-                    packet.resize(packet.len() + parts.padding, 0);
-                    assert_eq!(packet.len(), parts.len());
-                    rebuilt.push(packet);
+                    parts.write_payload(&mut frame);
+                    rebuilt.push(frame[..parts.len()].to_vec());
                 }
                 assert_eq!(rebuilt, whole, "{size}-byte packets");
             }

@@ -391,13 +391,7 @@ fn write_packet(
             debug_assert!(pushed, "at most MAX_PARTS pieces");
         }
     } else {
-        // Copy the pieces behind the header, as write_next would.
-        let mut at = parts.header_len;
-        for piece in parts.pieces() {
-            buf[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
-        buf[at..at + parts.padding].fill(0);
+        parts.write_payload(buf);
     }
     meta
 }
