@@ -8,6 +8,7 @@
 //! - [`pacing`]: the clock and spead2's rate limiter.
 //! - [`transport`]: where packets go, behind one trait.
 //! - [`stream`]: the user's API, spead2's send stream, and its worker.
+//! - [`receive`]: receiving and decoding heaps, for monitors.
 //! - `sink` (feature `sink`): the XDP sink of the veth harness.
 #![deny(missing_docs)]
 // `unsafe` lives only in the transport, each block with a SAFETY line.
@@ -15,6 +16,7 @@
 
 pub mod pacing;
 pub mod protocol;
+pub mod receive;
 #[cfg(feature = "sink")]
 pub mod sink;
 pub mod stream;
