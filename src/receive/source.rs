@@ -1,0 +1,254 @@
+//! Where received packets come from: a UDP socket (unicast, or a multicast
+//! group joined on an interface, with SO_REUSEADDR so several monitors can
+//! share a group) or a pcap file of Ethernet/IPv4/UDP frames.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pcap_file::pcap::PcapReader;
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+
+/// Why a source could not be opened or read.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// A source spec that is neither a file, a port nor host:port.
+    #[error("source {0:?} is not a pcap file, PORT or HOST:PORT")]
+    Spec(String),
+    /// An OS error, with what was being done.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A pcap file that cannot be read.
+    #[error("reading pcap file {path}: {why}")]
+    Pcap {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SourceError {
+    let what = what.into();
+    move |source| SourceError::Io { what, source }
+}
+
+/// How to open UDP sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Local address to bind unicast sockets to (default: any).
+    pub bind: Option<IpAddr>,
+    /// Interface address to join multicast groups on (default: any).
+    pub interface: Option<Ipv4Addr>,
+    /// Socket receive buffer in bytes.
+    pub buffer: usize,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            bind: None,
+            interface: None,
+            buffer: 8 << 20,
+        }
+    }
+}
+
+/// What a wait on a source gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// A datagram, now in the buffer.
+    Datagram,
+    /// Nothing within the timeout.
+    Timeout,
+    /// The source has no more (the end of a pcap file).
+    End,
+}
+
+/// A packet source.
+#[derive(Debug)]
+pub enum Source {
+    /// A UDP socket.
+    Udp(UdpSocket),
+    /// UDP payloads read from a pcap file.
+    Pcap(PcapSource),
+}
+
+/// UDP payloads from a pcap file of Ethernet/IPv4/UDP frames.
+pub struct PcapSource {
+    path: PathBuf,
+    reader: PcapReader<BufReader<File>>,
+}
+
+impl std::fmt::Debug for PcapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapSource").field("path", &self.path).finish()
+    }
+}
+
+impl PcapSource {
+    /// Opens a pcap file.
+    pub fn open(path: &Path) -> Result<Self, SourceError> {
+        let file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
+        let reader = PcapReader::new(BufReader::new(file)).map_err(|e| SourceError::Pcap {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
+        Ok(PcapSource {
+            path: path.to_owned(),
+            reader,
+        })
+    }
+
+    /// The next frame's UDP payload (frames that are not IPv4/UDP are
+    /// skipped), copied into `buf`.
+    pub fn next_payload(&mut self, buf: &mut Vec<u8>) -> Result<Received, SourceError> {
+        loop {
+            let Some(packet) = self.reader.next_packet() else {
+                return Ok(Received::End);
+            };
+            let packet = packet.map_err(|e| SourceError::Pcap {
+                path: self.path.clone(),
+                why: e.to_string(),
+            })?;
+            if let Some(payload) = udp_payload(&packet.data) {
+                buf.clear();
+                buf.extend_from_slice(payload);
+                return Ok(Received::Datagram);
+            }
+        }
+    }
+}
+
+/// The UDP payload of an Ethernet/IPv4/UDP frame (options allowed), if it
+/// is one and is whole.
+pub fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
+    let ip = frame.get(14..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || ip.get(9)? != &17 {
+        return None;
+    }
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let udp = ip.get(header..)?;
+    let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    udp.get(8..len.max(8))
+}
+
+impl Source {
+    /// Opens `spec`: an existing file is a pcap file; `PORT` listens on all
+    /// addresses; `HOST:PORT` binds that address, or joins the group when
+    /// it is multicast.
+    pub fn open(spec: &str, options: &UdpOptions) -> Result<Self, SourceError> {
+        if Path::new(spec).is_file() {
+            return Ok(Source::Pcap(PcapSource::open(Path::new(spec))?));
+        }
+        let address: SocketAddr = match spec.parse::<u16>() {
+            Ok(port) => SocketAddr::new(options.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port),
+            Err(_) => spec
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| SourceError::Spec(spec.to_owned()))?,
+        };
+        let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(io("creating a UDP socket"))?;
+        socket
+            .set_reuse_address(true)
+            .map_err(io("setting SO_REUSEADDR"))?;
+        socket.set_recv_buffer_size(options.buffer).map_err(io(format!(
+            "setting the receive buffer to {} bytes",
+            options.buffer
+        )))?;
+        match address.ip() {
+            IpAddr::V4(group) if group.is_multicast() => {
+                let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port());
+                socket
+                    .bind(&any.into())
+                    .map_err(io(format!("binding to {any}")))?;
+                let interface = options.interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                socket
+                    .join_multicast_v4(&group, &interface)
+                    .map_err(io(format!("joining {group} on {interface}")))?;
+            }
+            _ => socket
+                .bind(&address.into())
+                .map_err(io(format!("binding to {address}")))?,
+        }
+        Ok(Source::Udp(socket.into()))
+    }
+
+    /// Waits up to `timeout` for a datagram (or reads the next pcap
+    /// frame) into `buf`.
+    pub fn receive(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<Received, SourceError> {
+        match self {
+            Source::Pcap(pcap) => pcap.next_payload(buf),
+            Source::Udp(socket) => {
+                socket
+                    .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))
+                    .map_err(io("setting a read timeout"))?;
+                buf.resize(65536, 0);
+                match socket.recv(buf) {
+                    Ok(len) => {
+                        buf.truncate(len);
+                        Ok(Received::Datagram)
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        Ok(Received::Timeout)
+                    }
+                    Err(e) => Err(SourceError::Io {
+                        what: "receiving a datagram".into(),
+                        source: e,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The local address of a UDP source.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Source::Udp(socket) => socket.local_addr().ok(),
+            Source::Pcap(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_payloads_are_found_in_frames() {
+        let mut frame = vec![0u8; 42 + 4];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[23] = 17;
+        frame[38..40].copy_from_slice(&12u16.to_be_bytes());
+        frame[42..].copy_from_slice(b"abcd");
+        assert_eq!(udp_payload(&frame), Some(&b"abcd"[..]));
+        frame[23] = 6; // TCP
+        assert_eq!(udp_payload(&frame), None);
+        assert_eq!(udp_payload(&frame[..20]), None);
+    }
+
+    #[test]
+    fn specs_are_parsed_or_refused() {
+        let options = UdpOptions::default();
+        let source = Source::open("127.0.0.1:0", &options).unwrap();
+        assert!(source.local_addr().is_some_and(|a| a.ip().is_loopback()));
+        let err = Source::open("not a source", &options).unwrap_err();
+        assert!(err.to_string().contains("not a source"), "{err}");
+    }
+}
