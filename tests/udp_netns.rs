@@ -18,20 +18,6 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 /// The address of its peer, veth1.
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 
-/// A namespace with a veth pair (veth0 = LOCAL, veth1 = PEER) at `mtu`.
-fn namespace(tag: &str, mtu: &str) -> Netns {
-    let ns = Netns::new(tag);
-    ns.ip(&[
-        "link", "add", "veth0", "mtu", mtu, "type", "veth", "peer", "name", "veth1", "mtu", mtu,
-    ]);
-    ns.ip(&["addr", "add", "10.9.0.1/24", "dev", "veth0"]);
-    ns.ip(&["addr", "add", "10.9.0.2/24", "dev", "veth1"]);
-    ns.ip(&["link", "set", "veth0", "up", "multicast", "on"]);
-    ns.ip(&["link", "set", "veth1", "up"]);
-    ns.ip(&["route", "add", "224.0.0.0/4", "dev", "veth0"]);
-    ns
-}
-
 /// A monitor joined to `group` on veth0, sharing the port.
 fn monitor(group: SocketAddrV4) -> UdpSocket {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
@@ -88,7 +74,7 @@ fn multicast_reaches_every_monitor_and_loopback_off_is_honoured() {
     // in no group, so monitors hear only the kernel's multicast loopback
     // copy. (On `lo` the sent packet would come straight back in to the
     // members, loopback setting or not.)
-    let ns = namespace("mcast", "1500");
+    let ns = Netns::with_veth_pair("mcast", "1500");
     let packets = ns.run(|| {
         let (heard, sent) = send_to_group(true);
         for (i, got) in heard.iter().enumerate() {

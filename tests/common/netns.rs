@@ -33,6 +33,23 @@ impl Netns {
         ns
     }
 
+    /// A namespace with a veth pair inside it at `mtu`: veth0 10.9.0.1 and
+    /// veth1 10.9.0.2, multicast routed out of veth0. Members joined on
+    /// veth0 hear only the kernel's multicast loopback copy (what veth0
+    /// sends arrives on veth1, in no group).
+    pub fn with_veth_pair(tag: &str, mtu: &str) -> Self {
+        let ns = Netns::new(tag);
+        ns.ip(&[
+            "link", "add", "veth0", "mtu", mtu, "type", "veth", "peer", "name", "veth1", "mtu", mtu,
+        ]);
+        ns.ip(&["addr", "add", "10.9.0.1/24", "dev", "veth0"]);
+        ns.ip(&["addr", "add", "10.9.0.2/24", "dev", "veth1"]);
+        ns.ip(&["link", "set", "veth0", "up", "multicast", "on"]);
+        ns.ip(&["link", "set", "veth1", "up"]);
+        ns.ip(&["route", "add", "224.0.0.0/4", "dev", "veth0"]);
+        ns
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.0

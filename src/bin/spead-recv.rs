@@ -1,0 +1,200 @@
+//! spead-recv: receive SPEAD heaps from UDP (unicast or multicast groups,
+//! shared with other monitors) or pcap files, print them as spead2_recv
+//! does, and report per-second and final figures: heaps complete and
+//! incomplete, packets, bytes, malformed packets, gaps in heap cnts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use spead_xdp::protocol::{DataType, ReassemblerConfig, StreamControl};
+use spead_xdp::receive::{Event, Receiver, ReceiverStats, Source, UdpOptions};
+
+/// Receive SPEAD packets and show the heaps (options as spead2_recv).
+#[derive(Debug, Parser)]
+#[command(name = "spead-recv", version)]
+struct Args {
+    /// Sources: a pcap file, PORT, HOST:PORT, or GROUP:PORT (multicast).
+    #[arg(value_name = "SOURCE", required = true)]
+    source: Vec<String>,
+    /// Show heap values.
+    #[arg(long, help_heading = "Output options")]
+    values: bool,
+    /// Show descriptors.
+    #[arg(long, help_heading = "Output options")]
+    descriptors: bool,
+    /// No per-second figures on stderr.
+    #[arg(long, help_heading = "Output options")]
+    quiet: bool,
+    /// Stop receiving after this many heaps.
+    #[arg(long, help_heading = "Input options")]
+    max_heaps: Option<u64>,
+    /// Treat all sources as a single stream.
+    #[arg(long, help_heading = "Input options")]
+    joint: bool,
+    /// Local address to bind unicast sources to.
+    #[arg(long, help_heading = "Input options")]
+    bind: Option<IpAddr>,
+    /// Interface address to join multicast groups on.
+    #[arg(long, help_heading = "Input options")]
+    interface: Option<Ipv4Addr>,
+    /// Socket receive buffer size.
+    #[arg(long, default_value_t = 8 << 20, help_heading = "Input options")]
+    buffer: usize,
+    /// Heaps under reassembly at once.
+    #[arg(long, default_value_t = 4, help_heading = "Input options")]
+    heaps: usize,
+    /// Also write what is received to this pcap file (one stream only).
+    #[arg(long, value_name = "FILE", help_heading = "Output options")]
+    capture: Option<PathBuf>,
+}
+
+fn figures(stats: &ReceiverStats) -> String {
+    format!(
+        "heaps: {} complete, {} incomplete; packets: {}; bytes: {}; malformed: {}; duplicates: {}; cnt gaps: {}",
+        stats.heaps_complete,
+        stats.heaps_incomplete,
+        stats.packets,
+        stats.bytes,
+        stats.malformed,
+        stats.duplicates,
+        stats.cnt_gaps
+    )
+}
+
+fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool) {
+    let mut heaps = 0u64;
+    let started = Instant::now();
+    let mut last_report = started;
+    while !stop.load(Ordering::Relaxed) && args.max_heaps.is_none_or(|max| heaps < max) {
+        let event = match receiver.next_event(Duration::from_millis(200)) {
+            Ok(event) => event,
+            Err(e) => {
+                eprintln!("spead-recv: {name}: {e}");
+                break;
+            }
+        };
+        if !args.quiet && last_report.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "{name}: {:.0} s: {}",
+                started.elapsed().as_secs_f64(),
+                figures(&receiver.stats())
+            );
+            last_report = Instant::now();
+        }
+        let heap = match event {
+            Event::Heap(heap) => heap,
+            Event::Timeout => continue,
+            Event::End => break,
+        };
+        if heap.stream_control() == Some(StreamControl::Stop) {
+            break;
+        }
+        heaps += 1;
+        let state = if heap.is_complete() { "" } else { " (incomplete)" };
+        println!("Received heap {} on stream {name}{state}", heap.cnt());
+        if args.descriptors {
+            for d in heap.descriptors().unwrap_or_default() {
+                let (format, dtype) = match &d.data_type {
+                    DataType::Format(f) => (
+                        format!(
+                            "{:?}",
+                            f.iter().map(|x| (char::from(x.code), x.bits)).collect::<Vec<_>>()
+                        ),
+                        "None".to_owned(),
+                    ),
+                    DataType::Numpy { dtype, fortran_order } => (
+                        "None".to_owned(),
+                        format!("{} (fortran_order {fortran_order})", dtype.as_str()),
+                    ),
+                };
+                let dims: Vec<String> = d
+                    .shape
+                    .iter()
+                    .map(|x| x.map_or("None".into(), |n| n.to_string()))
+                    .collect();
+                let shape = if dims.len() == 1 {
+                    format!("({},)", dims[0])
+                } else {
+                    format!("({})", dims.join(", "))
+                };
+                println!(
+                    "    Descriptor for {} ({:#x})\n      description: {}\n      format:      {format}\n      dtype:       {dtype}\n      shape:       {shape}",
+                    d.name, d.id, d.description
+                );
+            }
+        }
+        for item in heap.items() {
+            match receiver.decode(&item) {
+                Some((name, Some(value))) if args.values => println!("{name} = {value}"),
+                Some((name, None)) if args.values => println!("{name} = {:02x?}", item.value()),
+                Some((name, _)) => println!("{name}"),
+                None if args.values => println!("{:#x} = {:02x?}", item.id(), item.value()),
+                None => println!("{:#x}", item.id()),
+            }
+        }
+    }
+    println!("Shutting down stream {name} after {heaps} heaps");
+    println!("{}", figures(&receiver.stats()));
+}
+
+fn open(args: &Args, specs: &[String]) -> Result<Receiver, String> {
+    let options = UdpOptions {
+        bind: args.bind,
+        interface: args.interface,
+        buffer: args.buffer,
+    };
+    let sources = specs
+        .iter()
+        .map(|s| Source::open(s, &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let config = ReassemblerConfig {
+        max_heaps: args.heaps,
+        ..Default::default()
+    };
+    let mut receiver = Receiver::new(sources, config);
+    if let Some(path) = &args.capture {
+        receiver.capture_to(path).map_err(|e| e.to_string())?;
+    }
+    Ok(receiver)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = Arc::clone(&stop);
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).map_err(|e| e.to_string())?;
+    let groups: Vec<Vec<String>> = if args.joint {
+        vec![args.source.clone()]
+    } else {
+        args.source.iter().map(|s| vec![s.clone()]).collect()
+    };
+    if args.capture.is_some() && groups.len() > 1 {
+        return Err("--capture takes one stream: use one source or --joint".into());
+    }
+    let receivers = groups
+        .iter()
+        .map(|g| open(&args, g).map(|r| (g[0].clone(), r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|scope| {
+        for (name, receiver) in receivers {
+            let (args, stop) = (&args, &stop);
+            scope.spawn(move || run_stream(&name, receiver, args, stop));
+        }
+    });
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("spead-recv: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
