@@ -31,9 +31,50 @@ pub struct ReceiverStats {
     pub heaps_complete: u64,
     /// Heaps delivered incomplete (packets lost).
     pub heaps_incomplete: u64,
-    /// Heap cnts missing from the sequence (heaps never seen at all), with
-    /// the step taken from the first two heaps.
+    /// Heap cnts missing from the sequence (heaps never seen at all): the
+    /// span from the lowest to the highest cnt, in steps of the greatest
+    /// common divisor of their differences, less the heaps seen. Order of
+    /// arrival does not matter.
     pub cnt_gaps: u64,
+}
+
+/// The heap cnts seen: lowest, highest, how many, and the greatest common
+/// divisor of their differences (the sequence's step).
+#[derive(Debug, Clone, Copy, Default)]
+struct CntSpan {
+    first: Option<u64>,
+    low: u64,
+    high: u64,
+    step: u64,
+    seen: u64,
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl CntSpan {
+    fn add(&mut self, cnt: u64) {
+        self.seen += 1;
+        let first = *self.first.get_or_insert(cnt);
+        if self.seen == 1 {
+            (self.low, self.high) = (cnt, cnt);
+            return;
+        }
+        self.step = gcd(self.step, cnt.abs_diff(first));
+        self.low = self.low.min(cnt);
+        self.high = self.high.max(cnt);
+    }
+
+    fn missing(&self) -> u64 {
+        if self.step == 0 {
+            return 0;
+        }
+        ((self.high - self.low) / self.step + 1).saturating_sub(self.seen)
+    }
 }
 
 /// The result of waiting for a heap.
@@ -54,8 +95,7 @@ pub struct Receiver {
     next_source: usize,
     reassembler: Reassembler,
     descriptors: HashMap<u64, Descriptor>,
-    last_cnt: Option<u64>,
-    cnt_step: Option<u64>,
+    cnts: CntSpan,
     stats: ReceiverStats,
     buf: Vec<u8>,
     capture: Option<PcapWriter<BufWriter<File>>>,
@@ -79,8 +119,7 @@ impl Receiver {
             next_source: 0,
             reassembler: Reassembler::new(config),
             descriptors: HashMap::new(),
-            last_cnt: None,
-            cnt_step: None,
+            cnts: CntSpan::default(),
             stats: ReceiverStats::default(),
             buf: Vec::with_capacity(65536),
             capture: None,
@@ -171,17 +210,7 @@ impl Receiver {
         } else {
             self.stats.heaps_incomplete += 1;
         }
-        let cnt = heap.cnt();
-        if let Some(last) = self.last_cnt {
-            if cnt > last {
-                let diff = cnt - last;
-                let step = *self.cnt_step.get_or_insert(diff);
-                if step > 0 && diff > step {
-                    self.stats.cnt_gaps += diff / step - 1;
-                }
-            }
-        }
-        self.last_cnt = Some(cnt);
+        self.cnts.add(heap.cnt());
     }
 
     /// The counters so far.
@@ -190,6 +219,7 @@ impl Receiver {
         ReceiverStats {
             malformed: r.malformed,
             duplicates: r.duplicates,
+            cnt_gaps: self.cnts.missing(),
             ..self.stats
         }
     }
