@@ -206,7 +206,7 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
     let transports: Vec<UdpTransport> = (0..2)
         .map(|_| UdpTransport::new(&UdpConfig::new(vec![harness.peer(7148)])).unwrap())
         .collect();
-    send_on_two_pinned_workers(transports, heaps);
+    send_on_two_pinned_workers(transports, heaps, packets);
     let stats = settle(&sink, packets as u64);
     assert_eq!(
         (stats.packets, stats.heaps, stats.malformed),
@@ -220,11 +220,14 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
 }
 
 /// Sends `heaps` at 2 Gb/s in 8192-byte packets through two workers, one
-/// per transport, pinned to cores 0 and 1, and waits for the last.
+/// per transport, pinned to cores 0 and 1, waits for the last, and checks
+/// the stream's statistics: every heap and packet counted, split evenly.
 fn send_on_two_pinned_workers<T: spead_xdp::transport::Transport>(
     transports: Vec<T>,
     heaps: Vec<Heap<'static>>,
+    packets: usize,
 ) {
+    let count = heaps.len() as u64;
     let workers = (0..2)
         .map(|core| WorkerConfig {
             core: Some(core),
@@ -240,6 +243,23 @@ fn send_on_two_pinned_workers<T: spead_xdp::transport::Transport>(
     for h in heaps {
         stream.send_heap(h).unwrap();
     }
+    let stats = stream.stats();
+    assert_eq!(
+        (stats.heaps, stats.errors, stats.queue_full),
+        (count, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.packets(), packets as u64, "{stats:?}");
+    for worker in &stats.workers {
+        assert!(worker.packets.abs_diff(packets as u64 / 2) <= 1, "{stats:?}");
+    }
+    println!(
+        "stream stats: {} heaps, {} packets ({:?} per worker), {} ring stalls",
+        stats.heaps,
+        stats.packets(),
+        stats.workers.iter().map(|w| w.packets).collect::<Vec<_>>(),
+        stats.ring_stalls()
+    );
 }
 
 /// A UDP socket on the peer's SPEAD port, inside the peer namespace.
@@ -413,7 +433,7 @@ fn af_xdp_on_two_queues_delivers_every_packet_and_heap() {
             XdpTransport::new(&config).unwrap()
         })
         .collect();
-    send_on_two_pinned_workers(transports, heaps);
+    send_on_two_pinned_workers(transports, heaps, packets);
     let stats = settle(&sink, packets as u64);
     assert_eq!(
         (stats.packets, stats.heaps, stats.malformed),

@@ -279,6 +279,12 @@ fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
     assert!(first.wait().unwrap() > 0);
     gate.wait();
     assert!(second.wait().unwrap() > 0);
+    let stats = stream.stats();
+    assert_eq!(
+        (stats.heaps, stats.errors, stats.queue_full),
+        (2, 0, 1),
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -291,6 +297,9 @@ fn a_failed_send_completes_with_an_error_and_the_stream_goes_on() {
     let bytes = stream.send_heap(HeapRef::new(small_heap()).substream(1)).unwrap();
     assert_eq!(bytes, 57);
     assert_eq!(sent.load(Ordering::SeqCst), 1);
+    let stats = stream.stats();
+    assert_eq!((stats.heaps, stats.errors), (1, 1), "{stats:?}");
+    assert_eq!((stats.packets(), stats.bytes()), (1, 57), "{stats:?}");
 }
 
 #[test]
@@ -659,4 +668,61 @@ fn workers_and_transports_must_match() {
     let err =
         Stream::with_workers(mixed, StreamConfig::default(), vec![WorkerConfig::default(); 2]).unwrap_err();
     assert!(err.to_string().contains("same substreams"), "{err}");
+}
+
+#[test]
+fn statistics_count_every_packet_byte_and_heap_per_worker() {
+    let transports = vec![MemoryTransport::new(2), MemoryTransport::new(2)];
+    let workers = vec![WorkerConfig::default(), WorkerConfig::default()];
+    let stream = Stream::with_workers(transports.clone(), StreamConfig::default(), workers).unwrap();
+    let handle = stream.stats_handle();
+    let sizing = spead_xdp::protocol::Packetizer::new(StreamConfig::default().max_packet_size).unwrap();
+    let mut packets = 0u64;
+    let mut bytes = 0u64;
+    for seed in 0..10u64 {
+        for packet in sizing.packets(&heap(seed), seed + 1).unwrap() {
+            packets += 1;
+            bytes += packet.len() as u64;
+        }
+        stream.send_heap(heap(seed)).unwrap();
+    }
+    let frames: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 100])).collect();
+    stream.submit_datagrams(frames, 1, None).unwrap().wait().unwrap();
+    drop(stream);
+
+    // Read through the handle after the stream is gone.
+    let stats = handle.snapshot();
+    assert_eq!(
+        (stats.heaps, stats.errors, stats.queue_full),
+        (11, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.packets(), packets + 5, "{stats:?}");
+    assert_eq!(stats.bytes(), bytes + 500, "{stats:?}");
+    let written: usize = transports
+        .iter()
+        .map(|t| t.bytes(0).len() + t.bytes(1).len())
+        .sum();
+    assert_eq!(stats.bytes(), written as u64);
+    // Packets are dealt alternately, carrying on across heaps.
+    let per_worker: Vec<u64> = stats.workers.iter().map(|w| w.packets).collect();
+    assert_eq!(per_worker, vec![(packets + 6) / 2, (packets + 5) / 2]);
+    assert!(stats.rate() > 0.0);
+
+    let text = stats.to_prometheus();
+    for line in [
+        format!("spead_send_packets_total{{worker=\"0\"}} {}", per_worker[0]),
+        format!("spead_send_packets_total{{worker=\"1\"}} {}", per_worker[1]),
+        format!(
+            "spead_send_bytes_total{{worker=\"0\"}} {}",
+            stats.workers[0].bytes
+        ),
+        "spead_send_heaps_total 11".to_string(),
+        "spead_send_errors_total 0".to_string(),
+        "spead_send_queue_full_total 0".to_string(),
+        "# TYPE spead_send_packets_total counter".to_string(),
+        "# TYPE spead_send_rate_bytes_per_second gauge".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+    }
 }

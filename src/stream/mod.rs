@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -18,10 +19,12 @@ use crate::transport::{Transport, TransportError};
 
 pub mod config;
 pub mod item_group;
+pub mod stats;
 mod worker;
 
 pub use config::{ConfigError, StreamConfig, WorkerConfig};
 pub use item_group::{ItemGroup, ItemGroupError, ItemKey, Selection};
+pub use stats::{StatsHandle, StreamStats, WorkerStats};
 
 /// How the packets of a group of heaps are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +222,7 @@ struct QueueState {
 struct Shared {
     state: Mutex<QueueState>,
     drained: Condvar,
+    counters: Arc<stats::Counters>,
 }
 
 impl Shared {
@@ -306,6 +310,7 @@ impl Stream {
                 cnt_step: 1,
             }),
             drained: Condvar::new(),
+            counters: Arc::new(stats::Counters::new(transports.len())),
         });
         let of = transports.len();
         let mut stream = Stream {
@@ -352,6 +357,17 @@ impl Stream {
     /// The stream's settings.
     pub fn config(&self) -> &StreamConfig {
         &self.config
+    }
+
+    /// A handle that reads this stream's statistics from any thread, also
+    /// after the stream is dropped.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared.counters))
+    }
+
+    /// This stream's statistics now.
+    pub fn stats(&self) -> StreamStats {
+        self.stats_handle().snapshot()
     }
 
     /// Number of substreams (destinations).
@@ -456,6 +472,7 @@ impl Stream {
     }
 
     fn queue_full(&self, unsent: Unsent) -> SendError {
+        self.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         SendError::QueueFull {
             unsent,
             max_heaps: self.config.max_heaps,

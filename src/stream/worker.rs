@@ -73,8 +73,13 @@ impl JobShare {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        shared.release(self.slots);
         let (bytes, error) = std::mem::take(&mut *self.outcome.lock().unwrap_or_else(|p| p.into_inner()));
+        let counter = match error {
+            None => &shared.counters.heaps,
+            Some(_) => &shared.counters.errors,
+        };
+        counter.fetch_add(self.slots as u64, Ordering::Relaxed);
+        shared.release(self.slots);
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(done) = done {
             let _ = done.send(error.map_or(Ok(bytes), Err));
@@ -186,6 +191,7 @@ impl<T: Transport> Worker<T> {
         while !source.is_done() {
             let (limiter, clock) = (&mut self.limiter, &self.clock);
             let mut paused_until = None;
+            let mut batch_bytes = 0u64;
             let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
                 let next_len = source.next_len()?;
                 if let Some(deadline) = limiter.next_send(next_len, || clock.now()) {
@@ -194,10 +200,19 @@ impl<T: Transport> Worker<T> {
                 }
                 let (meta, nanos_per_byte) = source.write_next(buf)?;
                 limiter.sent(meta.len, nanos_per_byte * share);
-                bytes += meta.len as u64;
+                batch_bytes += meta.len as u64;
                 Some(meta)
             };
-            self.transport.send(&mut fill)?;
+            let sent = self.transport.send(&mut fill);
+            // Counted once a batch, and only once the transport took it.
+            let counters = &self.shared.counters.workers[self.index];
+            counters
+                .ring_stalls
+                .store(self.transport.ring_stalls(), Ordering::Relaxed);
+            let sent = sent?;
+            bytes += batch_bytes;
+            counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
+            counters.bytes.fetch_add(batch_bytes, Ordering::Relaxed);
             if let Some(deadline) = paused_until {
                 self.clock.wait_until(deadline);
             }

@@ -139,6 +139,12 @@ pub trait Transport: Send + 'static {
         None
     }
 
+    /// Times so far that sending had to wait for ring space or free
+    /// buffers (a sign the wire or the kernel is the bottleneck).
+    fn ring_stalls(&self) -> u64 {
+        0
+    }
+
     /// Sends a batch of at most [`max_batch`](Self::max_batch) packets and
     /// returns how many. `fill` writes each packet into the buffer it is
     /// given (at least `max_packet_size` bytes) and says how long it is and

@@ -133,6 +133,8 @@ pub struct XdpTransport {
     /// Slots in the TX ring, oldest first, with their descriptors still to
     /// complete.
     in_flight: VecDeque<(u32, u32)>,
+    /// Waits for a free slot or TX ring space so far.
+    stalls: u64,
     descriptors: Vec<XdpDesc>,
     ip_id: u16,
     counters: Arc<XdpCounters>,
@@ -229,6 +231,7 @@ impl XdpTransport {
             slot_chunks: 1,
             free: Vec::new(),
             in_flight: VecDeque::new(),
+            stalls: 0,
             descriptors: Vec::new(),
             ip_id: 0,
             counters: Arc::default(),
@@ -361,6 +364,7 @@ impl XdpTransport {
 
     /// Waits (bounded) until a slot is free.
     fn wait_for_slot(&mut self) -> Result<(), TransportError> {
+        self.stalls += 1;
         let deadline = Instant::now() + STALL_TIMEOUT;
         loop {
             self.kick();
@@ -405,6 +409,7 @@ impl XdpTransport {
     fn submit(&mut self) -> Result<(), TransportError> {
         let mut done = 0;
         let deadline = Instant::now() + STALL_TIMEOUT;
+        let mut waited = false;
         while done < self.descriptors.len() {
             {
                 let rings = self.rings.as_mut().expect("bound before sending");
@@ -414,6 +419,10 @@ impl XdpTransport {
                 writer.commit();
             }
             if done < self.descriptors.len() {
+                if !waited {
+                    waited = true;
+                    self.stalls += 1;
+                }
                 self.kick();
                 self.reap();
                 if Instant::now() > deadline {
@@ -491,6 +500,10 @@ impl Transport for XdpTransport {
         let by_reference = self.payload_region().is_some();
         self.rings = Some(self.bind(self.slot_chunks > 1 || by_reference)?);
         Ok(())
+    }
+
+    fn ring_stalls(&self) -> u64 {
+        self.stalls
     }
 
     fn send(
