@@ -145,3 +145,90 @@ fn same_bytes_as_spead2_send_over_tcp() {
         streams[0].len()
     );
 }
+
+/// One HTTP GET to `address`, returning the status line and the body.
+fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(address).expect("connect to --metrics");
+    write!(connection, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of a sample line `name` in Prometheus text.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format_while_sending() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let pcap = std::env::temp_dir().join(format!("spead-send-metrics-{}.pcap", std::process::id()));
+    // 3 heaps of 4 MiB and an end heap at 50 Mb/s: about 2.7 s.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spead-send"))
+        .args(["--quiet", "--transport", "pcap", "--rate", "0.05", "--heaps", "3"])
+        .args(["--metrics", "127.0.0.1:0", "--pcap"])
+        .arg(&pcap)
+        .arg("127.0.0.1:7148")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spead-send");
+    let (lines, stderr) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let address = loop {
+        let line = stderr
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("spead-send names its metrics address");
+        if let Some((_, rest)) = line.split_once("metrics at http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (status, first) = http_get(&address, "/metrics");
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, second) = http_get(&address, "/metrics");
+    let (status, _) = http_get(&address, "/nothing");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+
+    let packets = r#"spead_send_packets_total{worker="0"}"#;
+    let bytes = r#"spead_send_bytes_total{worker="0"}"#;
+    assert!(sample(&first, packets) > 0, "{first}");
+    assert!(
+        sample(&second, packets) > sample(&first, packets),
+        "{first}\n{second}"
+    );
+    // Packets of at most 1472 bytes (spead2's default), most of them full.
+    let (p, b) = (sample(&second, packets), sample(&second, bytes));
+    assert!(b <= p * 1472 && b > p * 1400, "{p} packets, {b} bytes");
+    assert!(sample(&second, "spead_send_heaps_total") <= 4, "{second}");
+    assert_eq!(sample(&second, "spead_send_errors_total"), 0, "{second}");
+
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&pcap);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sent: u64 = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("closing line: {stdout}"));
+    assert!(sent > b, "sent {sent} bytes in all, {b} when scraped");
+    println!("scraped {p} packets, {b} bytes mid-stream; {stdout}");
+}

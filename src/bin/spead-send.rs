@@ -3,10 +3,11 @@
 //! on the wire are the same as spead2_send.py's.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,9 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use spead_xdp::pacing::ClockChoice;
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
-use spead_xdp::stream::{Completion, HeapRef, ItemGroup, Selection, Stream, StreamConfig, WorkerConfig};
+use spead_xdp::stream::{
+    Completion, HeapRef, ItemGroup, Selection, StatsHandle, Stream, StreamConfig, WorkerConfig,
+};
 use spead_xdp::transport::iface::Interface;
 use spead_xdp::transport::{
     tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport, XdpConfig,
@@ -70,6 +73,10 @@ struct Args {
     /// No live progress on stderr.
     #[arg(long, help_heading = "Output options")]
     quiet: bool,
+    /// Serve the stream's statistics in Prometheus text format over HTTP
+    /// at this address (GET /metrics) while sending.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Output options")]
+    metrics: Option<SocketAddr>,
     /// Heap address bits.
     #[arg(long, default_value_t = 48, help_heading = "Protocol and performance options")]
     addr_bits: u32,
@@ -182,37 +189,81 @@ fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
 }
 
-/// Counters shared with the progress printer.
-#[derive(Default)]
-struct Progress {
-    bytes: AtomicU64,
-    packets: AtomicU64,
-    heaps: AtomicU64,
-    errors: AtomicU64,
-}
-
-fn print_progress(progress: &Progress, done: &AtomicBool) {
-    let start = Instant::now();
-    let (mut last_bytes, mut last_packets, mut last) = (0, 0, start);
+/// Prints the stream's figures every second until `done`.
+fn print_progress(stats: &StatsHandle, done: &AtomicBool) {
+    let mut last = stats.snapshot();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() < Duration::from_secs(1) {
+        let now = stats.snapshot();
+        let seconds = (now.elapsed - last.elapsed).as_secs_f64();
+        if seconds < 1.0 {
             continue;
         }
-        let now = Instant::now();
-        let seconds = (now - last).as_secs_f64();
-        let bytes = progress.bytes.load(Ordering::Relaxed);
-        let packets = progress.packets.load(Ordering::Relaxed);
         eprintln!(
-            "{:8.1} s  {:8.3} Gb/s  {:10.0} packets/s  {} heaps  {} errors",
-            (now - start).as_secs_f64(),
-            (bytes - last_bytes) as f64 * 8.0 / seconds / 1e9,
-            (packets - last_packets) as f64 / seconds,
-            progress.heaps.load(Ordering::Relaxed),
-            progress.errors.load(Ordering::Relaxed),
+            "{:8.1} s  {:8.3} Gb/s  {:10.0} packets/s  {} heaps  {} errors  {} queue full  {} ring stalls",
+            now.elapsed.as_secs_f64(),
+            (now.bytes() - last.bytes()) as f64 * 8.0 / seconds / 1e9,
+            (now.packets() - last.packets()) as f64 / seconds,
+            now.heaps,
+            now.errors,
+            now.queue_full,
+            now.ring_stalls(),
         );
-        (last_bytes, last_packets, last) = (bytes, packets, now);
+        last = now;
     }
+}
+
+/// Answers HTTP requests on `listener` with the stream's figures in
+/// Prometheus text format until `done`, one connection at a time (scrapers
+/// ask once every few seconds).
+fn serve_metrics(listener: TcpListener, stats: &StatsHandle, done: &AtomicBool) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::warn!("metrics server stopped: {e}");
+        return;
+    }
+    while !done.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((connection, peer)) => {
+                if let Err(e) = answer_scrape(connection, stats) {
+                    tracing::debug!("metrics request from {peer}: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => tracing::debug!("metrics accept: {e}"),
+        }
+    }
+}
+
+/// Reads one request's head and writes the figures (or 404 for another path).
+fn answer_scrape(mut connection: TcpStream, stats: &StatsHandle) -> std::io::Result<()> {
+    connection.set_nonblocking(false)?;
+    connection.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = connection.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let request = String::from_utf8_lossy(&head);
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if path == "/metrics" || path == "/" {
+        ("200 OK", stats.snapshot().to_prometheus())
+    } else {
+        (
+            "404 Not Found",
+            format!("no {path}: the figures are at /metrics\n"),
+        )
+    };
+    write!(
+        connection,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 fn worker_configs(args: &Args) -> Vec<WorkerConfig> {
@@ -358,7 +409,7 @@ fn run(args: Args) -> Result<(), String> {
         max_heaps: args.max_heaps,
         burst_rate_ratio: args.burst_rate_ratio,
     };
-    let sizing = config.validate().map_err(|e| e.to_string())?;
+    config.validate().map_err(|e| e.to_string())?;
     let mut group = ItemGroup::new(flavour);
     if let Some(every) = args.descriptors {
         group = group.with_descriptor_frequency(every);
@@ -393,34 +444,35 @@ fn run(args: Args) -> Result<(), String> {
     }
     let substreams = stream.substreams() as u64;
 
-    let progress = Arc::new(Progress::default());
     let done = Arc::new(AtomicBool::new(false));
-    let printer = (!args.quiet).then(|| {
-        let (progress, done) = (Arc::clone(&progress), Arc::clone(&done));
-        std::thread::spawn(move || print_progress(&progress, &done))
-    });
+    let mut helpers = Vec::new();
+    if let Some(address) = args.metrics {
+        let listener =
+            TcpListener::bind(address).map_err(|e| format!("--metrics: cannot listen on {address}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("metrics at http://{bound}/metrics");
+        let (stats, done) = (stream.stats_handle(), Arc::clone(&done));
+        helpers.push(std::thread::spawn(move || serve_metrics(listener, &stats, &done)));
+    }
+    if !args.quiet {
+        let (stats, done) = (stream.stats_handle(), Arc::clone(&done));
+        helpers.push(std::thread::spawn(move || print_progress(&stats, &done)));
+    }
 
     let start = Instant::now();
-    let mut in_flight: VecDeque<(Completion, u64)> = VecDeque::new();
+    let mut in_flight: VecDeque<Completion> = VecDeque::new();
+    let mut bytes = 0u64;
     let mut last_error = None;
-    let settle =
-        |(completion, packets): (Completion, u64), last_error: &mut Option<String>| match completion.wait() {
-            Ok(bytes) => {
-                progress.bytes.fetch_add(bytes, Ordering::Relaxed);
-                progress.packets.fetch_add(packets, Ordering::Relaxed);
-                progress.heaps.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                progress.errors.fetch_add(1, Ordering::Relaxed);
-                *last_error = Some(e.to_string());
-            }
-        };
+    let mut settle = |completion: Completion| match completion.wait() {
+        Ok(sent) => bytes += sent,
+        Err(e) => last_error = Some(e.to_string()),
+    };
     let data_heaps = args.heaps.unwrap_or(u64::MAX);
     let total = args.heaps.map_or(u64::MAX, |n| n + substreams);
     let mut i = 0u64;
     while i < total {
         if in_flight.len() >= args.max_heaps {
-            settle(in_flight.pop_front().expect("non-empty"), &mut last_error);
+            settle(in_flight.pop_front().expect("non-empty"));
         }
         let heap = if i >= data_heaps {
             group.get_end()
@@ -434,25 +486,21 @@ fn run(args: Args) -> Result<(), String> {
                 .get_heap(descriptors, Selection::All)
                 .map_err(|e| e.to_string())?
         };
-        let packets = sizing.packets(&heap, 0).map_err(|e| e.to_string())?.remaining() as u64;
         let heap = HeapRef::new(heap).substream((i % substreams) as usize);
-        let completion = stream.submit(heap).map_err(|e| e.to_string())?;
-        in_flight.push_back((completion, packets));
+        in_flight.push_back(stream.submit(heap).map_err(|e| e.to_string())?);
         i += 1;
     }
-    while let Some(entry) = in_flight.pop_front() {
-        settle(entry, &mut last_error);
+    while let Some(completion) = in_flight.pop_front() {
+        settle(completion);
     }
     let elapsed = start.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
-    if let Some(printer) = printer {
-        let _ = printer.join();
+    for helper in helpers {
+        let _ = helper.join();
     }
-    let errors = progress.errors.load(Ordering::Relaxed);
     if let Some(error) = last_error {
-        tracing::warn!("{errors} errors, last one: {error}");
+        tracing::warn!("{} errors, last one: {error}", stream.stats().errors);
     }
-    let bytes = progress.bytes.load(Ordering::Relaxed);
     println!(
         "Sent {bytes} bytes in {elapsed:.6}s, {:.6} Gb/s",
         bytes as f64 * 8.0 / elapsed / 1e9
