@@ -1,15 +1,21 @@
-//! Throughput on the veth harness, counted at the receiver by the XDP sink
-//! (drop mode), all senders unpaced, in one run: our AF_XDP transport, our
-//! UDP transport (both through spead-send), spead2_send.py from PyPI, and
-//! the raw-ring ceiling (constant prebuilt frames pushed through the same
-//! AF_XDP transport with no packetizing). Prints packets/s, Gb/s of UDP
-//! payload, CPU seconds per GB sent, and the ratios ours/spead2 and
-//! ours/ceiling, at 1472- and 8192-byte packets.
+//! Line rate on the veth harness, counted at the receiver by the XDP sink
+//! (drop mode), all senders unpaced and pinned to core 1: our AF_XDP and
+//! UDP transports (through spead-send), spead2_send.py from PyPI, and the
+//! ceiling of each of our transports (prebuilt packets pushed through the
+//! same transport with no packetizing or stream). Heaps of 128 KiB and
+//! 4 MiB, packets of 1472, 4096 and 8192 bytes. Every sender runs once per
+//! round, in an order that rotates between rounds, so drift on this shared
+//! machine hits all of them alike; the tables give medians (and the range
+//! of packets/s), CPU seconds per GB, and the ratios ours/spead2 and
+//! ours/ceiling. The runs are also written to `target/throughput.csv` for
+//! `scripts/plot-throughput.py`.
 //!
 //! Needs root and the `sink` feature:
-//! `cargo bench --features sink --bench throughput`.
+//! `cargo bench --features sink --bench throughput`
+//! (`SPEAD_BENCH_ROUNDS`, default 3, sets the rounds).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,10 +24,18 @@ use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 mod common;
 
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
-use spead_xdp::transport::{PacketMeta, Transport, XdpConfig, XdpTransport};
+use spead_xdp::transport::{PacketMeta, Transport, UdpConfig, UdpTransport, XdpConfig, XdpTransport};
 
-const HEAP_SIZE: u64 = 4 << 20;
-const HEAPS: u64 = 200;
+/// Bytes of heap payload per run (so every run sends about the same).
+const BYTES_PER_RUN: u64 = 400 << 20;
+/// (heap size, packet size) workloads.
+const WORKLOADS: [(u64, usize); 5] = [
+    (128 << 10, 1472),
+    (128 << 10, 8192),
+    (4 << 20, 1472),
+    (4 << 20, 4096),
+    (4 << 20, 8192),
+];
 
 /// CPU seconds (user + system) used so far by this process's finished
 /// children, or by this process itself.
@@ -36,13 +50,22 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Sender {
     Xdp,
     Udp,
     Spead2,
-    Ceiling,
+    XdpCeiling,
+    UdpCeiling,
 }
+
+const SENDERS: [Sender; 5] = [
+    Sender::Xdp,
+    Sender::Udp,
+    Sender::Spead2,
+    Sender::XdpCeiling,
+    Sender::UdpCeiling,
+];
 
 impl Sender {
     fn name(self) -> &'static str {
@@ -50,11 +73,21 @@ impl Sender {
             Sender::Xdp => "spead-xdp AF_XDP",
             Sender::Udp => "spead-xdp UDP",
             Sender::Spead2 => "spead2_send.py",
-            Sender::Ceiling => "raw AF_XDP ring",
+            Sender::XdpCeiling => "raw AF_XDP ring (ceiling)",
+            Sender::UdpCeiling => "raw UDP sendmmsg/GSO (ceiling)",
         }
     }
 }
 
+/// The size of one workload.
+#[derive(Clone, Copy)]
+struct Workload {
+    heap_size: u64,
+    heaps: u64,
+    packet: usize,
+}
+
+#[derive(Clone, Copy)]
 struct Result {
     pps: f64,
     gbps: f64,
@@ -62,6 +95,7 @@ struct Result {
 }
 
 fn measure(stats: &SinkStats, cpu: f64) -> Result {
+    assert_eq!(stats.malformed, 0, "the sink saw malformed packets: {stats:?}");
     let seconds = stats.span_seconds().max(1e-9);
     let bytes = stats.udp_payload_bytes() as f64;
     Result {
@@ -72,15 +106,15 @@ fn measure(stats: &SinkStats, cpu: f64) -> Result {
 }
 
 /// Runs spead-send or spead2_send.py, unpaced, and returns what the sink saw.
-fn run_command(harness: &common::veth::VethHarness, sender: Sender, packet: usize) -> Result {
+fn run_command(harness: &common::veth::VethHarness, sender: Sender, work: Workload) -> Result {
     let sink = attach(harness);
     let options = [
         "--heaps".to_owned(),
-        HEAPS.to_string(),
+        work.heaps.to_string(),
         "--heap-size".into(),
-        HEAP_SIZE.to_string(),
+        work.heap_size.to_string(),
         "--packet".into(),
-        packet.to_string(),
+        work.packet.to_string(),
         "--dtype".into(),
         "u1".into(),
         "--addr-bits".into(),
@@ -133,23 +167,23 @@ fn attach(harness: &common::veth::VethHarness) -> Sink {
     Sink::attach(&config).expect("attach the sink")
 }
 
-/// The ceiling: the same number of packets through the AF_XDP transport,
-/// each slot written once with a prebuilt packet and then resent as is.
-fn run_ceiling(harness: &common::veth::VethHarness, packet: usize) -> Result {
+/// The ceiling of `transport`: as many packets as the workload has, each
+/// slot written once with a prebuilt packet and then sent again as it is
+/// (no packetizing, no stream, no pacing).
+fn run_ceiling<T: Transport>(
+    harness: &common::veth::VethHarness,
+    mut transport: T,
+    work: Workload,
+) -> Result {
     let sink = attach(harness);
+    let sizing = Packetizer::new(work.packet).unwrap();
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
-    heap.add(Item::new(0x1800, vec![0u8; HEAP_SIZE as usize]))
+    heap.add(Item::new(0x1800, vec![0u8; work.heap_size as usize]))
         .unwrap();
-    let prebuilt = Packetizer::new(packet)
-        .unwrap()
-        .packets(&heap, 1)
-        .unwrap()
-        .nth(1)
-        .unwrap();
-    let total = HEAPS * (HEAP_SIZE / (prebuilt.len() as u64 - 40));
-    let mut transport =
-        XdpTransport::new(&XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)])).unwrap();
-    transport.prepare(packet).unwrap();
+    let per_heap = sizing.packets(&heap, 1).unwrap().remaining() as u64;
+    let prebuilt = sizing.packets(&heap, 1).unwrap().nth(1).unwrap();
+    let total = work.heaps * per_heap;
+    transport.prepare(work.packet).unwrap();
     core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
     let before = cpu_seconds(libc::RUSAGE_THREAD);
     let (mut sent, mut written) = (0u64, 0u64);
@@ -158,8 +192,9 @@ fn run_ceiling(harness: &common::veth::VethHarness, packet: usize) -> Result {
             if sent >= total {
                 return None;
             }
-            // Slots are recycled: after the first 4096 packets every slot
-            // already holds the packet.
+            // AF_XDP recycles its slots: after the first 4096 packets every
+            // slot already holds the packet. The UDP transport's batch
+            // buffers are fewer, so it is written for good after that too.
             if written < 4096 {
                 buf[..prebuilt.len()].copy_from_slice(&prebuilt);
                 written += 1;
@@ -175,6 +210,28 @@ fn run_ceiling(harness: &common::veth::VethHarness, packet: usize) -> Result {
     measure(&sink.stats().unwrap(), cpu)
 }
 
+fn run(harness: &common::veth::VethHarness, sender: Sender, work: Workload) -> Result {
+    let peer = vec![harness.peer(7148).into()];
+    match sender {
+        Sender::XdpCeiling => {
+            let config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
+            run_ceiling(harness, XdpTransport::new(&config).unwrap(), work)
+        }
+        Sender::UdpCeiling => run_ceiling(harness, UdpTransport::new(&UdpConfig::new(peer)).unwrap(), work),
+        _ => run_command(harness, sender, work),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 fn main() {
     if !Command::new("id")
         .arg("-u")
@@ -187,36 +244,75 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
+    let rounds: usize = std::env::var("SPEAD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let harness = common::veth::VethHarness::up("sxtput", 251, 9000, 1);
     println!(
-        "throughput on the veth harness (MTU 9000), counted by the XDP sink; {HEAPS} heaps of 4 MiB, unpaced"
+        "line rate on the veth harness (MTU 9000), counted by the XDP sink; unpaced, core 1; \
+         {} MiB per run; medians of {rounds} alternating rounds",
+        BYTES_PER_RUN >> 20
     );
-    for packet in [1472usize, 8192] {
-        println!();
-        println!("{packet}-byte packets:");
-        println!("| sender | packets/s | Gb/s | CPU s per GB |");
-        println!("| --- | --- | --- | --- |");
-        let mut results = HashMap::new();
-        for sender in [Sender::Xdp, Sender::Udp, Sender::Spead2, Sender::Ceiling] {
-            let r = match sender {
-                Sender::Ceiling => run_ceiling(&harness, packet),
-                _ => run_command(&harness, sender, packet),
-            };
-            println!(
-                "| {} | {:.0} | {:.2} | {:.2} |",
-                sender.name(),
-                r.pps,
-                r.gbps,
-                r.cpu_per_gb
-            );
-            results.insert(sender.name(), r.pps);
+    let mut csv = String::from("heap_size,packet,sender,round,packets_per_s,gbps,cpu_s_per_gb\n");
+    for (heap_size, packet) in WORKLOADS {
+        let work = Workload {
+            heap_size,
+            heaps: BYTES_PER_RUN / heap_size,
+            packet,
+        };
+        let mut runs: HashMap<Sender, Vec<Result>> = HashMap::new();
+        for round in 0..rounds {
+            for k in 0..SENDERS.len() {
+                let sender = SENDERS[(round + k) % SENDERS.len()];
+                let r = run(&harness, sender, work);
+                let _ = writeln!(
+                    csv,
+                    "{heap_size},{packet},{},{round},{:.0},{:.3},{:.3}",
+                    sender.name(),
+                    r.pps,
+                    r.gbps,
+                    r.cpu_per_gb
+                );
+                runs.entry(sender).or_default().push(r);
+            }
         }
-        let ratio = |a: Sender, b: Sender| results[a.name()] / results[b.name()];
+        let med = |s: Sender, f: fn(&Result) -> f64| median(runs[&s].iter().map(f).collect());
+        println!();
         println!(
-            "ratios (packets/s): AF_XDP/spead2 {:.2}, UDP/spead2 {:.2}, AF_XDP/ceiling {:.2}",
+            "{} KiB heaps, {packet}-byte packets ({} heaps per run):",
+            heap_size >> 10,
+            work.heaps
+        );
+        println!("| sender | packets/s (median) | range | Gb/s | CPU s per GB |");
+        println!("| --- | --- | --- | --- | --- |");
+        for sender in SENDERS {
+            let pps: Vec<f64> = runs[&sender].iter().map(|r| r.pps).collect();
+            let (lo, hi) = pps
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+            println!(
+                "| {} | {:.0} | {lo:.0}-{hi:.0} | {:.2} | {:.2} |",
+                sender.name(),
+                median(pps.clone()),
+                med(sender, |r| r.gbps),
+                med(sender, |r| r.cpu_per_gb)
+            );
+        }
+        let ratio = |a: Sender, b: Sender| med(a, |r| r.pps) / med(b, |r| r.pps);
+        println!(
+            "ratios of median packets/s: AF_XDP/spead2 {:.2}, UDP/spead2 {:.2}, \
+             AF_XDP/its ceiling {:.2}, UDP/its ceiling {:.2}",
             ratio(Sender::Xdp, Sender::Spead2),
             ratio(Sender::Udp, Sender::Spead2),
-            ratio(Sender::Xdp, Sender::Ceiling)
+            ratio(Sender::Xdp, Sender::XdpCeiling),
+            ratio(Sender::Udp, Sender::UdpCeiling)
         );
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/throughput.csv");
+    match std::fs::write(&path, csv) {
+        Ok(()) => println!("\nruns written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
 }
