@@ -1,7 +1,8 @@
 //! Line rate on the veth harness, counted at the receiver by the XDP sink
 //! (drop mode), all senders unpaced and pinned to core 1: our AF_XDP and
-//! UDP transports (through spead-send), spead2_send.py from PyPI, and the
-//! ceiling of each of our transports (prebuilt packets pushed through the
+//! UDP transports (through spead-send), spead2_send.py from PyPI, the same
+//! two transports with two workers on two cores (two AF_XDP TX queues),
+//! and the ceiling of each of our transports (prebuilt packets pushed through the
 //! same transport with no packetizing or stream). Heaps of 128 KiB and
 //! 4 MiB, packets of 1472, 4096 and 8192 bytes. Every sender runs once per
 //! round, in an order that rotates between rounds, so drift on this shared
@@ -57,14 +58,19 @@ enum Sender {
     Spead2,
     XdpCeiling,
     UdpCeiling,
+    /// Two workers on cores 0 and 1, one TX queue (AF_XDP) or socket each.
+    XdpTwoQueues,
+    UdpTwoWorkers,
 }
 
-const SENDERS: [Sender; 5] = [
+const SENDERS: [Sender; 7] = [
     Sender::Xdp,
     Sender::Udp,
     Sender::Spead2,
     Sender::XdpCeiling,
     Sender::UdpCeiling,
+    Sender::XdpTwoQueues,
+    Sender::UdpTwoWorkers,
 ];
 
 impl Sender {
@@ -75,6 +81,8 @@ impl Sender {
             Sender::Spead2 => "spead2_send.py",
             Sender::XdpCeiling => "raw AF_XDP ring (ceiling)",
             Sender::UdpCeiling => "raw UDP sendmmsg/GSO (ceiling)",
+            Sender::XdpTwoQueues => "spead-xdp AF_XDP, 2 queues, 2 cores",
+            Sender::UdpTwoWorkers => "spead-xdp UDP, 2 workers, 2 cores",
         }
     }
 }
@@ -129,16 +137,24 @@ fn run_command(harness: &common::veth::VethHarness, sender: Sender, work: Worklo
         }
         _ => {
             let mut c = Command::new(env!("CARGO_BIN_EXE_spead-send"));
-            let transport = if sender == Sender::Xdp { "xdp" } else { "udp" };
+            let transport = match sender {
+                Sender::Xdp | Sender::XdpTwoQueues => "xdp",
+                _ => "udp",
+            };
+            let (workers, cores) = match sender {
+                Sender::XdpTwoQueues | Sender::UdpTwoWorkers => ("2", "0,1"),
+                _ => ("1", "1"),
+            };
             c.args([
                 "--quiet",
+                "--workers",
+                workers,
                 "--core",
-                "1",
+                cores,
                 "--transport",
                 transport,
-                "--interface",
-                harness.get("HOST_IF"),
-            ]);
+            ])
+            .args(["--interface", harness.get("HOST_IF")]);
             c
         }
     };
@@ -184,28 +200,38 @@ fn run_ceiling<T: Transport>(
     let prebuilt = sizing.packets(&heap, 1).unwrap().nth(1).unwrap();
     let total = work.heaps * per_heap;
     transport.prepare(work.packet).unwrap();
-    core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
-    let before = cpu_seconds(libc::RUSAGE_THREAD);
-    let (mut sent, mut written) = (0u64, 0u64);
-    while sent < total {
-        let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
-            if sent >= total {
-                return None;
-            }
-            // AF_XDP recycles its slots: after the first 4096 packets every
-            // slot already holds the packet. The UDP transport's batch
-            // buffers are fewer, so it is written for good after that too.
-            if written < 4096 {
-                buf[..prebuilt.len()].copy_from_slice(&prebuilt);
-                written += 1;
-            }
-            sent += 1;
-            Some(PacketMeta::written(prebuilt.len(), 0))
-        };
-        transport.send(&mut fill).unwrap();
-    }
-    drop(transport);
-    let cpu = cpu_seconds(libc::RUSAGE_THREAD) - before;
+    // On a thread of its own pinned to core 1, so the pinning is not
+    // inherited by the senders started after it.
+    let cpu = std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+                let before = cpu_seconds(libc::RUSAGE_THREAD);
+                let (mut sent, mut written) = (0u64, 0u64);
+                while sent < total {
+                    let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
+                        if sent >= total {
+                            return None;
+                        }
+                        // AF_XDP recycles its slots: after the first 4096
+                        // packets every slot already holds the packet. The
+                        // UDP transport's batch buffers are fewer, so it is
+                        // written for good after that too.
+                        if written < 4096 {
+                            buf[..prebuilt.len()].copy_from_slice(&prebuilt);
+                            written += 1;
+                        }
+                        sent += 1;
+                        Some(PacketMeta::written(prebuilt.len(), 0))
+                    };
+                    transport.send(&mut fill).unwrap();
+                }
+                drop(transport);
+                cpu_seconds(libc::RUSAGE_THREAD) - before
+            })
+            .join()
+            .unwrap()
+    });
     std::thread::sleep(Duration::from_millis(200));
     measure(&sink.stats().unwrap(), cpu)
 }
@@ -249,9 +275,10 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let harness = common::veth::VethHarness::up("sxtput", 251, 9000, 1);
+    let harness = common::veth::VethHarness::up("sxtput", 251, 9000, 2);
     println!(
-        "line rate on the veth harness (MTU 9000), counted by the XDP sink; unpaced, core 1; \
+        "line rate on the veth harness (MTU 9000, 2 queues), counted by the XDP sink; unpaced, core 1 \
+         (two-worker rows: cores 0 and 1); \
          {} MiB per run; medians of {rounds} alternating rounds",
         BYTES_PER_RUN >> 20
     );
@@ -269,7 +296,7 @@ fn main() {
                 let r = run(&harness, sender, work);
                 let _ = writeln!(
                     csv,
-                    "{heap_size},{packet},{},{round},{:.0},{:.3},{:.3}",
+                    "{heap_size},{packet},\"{}\",{round},{:.0},{:.3},{:.3}",
                     sender.name(),
                     r.pps,
                     r.gbps,
@@ -303,11 +330,14 @@ fn main() {
         let ratio = |a: Sender, b: Sender| med(a, |r| r.pps) / med(b, |r| r.pps);
         println!(
             "ratios of median packets/s: AF_XDP/spead2 {:.2}, UDP/spead2 {:.2}, \
-             AF_XDP/its ceiling {:.2}, UDP/its ceiling {:.2}",
+             AF_XDP/its ceiling {:.2}, UDP/its ceiling {:.2}; on 2 cores: AF_XDP/spead2 {:.2}, \
+             UDP/spead2 {:.2}",
             ratio(Sender::Xdp, Sender::Spead2),
             ratio(Sender::Udp, Sender::Spead2),
             ratio(Sender::Xdp, Sender::XdpCeiling),
-            ratio(Sender::Udp, Sender::UdpCeiling)
+            ratio(Sender::Udp, Sender::UdpCeiling),
+            ratio(Sender::XdpTwoQueues, Sender::Spead2),
+            ratio(Sender::UdpTwoWorkers, Sender::Spead2)
         );
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/throughput.csv");

@@ -4,8 +4,9 @@
 Reads the runs that `cargo bench --features sink --bench throughput` writes
 (target/throughput.csv by default) and writes an SVG (bench/throughput.svg
 by default): the median Gb/s of UDP payload per sender and packet size, one
-line per sender, solid for 4 MiB heaps and dashed for 128 KiB heaps. Only
-the Python standard library is needed.
+line per sender, solid for 4 MiB heaps and dashed for 128 KiB heaps. It
+also prints the medians as a Markdown table for README.md. Only the Python
+standard library is needed.
 
     scripts/plot-throughput.py [CSV] [SVG]
 """
@@ -23,22 +24,48 @@ COLOURS = {
     "spead2_send.py": "#2ca02c",
     "raw AF_XDP ring (ceiling)": "#ff9896",
     "raw UDP sendmmsg/GSO (ceiling)": "#aec7e8",
+    "spead-xdp AF_XDP, 2 queues, 2 cores": "#9467bd",
+    "spead-xdp UDP, 2 workers, 2 cores": "#8c564b",
 }
-WIDTH, HEIGHT = 880, 460
-LEFT, RIGHT, TOP, BOTTOM = 70, 300, 40, 60
+WIDTH, HEIGHT = 940, 480
+LEFT, RIGHT, TOP, BOTTOM = 70, 350, 40, 60
 
 
-def load(path):
-    """Median Gb/s keyed by (sender, heap size) then packet size."""
+def read_runs(path):
+    """Runs keyed by (sender, heap size, packet size)."""
     runs = defaultdict(list)
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             key = (row["sender"], int(row["heap_size"]), int(row["packet"]))
-            runs[key].append(float(row["gbps"]))
+            runs[key].append({k: float(row[k]) for k in ("packets_per_s", "gbps", "cpu_s_per_gb")})
+    return runs
+
+
+def load(runs):
+    """Median Gb/s keyed by (sender, heap size) then packet size."""
     lines = defaultdict(dict)
     for (sender, heap, packet), values in runs.items():
-        lines[(sender, heap)][packet] = statistics.median(values)
+        lines[(sender, heap)][packet] = statistics.median(v["gbps"] for v in values)
     return lines
+
+
+def heap_name(heap):
+    return f"{heap >> 20} MiB" if heap >= 1 << 20 else f"{heap >> 10} KiB"
+
+
+def markdown(runs):
+    """One row per workload: median packets/s (k), Gb/s and CPU s per GB of each sender."""
+    senders = list(dict.fromkeys(sender for sender, _, _ in runs))
+    workloads = sorted({(heap, packet) for _, heap, packet in runs}, key=lambda w: (-w[0], w[1]))
+    out = ["| heaps, packets | " + " | ".join(senders) + " |", "| --- |" + " --- |" * len(senders)]
+    for heap, packet in workloads:
+        cells = []
+        for sender in senders:
+            values = runs[(sender, heap, packet)]
+            med = {k: statistics.median(v[k] for v in values) for k in values[0]}
+            cells.append(f"{med['packets_per_s'] / 1e3:.0f}k, {med['gbps']:.2f} Gb/s, {med['cpu_s_per_gb']:.2f} s/GB")
+        out.append(f"| {heap_name(heap)}, {packet} B | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def nice_ceiling(value):
@@ -93,7 +120,7 @@ def svg(lines):
         out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         for p, v in points.items():
             out.append(f'<circle cx="{x(p):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>')
-        size = f"{heap >> 20} MiB" if heap >= 1 << 20 else f"{heap >> 10} KiB"
+        size = heap_name(heap)
         lx = x1 + 15
         out.append(f'<line x1="{lx}" y1="{legend_y}" x2="{lx + 25}" y2="{legend_y}" '
                    f'stroke="{colour}" stroke-width="2"{dash}/>')
@@ -108,7 +135,9 @@ def main():
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "bench" / "throughput.svg"
     if not source.exists():
         sys.exit(f"{source}: no runs; run `cargo bench --features sink --bench throughput` first")
-    target.write_text(svg(load(source)))
+    runs = read_runs(source)
+    target.write_text(svg(load(runs)))
+    print(markdown(runs))
     print(f"wrote {target}")
 
 
