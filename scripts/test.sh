@@ -8,7 +8,9 @@
 #   created once and reused while it imports spead2.
 # - cargo fmt --check, cargo clippy (all targets, warnings denied),
 #   cargo test --all-features (unit, golden vectors, properties, spead2
-#   interop, and as root the veth harness with the XDP sink).
+#   interop, and as root the veth harness with the XDP sink);
+# - the committed performance plot is what scripts/plot-throughput.py draws
+#   from the committed runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +31,9 @@ cargo build --quiet
 
 say "cargo test --all-features"
 cargo test --all-features -- --nocapture
+
+say "bench/throughput.svg drawn from bench/throughput.csv"
+plot=$(mktemp --suffix=.svg)
+trap 'rm -f "$plot"' EXIT
+python3 scripts/plot-throughput.py bench/throughput.csv "$plot" >/dev/null
+cmp "$plot" bench/throughput.svg

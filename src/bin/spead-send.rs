@@ -59,7 +59,7 @@ struct Args {
     /// Numpy data type.
     #[arg(long, default_value = "<c8", help_heading = "Data options")]
     dtype: String,
-    /// Number of data heaps to send [infinite].
+    /// Number of data heaps to send (default: until interrupted).
     #[arg(long, help_heading = "Data options")]
     heaps: Option<u64>,
     /// Log level.
