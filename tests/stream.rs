@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use spead_xdp::protocol::{Flavour, Heap, Item};
-use spead_xdp::stream::{GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent, WorkerConfig};
+use spead_xdp::stream::{
+    Completion, GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent, WorkerConfig,
+};
 use spead_xdp::transport::{MemoryTransport, PacketMeta, Transport, TransportError};
 
 /// Items of test heap `seed`: immediates, small and large address items.
@@ -179,12 +181,14 @@ fn groups_and_cnt_sequences_match_spead2_bytes_stream() {
     }
 }
 
-/// A transport that holds each batch until the test opens a barrier, and
-/// fails the batches it is told to.
+/// A transport whose first batch meets the test at a barrier twice (once
+/// entered, once to go on), which counts its batches, and fails the
+/// batches it is told to.
 struct GatedTransport {
     gate: Option<Arc<Barrier>>,
     fail_batches: Arc<AtomicUsize>,
     sent: Arc<AtomicUsize>,
+    batches: Arc<AtomicUsize>,
     scratch: Vec<u8>,
 }
 
@@ -206,9 +210,11 @@ impl Transport for GatedTransport {
         &mut self,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
     ) -> Result<usize, TransportError> {
-        if let Some(gate) = &self.gate {
+        if let Some(gate) = self.gate.take() {
+            gate.wait();
             gate.wait();
         }
+        self.batches.fetch_add(1, Ordering::SeqCst);
         let mut n = 0;
         while n < self.max_batch() {
             let Some(meta) = fill(&mut self.scratch) else {
@@ -238,6 +244,7 @@ fn gated(gate: Option<Arc<Barrier>>, fail: usize) -> (GatedTransport, Arc<Atomic
         gate,
         fail_batches: Arc::new(AtomicUsize::new(fail)),
         sent: Arc::clone(&sent),
+        batches: Arc::new(AtomicUsize::new(0)),
         scratch: Vec::new(),
     };
     (transport, sent)
@@ -258,7 +265,8 @@ fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
         ..Default::default()
     };
     let stream = Stream::new(transport, config).unwrap();
-    let first = stream.submit(small_heap()).unwrap(); // worker holds it at the gate
+    let first = stream.submit(small_heap()).unwrap();
+    gate.wait(); // the worker holds it at the gate
     let second = stream.submit(small_heap()).unwrap();
     let started = Instant::now();
     match stream.submit_group(vec![small_heap().into(), small_heap().into()], GroupMode::Serial) {
@@ -277,7 +285,6 @@ fn a_full_queue_fails_at_once_and_hands_the_heaps_back() {
     );
     gate.wait();
     assert!(first.wait().unwrap() > 0);
-    gate.wait();
     assert!(second.wait().unwrap() > 0);
     let stats = stream.stats();
     assert_eq!(
@@ -372,6 +379,7 @@ fn completions_are_futures_for_any_executor() {
     let stream = Stream::new(transport, StreamConfig::default()).unwrap();
     let completion = stream.submit(small_heap()).unwrap();
     let opener = std::thread::spawn(move || {
+        gate.wait();
         std::thread::sleep(Duration::from_millis(20));
         gate.wait();
     });
@@ -725,4 +733,57 @@ fn statistics_count_every_packet_byte_and_heap_per_worker() {
     ] {
         assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
     }
+}
+
+/// Submits a heap the worker holds at the gate, then `more` heaps, and lets
+/// the worker go: the `more` heaps are all queued when it goes on.
+fn queued_behind_a_gate(fail: usize, more: usize) -> (Vec<Completion>, Arc<AtomicUsize>, Stream) {
+    let gate = Arc::new(Barrier::new(2));
+    let (transport, _) = gated(Some(Arc::clone(&gate)), fail);
+    let batches = Arc::clone(&transport.batches);
+    let config = StreamConfig {
+        max_heaps: more + 1,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    let mut completions = vec![stream.submit(small_heap()).unwrap()];
+    gate.wait();
+    completions.extend((0..more).map(|_| stream.submit(small_heap()).unwrap()));
+    gate.wait();
+    (completions, batches, stream)
+}
+
+#[test]
+fn a_batch_carries_on_into_the_next_queued_heap() {
+    let (completions, batches, stream) = queued_behind_a_gate(0, 9);
+    for completion in completions {
+        assert_eq!(completion.wait().unwrap(), 57);
+    }
+    // One-packet heaps: the held one alone, then two heaps a batch.
+    assert_eq!(batches.load(Ordering::SeqCst), 1 + 9 / 2 + 9 % 2);
+    let stats = stream.stats();
+    assert_eq!(
+        (stats.heaps, stats.packets(), stats.bytes()),
+        (10, 10, 570),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_failed_shared_batch_fails_both_heaps_in_it() {
+    // The held heap's batch fails, then the batch of heaps 2 and 3.
+    let (completions, _, stream) = queued_behind_a_gate(2, 3);
+    let results: Vec<_> = completions.into_iter().map(Completion::wait).collect();
+    assert!(matches!(&results[0], Err(SendError::Transport(_))), "{results:?}");
+    let second = results[1].as_ref().unwrap_err().to_string();
+    assert!(second.contains("sending a batch"), "{second}");
+    let third = results[2].as_ref().unwrap_err().to_string();
+    assert!(third.contains("shared with the previous submission"), "{third}");
+    assert_eq!(results[3].as_ref().unwrap(), &57);
+    let stats = stream.stats();
+    assert_eq!(
+        (stats.heaps, stats.errors, stats.packets()),
+        (1, 3, 1),
+        "{stats:?}"
+    );
 }

@@ -4,7 +4,14 @@
 //! so that together the workers keep the stream's rate. The last worker to
 //! finish a group completes it, after every worker has let go of its heaps;
 //! since every worker takes groups in order, completions come in order.
+//!
+//! A batch does not end at a group's end when the next group is already
+//! queued: it carries on into that group's first packets, so small heaps
+//! still reach the transport in full batches (a syscall each). The group
+//! completes once that batch is sent; the next one resumes after the
+//! packets the batch took.
 
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +21,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use super::{GroupMode, SendError, Shared, StreamConfig, WorkerConfig};
 use crate::pacing::{Clock, RateLimiter, RateLimiterConfig};
 use crate::protocol::{Heap, HeapPackets, Packetizer};
-use crate::transport::{PacketMeta, Transport};
+use crate::transport::{PacketMeta, Transport, TransportError};
 
 /// A heap with its cnt, destination and pacing resolved.
 #[derive(Debug)]
@@ -140,65 +147,103 @@ impl<T: Transport> Worker<T> {
 
     /// Sends groups until the stream is dropped and the queue is empty.
     pub fn run(mut self, queue: Receiver<Job>) {
+        let mut carried: Option<Carried> = None;
         loop {
-            let job = match queue.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => match queue.recv() {
-                    Ok(job) => {
-                        // Woken from idle: no catch-up burst.
-                        self.limiter.wake(self.clock.now());
-                        job
-                    }
-                    Err(_) => return,
+            let (job, begun) = match carried.take() {
+                Some(Carried { job, begun }) => (job, begun),
+                None => match queue.try_recv() {
+                    Ok(job) => (job, Begun::default()),
+                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => match queue.recv() {
+                        Ok(job) => {
+                            // Woken from idle: no catch-up burst.
+                            self.limiter.wake(self.clock.now());
+                            (job, Begun::default())
+                        }
+                        Err(_) => return,
+                    },
                 },
             };
             let Job { work, share } = job;
-            let result = match &*work {
-                Work::Heaps { heaps, mode } => {
-                    let region = self.transport.payload_region();
-                    let mut group = GroupPackets::new(&self.sizing, heaps, *mode, region);
-                    self.send_packets(&mut group)
+            let sizing = self.sizing;
+            let region = self.transport.payload_region();
+            let mut source = JobPackets::new(&work, &sizing, region);
+            for _ in 0..begun.consumed {
+                source.skip();
+            }
+            let (result, next) = match begun.failed {
+                Some(error) => {
+                    self.abandon(&mut source);
+                    (Err(error), None)
                 }
-                Work::Datagrams {
-                    datagrams,
-                    substream,
-                    nanos_per_byte,
-                } => self.send_packets(&mut DatagramPackets {
-                    datagrams,
-                    next: 0,
-                    substream: *substream,
-                    nanos_per_byte: *nanos_per_byte,
-                }),
+                None => self.send_packets(&mut source, begun.bytes, &queue),
             };
+            drop(source);
             // Let go of the heaps before reporting, so the caller can update
             // a heap in place and submit again at once.
             drop(work);
             share.finish(result, &self.shared);
+            carried = next;
         }
     }
 
-    /// Sends this worker's share of `source` in batches, pacing each packet.
-    fn send_packets(&mut self, source: &mut dyn PacketSource) -> Result<u64, SendError> {
-        let mut source = ShareOf {
-            inner: source,
-            index: self.index,
-            of: self.of,
-            position: &mut self.position,
-        };
+    /// Passes over the rest of `source` (after an error), keeping count of
+    /// the packets so the workers' shares of later jobs stay in step.
+    fn abandon(&mut self, source: &mut dyn PacketSource) {
+        while source.skip().is_some() {
+            self.position += 1;
+        }
+    }
+
+    /// Sends this worker's share of what is left of `source` (of which an
+    /// earlier batch already sent `bytes`) in batches, pacing each packet.
+    /// Near the end, if the next job is queued, the last batch carries on
+    /// into it; that job comes back with how far it got.
+    fn send_packets(
+        &mut self,
+        source: &mut dyn PacketSource,
+        mut bytes: u64,
+        queue: &Receiver<Job>,
+    ) -> (Result<u64, SendError>, Option<Carried>) {
+        let next: OnceCell<Job> = OnceCell::new();
+        let sizing = self.sizing;
+        let region = self.transport.payload_region();
+        let mut next_source: Option<JobPackets<'_>> = None;
+        let mut next_begun = Begun::default();
         let share = self.of as f64;
-        let mut bytes = 0u64;
-        while !source.is_done() {
+        let result = loop {
+            if next_source.is_none() && source.remaining() < self.transport.max_batch() * self.of {
+                if let Ok(job) = queue.try_recv() {
+                    let job = next.get_or_init(|| job);
+                    next_source = Some(JobPackets::new(&job.work, &sizing, region));
+                }
+            }
+            let next_bytes_before = next_begun.bytes;
+            let mut chain = Chain {
+                first: &mut *source,
+                second: next_source.as_mut(),
+                second_begun: &mut next_begun,
+            };
+            let mut packets = ShareOf {
+                inner: &mut chain,
+                index: self.index,
+                of: self.of,
+                position: &mut self.position,
+            };
+            packets.align();
+            if packets.inner.first.is_done() {
+                break Ok(());
+            }
             let (limiter, clock) = (&mut self.limiter, &self.clock);
             let mut paused_until = None;
             let mut batch_bytes = 0u64;
             let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
-                let next_len = source.next_len()?;
+                let next_len = packets.next_len()?;
                 if let Some(deadline) = limiter.next_send(next_len, || clock.now()) {
                     paused_until = Some(deadline);
                     return None;
                 }
-                let (meta, nanos_per_byte) = source.write_next(buf)?;
+                let (meta, nanos_per_byte) = packets.write_next(buf)?;
                 limiter.sent(meta.len, nanos_per_byte * share);
                 batch_bytes += meta.len as u64;
                 Some(meta)
@@ -209,21 +254,171 @@ impl<T: Transport> Worker<T> {
             counters
                 .ring_stalls
                 .store(self.transport.ring_stalls(), Ordering::Relaxed);
-            let sent = sent?;
-            bytes += batch_bytes;
-            counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
-            counters.bytes.fetch_add(batch_bytes, Ordering::Relaxed);
+            match sent {
+                Ok(sent) => {
+                    bytes += batch_bytes - (next_begun.bytes - next_bytes_before);
+                    counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
+                    counters.bytes.fetch_add(batch_bytes, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    if next_begun.consumed > 0 {
+                        next_begun.failed = Some(shared_batch_failed(&e).into());
+                    }
+                    self.abandon(source);
+                    break Err(SendError::from(e));
+                }
+            }
             if let Some(deadline) = paused_until {
                 self.clock.wait_until(deadline);
             }
+        };
+        drop(next_source);
+        let carried = next.into_inner().map(|job| Carried {
+            job,
+            begun: next_begun,
+        });
+        (result.map(|()| bytes), carried)
+    }
+}
+
+/// How far an earlier batch got into a job.
+#[derive(Debug, Default)]
+struct Begun {
+    /// Packets taken (sent here or passed over for other workers).
+    consumed: usize,
+    /// Bytes of them sent here.
+    bytes: u64,
+    /// The batch failed with some of them in it.
+    failed: Option<SendError>,
+}
+
+/// A job taken from the queue by a batch that reached into it.
+struct Carried {
+    job: Job,
+    begun: Begun,
+}
+
+/// The error for a job whose first packets were in a batch that failed.
+fn shared_batch_failed(e: &TransportError) -> TransportError {
+    let kind = match e {
+        TransportError::Io { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    TransportError::Io {
+        what: "a batch shared with the previous submission failed".into(),
+        source: std::io::Error::new(kind, e.to_string()),
+    }
+}
+
+/// One job's packets.
+enum JobPackets<'j> {
+    Group(GroupPackets<'j>),
+    Datagrams(DatagramPackets<'j>),
+}
+
+impl<'j> JobPackets<'j> {
+    fn new(work: &'j Work, sizing: &Packetizer, region: Option<(usize, usize)>) -> Self {
+        match work {
+            Work::Heaps { heaps, mode } => JobPackets::Group(GroupPackets::new(sizing, heaps, *mode, region)),
+            Work::Datagrams {
+                datagrams,
+                substream,
+                nanos_per_byte,
+            } => JobPackets::Datagrams(DatagramPackets {
+                datagrams,
+                next: 0,
+                substream: *substream,
+                nanos_per_byte: *nanos_per_byte,
+            }),
         }
-        Ok(bytes)
+    }
+
+    fn as_dyn(&mut self) -> &mut (dyn PacketSource + 'j) {
+        match self {
+            JobPackets::Group(g) => g,
+            JobPackets::Datagrams(d) => d,
+        }
+    }
+
+    fn as_ref(&self) -> &(dyn PacketSource + 'j) {
+        match self {
+            JobPackets::Group(g) => g,
+            JobPackets::Datagrams(d) => d,
+        }
+    }
+}
+
+impl PacketSource for JobPackets<'_> {
+    fn is_done(&mut self) -> bool {
+        self.as_dyn().is_done()
+    }
+
+    fn remaining(&self) -> usize {
+        self.as_ref().remaining()
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        self.as_dyn().next_len()
+    }
+
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        self.as_dyn().write_next(buf)
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        self.as_dyn().skip()
+    }
+}
+
+/// One job's packets and then, if given, the next job's, counting how far
+/// it gets into the next.
+struct Chain<'c, A: ?Sized, B> {
+    first: &'c mut A,
+    second: Option<&'c mut B>,
+    second_begun: &'c mut Begun,
+}
+
+impl<A: PacketSource + ?Sized, B: PacketSource> PacketSource for Chain<'_, A, B> {
+    fn is_done(&mut self) -> bool {
+        self.first.is_done() && self.second.as_mut().is_none_or(|s| s.is_done())
+    }
+
+    fn remaining(&self) -> usize {
+        self.first.remaining() + self.second.as_ref().map_or(0, |s| s.remaining())
+    }
+
+    fn next_len(&mut self) -> Option<usize> {
+        if !self.first.is_done() {
+            return self.first.next_len();
+        }
+        self.second.as_mut()?.next_len()
+    }
+
+    fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
+        if !self.first.is_done() {
+            return self.first.write_next(buf);
+        }
+        let packet = self.second.as_mut()?.write_next(buf)?;
+        self.second_begun.consumed += 1;
+        self.second_begun.bytes += packet.0.len as u64;
+        Some(packet)
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        if !self.first.is_done() {
+            return self.first.skip();
+        }
+        self.second.as_mut()?.skip()?;
+        self.second_begun.consumed += 1;
+        Some(())
     }
 }
 
 /// Packets to send, one at a time, with the ns per byte each is paced at.
 trait PacketSource {
     fn is_done(&mut self) -> bool;
+    /// Packets left (sent here or by other workers).
+    fn remaining(&self) -> usize;
     /// Length of the next packet, if any.
     fn next_len(&mut self) -> Option<usize>;
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)>;
@@ -232,14 +427,14 @@ trait PacketSource {
 }
 
 /// Every `of`th packet of a source, counting on from `position`.
-struct ShareOf<'s> {
-    inner: &'s mut dyn PacketSource,
+struct ShareOf<'s, S: ?Sized> {
+    inner: &'s mut S,
     index: usize,
     of: usize,
     position: &'s mut usize,
 }
 
-impl ShareOf<'_> {
+impl<S: PacketSource + ?Sized> ShareOf<'_, S> {
     /// Skips the packets other workers send, up to this worker's next.
     fn align(&mut self) {
         while *self.position % self.of != self.index {
@@ -248,11 +443,6 @@ impl ShareOf<'_> {
             }
             *self.position += 1;
         }
-    }
-
-    fn is_done(&mut self) -> bool {
-        self.align();
-        self.inner.is_done()
     }
 
     fn next_len(&mut self) -> Option<usize> {
@@ -279,6 +469,10 @@ struct DatagramPackets<'j> {
 impl PacketSource for DatagramPackets<'_> {
     fn is_done(&mut self) -> bool {
         self.next == self.datagrams.len()
+    }
+
+    fn remaining(&self) -> usize {
+        self.datagrams.len() - self.next
     }
 
     fn next_len(&mut self) -> Option<usize> {
@@ -414,6 +608,10 @@ fn write_packet(
 impl PacketSource for GroupPackets<'_> {
     fn is_done(&mut self) -> bool {
         self.remaining == 0
+    }
+
+    fn remaining(&self) -> usize {
+        self.heaps.iter().map(|(packets, _, _)| packets.remaining()).sum()
     }
 
     fn next_len(&mut self) -> Option<usize> {
