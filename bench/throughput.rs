@@ -13,7 +13,8 @@
 //!
 //! Needs root and the `sink` feature:
 //! `cargo bench --features sink --bench throughput`
-//! (`SPEAD_BENCH_ROUNDS`, default 3, sets the rounds).
+//! (`SPEAD_BENCH_ROUNDS`, default 3, sets the rounds;
+//! `SPEAD_BENCH_ONLY=1472,8192` keeps the workloads with those packet sizes.)
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -283,7 +284,13 @@ fn main() {
         BYTES_PER_RUN >> 20
     );
     let mut csv = String::from("heap_size,packet,sender,round,packets_per_s,gbps,cpu_s_per_gb\n");
+    let only: Option<Vec<usize>> = std::env::var("SPEAD_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
     for (heap_size, packet) in WORKLOADS {
+        if only.as_ref().is_some_and(|o| !o.contains(&packet)) {
+            continue;
+        }
         let work = Workload {
             heap_size,
             heaps: BYTES_PER_RUN / heap_size,

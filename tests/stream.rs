@@ -351,6 +351,30 @@ fn flush_waits_for_every_queued_heap() {
     }
 }
 
+#[test]
+fn a_spinning_wait_gives_the_outcome_whether_it_spins_or_sleeps() {
+    let (transport, _) = gated(None, 1);
+    let config = StreamConfig {
+        max_heaps: 8,
+        rate: 57e3, // 57 kB/s: each 57-byte heap takes a millisecond
+        burst_size: 57,
+        ..Default::default()
+    };
+    let stream = Stream::new(transport, config).unwrap();
+    let mut completions: Vec<_> = (0..4).map(|_| stream.submit(small_heap()).unwrap()).collect();
+    // The first heap's batch fails; the others are paced a millisecond apart.
+    let last = completions.pop().unwrap();
+    let third = completions.pop().unwrap();
+    let second = completions.pop().unwrap();
+    let first = completions.pop().unwrap();
+    assert!(matches!(first.wait_spinning(Duration::ZERO), Err(SendError::Transport(_))));
+    // Spins past the outcome, then finds it; blocks after a short spin.
+    assert_eq!(second.wait_spinning(Duration::from_secs(5)).unwrap(), 57);
+    assert_eq!(third.wait_spinning(Duration::from_micros(1)).unwrap(), 57);
+    stream.flush();
+    assert_eq!(last.wait_spinning(Duration::from_secs(1)).unwrap(), 57);
+}
+
 /// Wakes a parked thread: the least an executor does.
 struct ThreadWaker(std::thread::Thread);
 
@@ -754,13 +778,13 @@ fn queued_behind_a_gate(fail: usize, more: usize) -> (Vec<Completion>, Arc<Atomi
 }
 
 #[test]
-fn a_batch_carries_on_into_the_next_queued_heap() {
+fn a_batch_carries_on_into_the_queued_heaps() {
     let (completions, batches, stream) = queued_behind_a_gate(0, 9);
     for completion in completions {
         assert_eq!(completion.wait().unwrap(), 57);
     }
-    // One-packet heaps: the held one alone, then two heaps a batch.
-    assert_eq!(batches.load(Ordering::SeqCst), 1 + 9 / 2 + 9 % 2);
+    // One-packet heaps: the held one alone, then full batches of 8.
+    assert_eq!(batches.load(Ordering::SeqCst), 3);
     let stats = stream.stats();
     assert_eq!(
         (stats.heaps, stats.packets(), stats.bytes()),
@@ -770,20 +794,23 @@ fn a_batch_carries_on_into_the_next_queued_heap() {
 }
 
 #[test]
-fn a_failed_shared_batch_fails_both_heaps_in_it() {
-    // The held heap's batch fails, then the batch of heaps 2 and 3.
-    let (completions, _, stream) = queued_behind_a_gate(2, 3);
+fn a_failed_shared_batch_fails_every_heap_in_it() {
+    // The held heap's batch fails, then the batch of heaps 2 to 9; heap 10
+    // goes in a batch of its own.
+    let (completions, _, stream) = queued_behind_a_gate(2, 9);
     let results: Vec<_> = completions.into_iter().map(Completion::wait).collect();
     assert!(matches!(&results[0], Err(SendError::Transport(_))), "{results:?}");
     let second = results[1].as_ref().unwrap_err().to_string();
     assert!(second.contains("sending a batch"), "{second}");
-    let third = results[2].as_ref().unwrap_err().to_string();
-    assert!(third.contains("shared with the previous submission"), "{third}");
-    assert_eq!(results[3].as_ref().unwrap(), &57);
+    for shared in &results[2..9] {
+        let shared = shared.as_ref().unwrap_err().to_string();
+        assert!(shared.contains("shared with the previous submission"), "{shared}");
+    }
+    assert_eq!(results[9].as_ref().unwrap(), &57);
     let stats = stream.stats();
     assert_eq!(
         (stats.heaps, stats.errors, stats.packets()),
-        (1, 3, 1),
+        (1, 9, 1),
         "{stats:?}"
     );
 }

@@ -463,7 +463,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut in_flight: VecDeque<Completion> = VecDeque::new();
     let mut bytes = 0u64;
     let mut last_error = None;
-    let mut settle = |completion: Completion| match completion.wait() {
+    let spin = Duration::from_micros(args.spin_us);
+    let mut settle = |completion: Completion| match completion.wait_spinning(spin) {
         Ok(sent) => bytes += sent,
         Err(e) => last_error = Some(e.to_string()),
     };

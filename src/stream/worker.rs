@@ -5,13 +5,14 @@
 //! finish a group completes it, after every worker has let go of its heaps;
 //! since every worker takes groups in order, completions come in order.
 //!
-//! A batch does not end at a group's end when the next group is already
-//! queued: it carries on into that group's first packets, so small heaps
-//! still reach the transport in full batches (a syscall each). The group
-//! completes once that batch is sent; the next one resumes after the
-//! packets the batch took.
+//! A batch does not end at a group's end when more groups are already
+//! queued: it carries on into them (up to [`LOOKAHEAD`] groups ahead) until
+//! it is full, so small heaps still reach the transport in full batches (a
+//! syscall each). A group completes once the batch holding its last packet
+//! is sent; the groups after it resume after the packets the batch took.
 
 use std::cell::OnceCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -107,6 +108,8 @@ pub(super) struct Worker<T> {
     shared: Arc<Shared>,
     clock: Clock,
     limiter: RateLimiter,
+    /// How long to poll an empty queue before sleeping (ns).
+    spin_ns: u64,
     /// This worker's index among `of` workers.
     index: usize,
     of: usize,
@@ -139,6 +142,7 @@ impl<T: Transport> Worker<T> {
             shared,
             clock,
             limiter,
+            spin_ns: worker.spin_threshold.as_nanos() as u64,
             index,
             of,
             position: 0,
@@ -147,18 +151,18 @@ impl<T: Transport> Worker<T> {
 
     /// Sends groups until the stream is dropped and the queue is empty.
     pub fn run(mut self, queue: Receiver<Job>) {
-        let mut carried: Option<Carried> = None;
+        let mut carried: VecDeque<Carried> = VecDeque::new();
         loop {
-            let (job, begun) = match carried.take() {
-                Some(Carried { job, begun }) => (job, begun),
-                None => match queue.try_recv() {
-                    Ok(job) => (job, Begun::default()),
+            let Carried { job, begun } = match carried.pop_front() {
+                Some(next) => next,
+                None => match self.poll_queue(&queue) {
+                    Ok(job) => Carried::new(job),
                     Err(TryRecvError::Disconnected) => return,
                     Err(TryRecvError::Empty) => match queue.recv() {
                         Ok(job) => {
                             // Woken from idle: no catch-up burst.
                             self.limiter.wake(self.clock.now());
-                            (job, Begun::default())
+                            Carried::new(job)
                         }
                         Err(_) => return,
                     },
@@ -171,19 +175,31 @@ impl<T: Transport> Worker<T> {
             for _ in 0..begun.consumed {
                 source.skip();
             }
-            let (result, next) = match begun.failed {
+            let result = match begun.failed {
                 Some(error) => {
                     self.abandon(&mut source);
-                    (Err(error), None)
+                    Err(error)
                 }
-                None => self.send_packets(&mut source, begun.bytes, &queue),
+                None => self.send_packets(&mut source, begun.bytes, &mut carried, &queue),
             };
             drop(source);
             // Let go of the heaps before reporting, so the caller can update
             // a heap in place and submit again at once.
             drop(work);
             share.finish(result, &self.shared);
-            carried = next;
+        }
+    }
+
+    /// The next job, polling for up to the spin threshold before giving up:
+    /// a worker put to sleep between heaps and woken for the next (on a VM,
+    /// an interrupt between cores each time) loses more than it saves.
+    fn poll_queue(&self, queue: &Receiver<Job>) -> Result<Job, TryRecvError> {
+        let start = self.clock.now();
+        loop {
+            match queue.try_recv() {
+                Err(TryRecvError::Empty) if self.clock.now() - start < self.spin_ns => std::hint::spin_loop(),
+                other => return other,
+            }
         }
     }
 
@@ -197,32 +213,55 @@ impl<T: Transport> Worker<T> {
 
     /// Sends this worker's share of what is left of `source` (of which an
     /// earlier batch already sent `bytes`) in batches, pacing each packet.
-    /// Near the end, if the next job is queued, the last batch carries on
-    /// into it; that job comes back with how far it got.
+    /// Near the end, the last batch carries on into the jobs that follow
+    /// (those `carried` over from an earlier batch first, then newly
+    /// queued ones) until it is full; they go back on `carried` with how
+    /// far they got.
     fn send_packets(
         &mut self,
         source: &mut dyn PacketSource,
         mut bytes: u64,
+        carried: &mut VecDeque<Carried>,
         queue: &Receiver<Job>,
-    ) -> (Result<u64, SendError>, Option<Carried>) {
-        let next: OnceCell<Job> = OnceCell::new();
+    ) -> Result<u64, SendError> {
+        // Filled one at a time while the earlier ones are borrowed.
+        let ahead: [OnceCell<Job>; LOOKAHEAD] = Default::default();
+        let mut ahead_begun: [Begun; LOOKAHEAD] = Default::default();
+        let mut ahead_sources: Vec<JobPackets<'_>> = Vec::new();
         let sizing = self.sizing;
         let region = self.transport.payload_region();
-        let mut next_source: Option<JobPackets<'_>> = None;
-        let mut next_begun = Begun::default();
+        let wanted = self.transport.max_batch() * self.of;
         let share = self.of as f64;
         let result = loop {
-            if next_source.is_none() && source.remaining() < self.transport.max_batch() * self.of {
-                if let Ok(job) = queue.try_recv() {
-                    let job = next.get_or_init(|| job);
-                    next_source = Some(JobPackets::new(&job.work, &sizing, region));
+            // Look ahead once this job alone cannot fill a batch.
+            let mut in_reach = source.remaining();
+            if in_reach < wanted {
+                in_reach += ahead_sources.iter().map(PacketSource::remaining).sum::<usize>();
+                while in_reach < wanted && ahead_sources.len() < LOOKAHEAD {
+                    let next = match carried.pop_front() {
+                        Some(next) => next,
+                        None => match queue.try_recv() {
+                            Ok(job) => Carried::new(job),
+                            Err(_) => break,
+                        },
+                    };
+                    let k = ahead_sources.len();
+                    ahead_begun[k] = next.begun;
+                    let job = ahead[k].get_or_init(|| next.job);
+                    let mut next_source = JobPackets::new(&job.work, &sizing, region);
+                    for _ in 0..ahead_begun[k].consumed {
+                        next_source.skip();
+                    }
+                    in_reach += next_source.remaining();
+                    ahead_sources.push(next_source);
                 }
             }
-            let next_bytes_before = next_begun.bytes;
+            let ahead_bytes_before: u64 = ahead_begun.iter().map(|b| b.bytes).sum();
             let mut chain = Chain {
                 first: &mut *source,
-                second: next_source.as_mut(),
-                second_begun: &mut next_begun,
+                rest: &mut ahead_sources,
+                rest_begun: &mut ahead_begun,
+                at: 0,
             };
             let mut packets = ShareOf {
                 inner: &mut chain,
@@ -256,13 +295,14 @@ impl<T: Transport> Worker<T> {
                 .store(self.transport.ring_stalls(), Ordering::Relaxed);
             match sent {
                 Ok(sent) => {
-                    bytes += batch_bytes - (next_begun.bytes - next_bytes_before);
+                    let ahead_bytes: u64 = ahead_begun.iter().map(|b| b.bytes).sum();
+                    bytes += batch_bytes - (ahead_bytes - ahead_bytes_before);
                     counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
                     counters.bytes.fetch_add(batch_bytes, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    if next_begun.consumed > 0 {
-                        next_begun.failed = Some(shared_batch_failed(&e).into());
+                    for begun in ahead_begun.iter_mut().filter(|b| b.consumed > 0) {
+                        begun.failed = Some(shared_batch_failed(&e).into());
                     }
                     self.abandon(source);
                     break Err(SendError::from(e));
@@ -272,14 +312,27 @@ impl<T: Transport> Worker<T> {
                 self.clock.wait_until(deadline);
             }
         };
-        drop(next_source);
-        let carried = next.into_inner().map(|job| Carried {
-            job,
-            begun: next_begun,
-        });
-        (result.map(|()| bytes), carried)
+        drop(ahead_sources);
+        // Back on the front of `carried`, in order, ahead of any left there.
+        let taken: Vec<Carried> = ahead
+            .into_iter()
+            .zip(ahead_begun)
+            .filter_map(|(job, begun)| {
+                Some(Carried {
+                    job: job.into_inner()?,
+                    begun,
+                })
+            })
+            .collect();
+        for next in taken.into_iter().rev() {
+            carried.push_front(next);
+        }
+        result.map(|()| bytes)
     }
 }
+
+/// Jobs a batch may reach into beyond the current one.
+const LOOKAHEAD: usize = 16;
 
 /// How far an earlier batch got into a job.
 #[derive(Debug, Default)]
@@ -292,10 +345,19 @@ struct Begun {
     failed: Option<SendError>,
 }
 
-/// A job taken from the queue by a batch that reached into it.
+/// A job taken from the queue, and how far batches already got into it.
 struct Carried {
     job: Job,
     begun: Begun,
+}
+
+impl Carried {
+    fn new(job: Job) -> Self {
+        Carried {
+            job,
+            begun: Begun::default(),
+        }
+    }
 }
 
 /// The error for a job whose first packets were in a batch that failed.
@@ -370,46 +432,65 @@ impl PacketSource for JobPackets<'_> {
     }
 }
 
-/// One job's packets and then, if given, the next job's, counting how far
-/// it gets into the next.
-struct Chain<'c, A: ?Sized, B> {
+/// One job's packets and then the following jobs', counting how far it
+/// gets into each of those.
+struct Chain<'c, 'j, A: ?Sized> {
     first: &'c mut A,
-    second: Option<&'c mut B>,
-    second_begun: &'c mut Begun,
+    rest: &'c mut [JobPackets<'j>],
+    rest_begun: &'c mut [Begun],
+    /// The first of `rest` not yet done.
+    at: usize,
 }
 
-impl<A: PacketSource + ?Sized, B: PacketSource> PacketSource for Chain<'_, A, B> {
+impl<'j, A: PacketSource + ?Sized> Chain<'_, 'j, A> {
+    /// The job the next packet comes from: `None` for `first`, else its
+    /// index in `rest`; `Err` when all are done.
+    fn current(&mut self) -> Result<Option<usize>, ()> {
+        if !self.first.is_done() {
+            return Ok(None);
+        }
+        while self.at < self.rest.len() {
+            if !self.rest[self.at].is_done() {
+                return Ok(Some(self.at));
+            }
+            self.at += 1;
+        }
+        Err(())
+    }
+}
+
+impl<A: PacketSource + ?Sized> PacketSource for Chain<'_, '_, A> {
     fn is_done(&mut self) -> bool {
-        self.first.is_done() && self.second.as_mut().is_none_or(|s| s.is_done())
+        self.current().is_err()
     }
 
     fn remaining(&self) -> usize {
-        self.first.remaining() + self.second.as_ref().map_or(0, |s| s.remaining())
+        self.first.remaining() + self.rest.iter().map(PacketSource::remaining).sum::<usize>()
     }
 
     fn next_len(&mut self) -> Option<usize> {
-        if !self.first.is_done() {
-            return self.first.next_len();
+        match self.current().ok()? {
+            None => self.first.next_len(),
+            Some(k) => self.rest[k].next_len(),
         }
-        self.second.as_mut()?.next_len()
     }
 
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
-        if !self.first.is_done() {
+        let Some(k) = self.current().ok()? else {
             return self.first.write_next(buf);
-        }
-        let packet = self.second.as_mut()?.write_next(buf)?;
-        self.second_begun.consumed += 1;
-        self.second_begun.bytes += packet.0.len as u64;
+        };
+        let packet = self.rest[k].write_next(buf)?;
+        self.rest_begun[k].consumed += 1;
+        self.rest_begun[k].bytes += packet.0.len as u64;
         Some(packet)
     }
 
     fn skip(&mut self) -> Option<()> {
-        if !self.first.is_done() {
+        let Some(k) = self.current().ok()? else {
             return self.first.skip();
-        }
-        self.second.as_mut()?.skip()?;
-        self.second_begun.consumed += 1;
+        };
+        self.rest[k].skip()?;
+        self.rest_begun[k].consumed += 1;
         Some(())
     }
 }
