@@ -170,7 +170,7 @@ fn main() {
         // One-packet bursts: a packet every 5.9 us; gaps above 2.9 us separate them.
         let runs: Vec<String> = (0..3)
             .map(|_| {
-                let stats = run(&harness, sender, 2.0, 1472, 1, Duration::from_nanos(2900));
+                let stats = run(&harness, sender, 2.0, 1472, 1472, Duration::from_nanos(2900));
                 let achieved = stats.timing.rate().map_or(0.0, |r| r * 8.0 / 1e9);
                 format!("{:.3} ({achieved:.4} Gb/s)", stats.timing.gap_cv())
             })

@@ -339,7 +339,8 @@ fn flush_waits_for_every_queued_heap() {
     let config = StreamConfig {
         max_heaps: 8,
         rate: 1e6, // 1 MB/s: 8 heaps of 57 bytes take measurable time
-        burst_size: 57,
+        max_packet_size: 64,
+        burst_size: 64,
         ..Default::default()
     };
     let stream = Stream::new(transport, config).unwrap();
@@ -357,7 +358,8 @@ fn a_spinning_wait_gives_the_outcome_whether_it_spins_or_sleeps() {
     let config = StreamConfig {
         max_heaps: 8,
         rate: 57e3, // 57 kB/s: each 57-byte heap takes a millisecond
-        burst_size: 57,
+        max_packet_size: 64,
+        burst_size: 64,
         ..Default::default()
     };
     let stream = Stream::new(transport, config).unwrap();
@@ -367,7 +369,10 @@ fn a_spinning_wait_gives_the_outcome_whether_it_spins_or_sleeps() {
     let third = completions.pop().unwrap();
     let second = completions.pop().unwrap();
     let first = completions.pop().unwrap();
-    assert!(matches!(first.wait_spinning(Duration::ZERO), Err(SendError::Transport(_))));
+    assert!(matches!(
+        first.wait_spinning(Duration::ZERO),
+        Err(SendError::Transport(_))
+    ));
     // Spins past the outcome, then finds it; blocks after a short spin.
     assert_eq!(second.wait_spinning(Duration::from_secs(5)).unwrap(), 57);
     assert_eq!(third.wait_spinning(Duration::from_micros(1)).unwrap(), 57);
@@ -417,6 +422,7 @@ fn raw_datagrams_go_through_the_same_queue_and_pacing() {
     let transport = MemoryTransport::new(2);
     let config = StreamConfig {
         rate: 1e6, // bytes/s
+        max_packet_size: 1000,
         burst_size: 1000,
         ..Default::default()
     };

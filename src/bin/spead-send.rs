@@ -20,8 +20,8 @@ use spead_xdp::stream::{
 };
 use spead_xdp::transport::iface::Interface;
 use spead_xdp::transport::{
-    tcp, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport, XdpConfig,
-    XdpTransport,
+    tcp, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
+    XdpConfig, XdpTransport,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +143,9 @@ struct Args {
     /// Network interface for AF_XDP.
     #[arg(long, value_name = "IFACE", help_heading = "Transport options")]
     interface: Option<String>,
+    /// UMEM pages for AF_XDP: huge pages when reserved (auto), required, or never.
+    #[arg(long, value_enum, default_value_t = HugePagesArg::Auto, help_heading = "Transport options")]
+    huge_pages: HugePagesArg,
     /// Sending workers (threads), each with its own socket and an equal
     /// share of every heap's packets and of the rate.
     #[arg(long, default_value_t = 1, help_heading = "Pacing options")]
@@ -155,7 +158,9 @@ struct Args {
         help_heading = "Pacing options"
     )]
     core: Vec<usize>,
-    /// Spin (instead of sleeping) for waits shorter than this.
+    /// Spin (instead of sleeping) for pacing waits shorter than this; with
+    /// --core leaving a core free, also how long the workers and the
+    /// feeding thread poll for work and completions before sleeping.
     #[arg(
         long,
         value_name = "MICROSECONDS",
@@ -166,6 +171,16 @@ struct Args {
     /// Pacing clock: the invariant TSC where there is one, or CLOCK_MONOTONIC.
     #[arg(long, value_enum, default_value_t = ClockArg::Auto, help_heading = "Pacing options")]
     clock: ClockArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HugePagesArg {
+    /// Huge pages when reserved, normal pages otherwise.
+    Auto,
+    /// Huge pages, or fail saying how to reserve them.
+    Require,
+    /// Normal pages.
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -266,10 +281,34 @@ fn answer_scrape(mut connection: TcpStream, stats: &StatsHandle) -> std::io::Res
     )
 }
 
+/// A core for the thread that feeds the stream, when the workers are
+/// pinned and leave one free.
+fn spare_core(args: &Args) -> Option<core_affinity::CoreId> {
+    if args.core.is_empty() {
+        return None;
+    }
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| !args.core.contains(&c.id))
+}
+
+/// How long threads poll (for work or completions) before sleeping: the
+/// spin threshold where the feeding thread has a core of its own, so that
+/// neither side is put to sleep and woken for every heap; else not at all,
+/// since polling would take time from a thread on the same core.
+fn idle_poll(args: &Args) -> Duration {
+    match spare_core(args) {
+        Some(_) => Duration::from_micros(args.spin_us),
+        None => Duration::ZERO,
+    }
+}
+
 fn worker_configs(args: &Args) -> Vec<WorkerConfig> {
     (0..args.workers)
         .map(|k| WorkerConfig {
             core: (!args.core.is_empty()).then(|| args.core[k % args.core.len()]),
+            idle_poll: idle_poll(args),
             spin_threshold: Duration::from_micros(args.spin_us),
             clock: match args.clock {
                 ClockArg::Auto => ClockChoice::Auto,
@@ -374,6 +413,11 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
         .map(|queue| {
             let mut xdp = XdpConfig::new(interface.clone(), v4.clone());
             xdp.queue = queue as u32;
+            xdp.huge_pages = match args.huge_pages {
+                HugePagesArg::Auto => HugePages::Auto,
+                HugePagesArg::Require => HugePages::Require,
+                HugePagesArg::Never => HugePages::Never,
+            };
             if let Some(ttl) = args.ttl {
                 xdp.ttl = u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
             }
@@ -383,7 +427,8 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
     Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
 }
 
-fn run(args: Args) -> Result<(), String> {
+/// Sends, and says whether it ran to the end (false: interrupted).
+fn run(args: Args) -> Result<bool, String> {
     let destinations = args
         .destination
         .iter()
@@ -431,16 +476,10 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     let stream = open_stream(&args, &destinations, config)?;
-    if !args.core.is_empty() {
-        // Keep this thread (building heaps, waiting on completions) off the
-        // pinned workers' cores where it can, so it does not preempt pacing.
-        let other = core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| !args.core.contains(&c.id));
-        if let Some(core) = other {
-            core_affinity::set_for_current(core);
-        }
+    // Keep this thread (building heaps, waiting on completions) off the
+    // pinned workers' cores where it can, so it does not preempt pacing.
+    if let Some(core) = spare_core(&args) {
+        core_affinity::set_for_current(core);
     }
     let substreams = stream.substreams() as u64;
 
@@ -459,19 +498,43 @@ fn run(args: Args) -> Result<(), String> {
         helpers.push(std::thread::spawn(move || print_progress(&stats, &done)));
     }
 
+    // Ctrl-C stops new data heaps; what is queued is flushed and counted,
+    // and the end heaps still go. A second Ctrl-C exits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = Arc::clone(&interrupted);
+        ctrlc::set_handler(move || {
+            if interrupted.swap(true, Ordering::SeqCst) {
+                eprintln!("spead-send: interrupted again: exiting without waiting for queued heaps");
+                std::process::exit(130);
+            }
+        })
+        .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    }
+
     let start = Instant::now();
     let mut in_flight: VecDeque<Completion> = VecDeque::new();
-    let mut bytes = 0u64;
+    let (mut bytes, mut completed, mut failed) = (0u64, 0u64, 0u64);
     let mut last_error = None;
-    let spin = Duration::from_micros(args.spin_us);
+    let spin = idle_poll(&args);
     let mut settle = |completion: Completion| match completion.wait_spinning(spin) {
-        Ok(sent) => bytes += sent,
-        Err(e) => last_error = Some(e.to_string()),
+        Ok(sent) => {
+            bytes += sent;
+            completed += 1;
+        }
+        Err(e) => {
+            failed += 1;
+            last_error = Some(e.to_string());
+        }
     };
-    let data_heaps = args.heaps.unwrap_or(u64::MAX);
-    let total = args.heaps.map_or(u64::MAX, |n| n + substreams);
+    let mut data_heaps = args.heaps.unwrap_or(u64::MAX);
+    let mut total = args.heaps.map_or(u64::MAX, |n| n + substreams);
     let mut i = 0u64;
     while i < total {
+        if i < data_heaps && interrupted.load(Ordering::Relaxed) {
+            data_heaps = i;
+            total = i + substreams;
+        }
         if in_flight.len() >= args.max_heaps {
             settle(in_flight.pop_front().expect("non-empty"));
         }
@@ -494,6 +557,7 @@ fn run(args: Args) -> Result<(), String> {
     while let Some(completion) = in_flight.pop_front() {
         settle(completion);
     }
+    let interrupted = interrupted.load(Ordering::SeqCst);
     let elapsed = start.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     for helper in helpers {
@@ -506,7 +570,13 @@ fn run(args: Args) -> Result<(), String> {
         "Sent {bytes} bytes in {elapsed:.6}s, {:.6} Gb/s",
         bytes as f64 * 8.0 / elapsed / 1e9
     );
-    Ok(())
+    if interrupted {
+        eprintln!(
+            "spead-send: interrupted: {i} heaps submitted ({data_heaps} data heaps, then {substreams} end heaps), \
+             {completed} sent, {failed} failed, none left queued"
+        );
+    }
+    Ok(!interrupted)
 }
 
 fn main() -> ExitCode {
@@ -517,7 +587,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        // As a shell reports a process ended by SIGINT.
+        Ok(false) => ExitCode::from(130),
         Err(message) => {
             eprintln!("spead-send: {message}");
             ExitCode::FAILURE

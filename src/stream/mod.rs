@@ -234,6 +234,8 @@ struct QueueState {
     in_flight: usize,
     next_cnt: u64,
     cnt_step: u64,
+    /// The cnt sequence has wrapped at a flavour's bits (logged once).
+    cnt_wrapped: bool,
 }
 
 #[derive(Debug)]
@@ -326,6 +328,7 @@ impl Stream {
                 in_flight: 0,
                 next_cnt: 1,
                 cnt_step: 1,
+                cnt_wrapped: false,
             }),
             drained: Condvar::new(),
             counters: Arc::new(stats::Counters::new(transports.len())),
@@ -430,6 +433,16 @@ impl Stream {
             let flavour = heap_ref.heap.flavour();
             let cnt = heap_ref.cnt.unwrap_or_else(|| {
                 let cnt = state.next_cnt & flavour.max_value();
+                if cnt != state.next_cnt && !state.cnt_wrapped {
+                    // As spead2 does, but not silently: receivers must not
+                    // still hold a heap of the first round.
+                    state.cnt_wrapped = true;
+                    tracing::warn!(
+                        "heap cnt sequence passed {:#x}, the largest {}-bit cnt: it wraps (next cnt {cnt:#x})",
+                        flavour.max_value(),
+                        flavour.max_value().count_ones()
+                    );
+                }
                 state.next_cnt = state.next_cnt.wrapping_add(state.cnt_step);
                 cnt
             });

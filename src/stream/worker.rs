@@ -109,7 +109,7 @@ pub(super) struct Worker<T> {
     clock: Clock,
     limiter: RateLimiter,
     /// How long to poll an empty queue before sleeping (ns).
-    spin_ns: u64,
+    idle_poll_ns: u64,
     /// This worker's index among `of` workers.
     index: usize,
     of: usize,
@@ -142,7 +142,7 @@ impl<T: Transport> Worker<T> {
             shared,
             clock,
             limiter,
-            spin_ns: worker.spin_threshold.as_nanos() as u64,
+            idle_poll_ns: worker.idle_poll.as_nanos() as u64,
             index,
             of,
             position: 0,
@@ -190,14 +190,15 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// The next job, polling for up to the spin threshold before giving up:
-    /// a worker put to sleep between heaps and woken for the next (on a VM,
-    /// an interrupt between cores each time) loses more than it saves.
+    /// The next job, polling an empty queue for up to `idle_poll_ns` before
+    /// giving up (see [`WorkerConfig::idle_poll`]).
     fn poll_queue(&self, queue: &Receiver<Job>) -> Result<Job, TryRecvError> {
         let start = self.clock.now();
         loop {
             match queue.try_recv() {
-                Err(TryRecvError::Empty) if self.clock.now() - start < self.spin_ns => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) if self.clock.now() - start < self.idle_poll_ns => {
+                    std::hint::spin_loop()
+                }
                 other => return other,
             }
         }

@@ -21,7 +21,7 @@ pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
-pub use umem::{UmemArea, UmemBuffer};
+pub use umem::{HugePages, UmemArea, UmemBuffer};
 pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
 
 /// Most pieces a packet's payload can be sent by reference in.

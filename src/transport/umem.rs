@@ -17,6 +17,36 @@ pub const CHUNK: usize = 4096;
 const HUGE_PAGE: usize = 2 << 20;
 const ALIGN: usize = 64;
 
+/// Which pages a UMEM mapping uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HugePages {
+    /// Huge pages when reserved, normal pages otherwise (logged).
+    #[default]
+    Auto,
+    /// Huge pages or an error saying what is missing.
+    Require,
+    /// Normal pages.
+    Never,
+}
+
+/// What /proc/meminfo says of free huge pages, for an error message.
+fn huge_pages_free() -> String {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    match (field("HugePages_Free:"), field("HugePages_Total:")) {
+        (Some(free), Some(total)) => format!("{free} of {total} reserved huge pages are free"),
+        _ => "this kernel reports no huge pages".to_owned(),
+    }
+}
+
 /// A mapping for one AF_XDP transport's UMEM: packet slots, then user
 /// buffers.
 pub struct UmemArea {
@@ -51,15 +81,45 @@ impl UmemArea {
     /// buffers (each rounded up to whole chunks), in huge pages when the
     /// system has them reserved.
     pub fn new(slot_bytes: usize, user_bytes: usize) -> Result<Arc<Self>, TransportError> {
+        Self::with_pages(slot_bytes, user_bytes, HugePages::Auto)
+    }
+
+    /// As [`new`](Self::new), with the choice of pages: `Require` fails,
+    /// saying how many huge pages are free and how to reserve more, where
+    /// the mapping cannot be in huge pages.
+    pub fn with_pages(
+        slot_bytes: usize,
+        user_bytes: usize,
+        pages: HugePages,
+    ) -> Result<Arc<Self>, TransportError> {
         let slot_bytes = slot_bytes.next_multiple_of(CHUNK);
         let len = slot_bytes + user_bytes.next_multiple_of(CHUNK);
-        let (mut map, huge_pages) = match MmapOptions::new()
-            .len(len.next_multiple_of(HUGE_PAGE))
-            .huge(None)
-            .map_anon()
-        {
-            Ok(map) => (map, true),
-            Err(_) => (
+        let huge = match pages {
+            HugePages::Never => None,
+            _ => MmapOptions::new()
+                .len(len.next_multiple_of(HUGE_PAGE))
+                .huge(None)
+                .map_anon()
+                .map_err(|e| {
+                    tracing::debug!("no huge pages for {len} bytes of UMEM: {e}");
+                    e
+                })
+                .ok(),
+        };
+        let (mut map, huge_pages) = match huge {
+            Some(map) => (map, true),
+            None if pages == HugePages::Require => {
+                let huge_len = len.next_multiple_of(HUGE_PAGE);
+                return Err(TransportError::Config {
+                    what: format!(
+                        "huge pages required for {huge_len} bytes of UMEM ({} 2 MiB pages), but {}; \
+                         reserve them with `echo N > /proc/sys/vm/nr_hugepages`",
+                        huge_len / HUGE_PAGE,
+                        huge_pages_free()
+                    ),
+                });
+            }
+            None => (
                 MmapOptions::new()
                     .len(len)
                     .map_anon()

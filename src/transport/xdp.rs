@@ -30,7 +30,7 @@ use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConf
 
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
 use super::iface::Interface;
-use super::umem::{UmemArea, CHUNK};
+use super::umem::{HugePages, UmemArea, CHUNK};
 use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 
 /// Fragments (descriptors) the kernel takes for one packet (MAX_SKB_FRAGS).
@@ -81,6 +81,8 @@ pub struct XdpConfig {
     pub ring_size: u32,
     /// Copy or zero-copy.
     pub mode: XdpMode,
+    /// Huge pages for the UMEM: when reserved, required, or never.
+    pub huge_pages: HugePages,
 }
 
 impl XdpConfig {
@@ -95,6 +97,7 @@ impl XdpConfig {
             frames: 4096,
             ring_size: 2048,
             mode: XdpMode::Auto,
+            huge_pages: HugePages::Auto,
         }
     }
 }
@@ -167,7 +170,8 @@ impl XdpTransport {
     /// the interface; next-hop MACs from the neighbour table) and maps the
     /// UMEM. The socket is bound when the stream starts (`prepare`).
     pub fn new(config: &XdpConfig) -> Result<Self, TransportError> {
-        Self::with_area(config, UmemArea::new(config.frames as usize * CHUNK, 0)?)
+        let area = UmemArea::with_pages(config.frames as usize * CHUNK, 0, config.huge_pages)?;
+        Self::with_area(config, area)
     }
 
     /// As [`new`](Self::new), with a UMEM area made beforehand: heap items
