@@ -10,57 +10,13 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::harness::{settle, Harness};
 use common::netns::{privileged, run_in};
-use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
-use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport, UmemArea, XdpConfig, XdpTransport};
-
-/// A harness of this test's own (named after the tag and the process).
-struct Harness(VethHarness);
-
-impl Harness {
-    fn up(tag: &str, subnet: u8, mtu: u32) -> Self {
-        Self::with_queues(tag, subnet, mtu, 1)
-    }
-
-    fn with_queues(tag: &str, subnet: u8, mtu: u32, queues: u32) -> Self {
-        let name = format!("sx{tag}{}", std::process::id() % 100_000);
-        Harness(VethHarness::up(&name, subnet, mtu, queues))
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.0.get(key)
-    }
-
-    fn peer(&self, port: u16) -> SocketAddr {
-        SocketAddr::V4(self.0.peer(port))
-    }
-
-    fn sink(&self, pass: bool) -> Sink {
-        let config = SinkConfig {
-            netns: Some(self.get("NETNS").to_owned()),
-            pass,
-            ..SinkConfig::new(self.get("PEER_IF"))
-        };
-        Sink::attach(&config).expect("attach the sink")
-    }
-}
-
-/// Waits (at most 5 s) until the sink has counted `packets` packets.
-fn settle(sink: &Sink, packets: u64) -> SinkStats {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stats = sink.stats().unwrap();
-        if stats.packets >= packets || Instant::now() > deadline {
-            return stats;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn heap(seed: u8, size: usize) -> Heap<'static> {
     let mut heap = Heap::new(Flavour::SPEAD_64_48);

@@ -25,6 +25,91 @@ pub struct Interface {
     pub ipv4: Option<(Ipv4Addr, u8)>,
 }
 
+/// How often, at most, a transport checks that its link is up before a
+/// batch (on every batch while it is down).
+pub(crate) const LINK_CHECK_EVERY: Duration = Duration::from_millis(1);
+
+/// Watches whether an interface is up and has a carrier: one ioctl
+/// (SIOCGIFFLAGS), made at most once per `every` while the link is well,
+/// and on every call while it is not, so that batches rarely pay for it
+/// and a link that comes back is seen at once.
+#[derive(Debug)]
+pub(crate) struct LinkWatch {
+    name: String,
+    /// Any datagram socket answers SIOCGIFFLAGS.
+    socket: UdpSocket,
+    every: Duration,
+    /// When the link was last seen well.
+    well_at: Option<Instant>,
+}
+
+impl LinkWatch {
+    /// Watches `name`, checking at most once per `every` while it is well.
+    pub fn new(name: &str, every: Duration) -> Result<Self, TransportError> {
+        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|source| TransportError::Io {
+            what: "opening a socket to watch the link".into(),
+            source,
+        })?;
+        Ok(LinkWatch {
+            name: name.to_owned(),
+            socket,
+            every,
+            well_at: None,
+        })
+    }
+
+    /// Whether the interface is up with a carrier, or why not.
+    pub fn check(&mut self) -> Result<(), TransportError> {
+        if self.well_at.is_some_and(|at| at.elapsed() < self.every) {
+            return Ok(());
+        }
+        self.well_at = None;
+        let down = |what: String, errno: i32| TransportError::Io {
+            what,
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let flags = interface_flags(&self.socket, &self.name).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENODEV) => down(format!("interface {} no longer exists", self.name), libc::ENODEV),
+            _ => down(
+                format!("reading the flags of interface {}: {e}", self.name),
+                libc::EIO,
+            ),
+        })?;
+        if flags & libc::IFF_UP == 0 {
+            return Err(down(format!("interface {} is down", self.name), libc::ENETDOWN));
+        }
+        if flags & libc::IFF_RUNNING == 0 {
+            return Err(down(
+                format!("interface {} is up but has no carrier (link down)", self.name),
+                libc::ENETDOWN,
+            ));
+        }
+        self.well_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// The interface flags (IFF_*) of `name`.
+fn interface_flags(socket: &UdpSocket, name: &str) -> std::io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: ifreq is plain old data; all zeros is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    for (to, from) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *to = from as libc::c_char;
+    }
+    // SAFETY: a valid socket, and an ifreq with a NUL-terminated name that
+    // the kernel fills in.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS set the flags member of the union.
+    Ok(i32::from(unsafe { request.ifr_ifru.ifru_flags }))
+}
+
 fn config_error(what: String) -> TransportError {
     TransportError::Config { what }
 }

@@ -6,6 +6,7 @@
 use thiserror::Error;
 
 pub mod frame;
+#[allow(unsafe_code)]
 pub mod iface;
 pub mod memory;
 pub mod pcap;

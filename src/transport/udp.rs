@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::iface::{LinkWatch, LINK_CHECK_EVERY};
 use super::{check_udp_payload, PacketMeta, Transport, TransportError, MAX_UDP_PAYLOAD};
 
 /// `UDP_SEGMENT` from the kernel's `linux/udp.h` (libc lacks it for glibc).
@@ -41,6 +42,10 @@ pub struct UdpConfig {
     pub destinations: Vec<SocketAddr>,
     /// Local address to bind (address and port), if any.
     pub bind: Option<SocketAddr>,
+    /// Interface the socket is bound to (SO_BINDTODEVICE), if any: packets
+    /// leave through it or not at all, so while it is down heaps fail
+    /// instead of taking another route.
+    pub interface: Option<String>,
     /// Socket send buffer size in bytes.
     pub buffer_size: usize,
     /// Hop limit for multicast (and unicast) packets.
@@ -63,6 +68,7 @@ impl UdpConfig {
         UdpConfig {
             destinations,
             bind: None,
+            interface: None,
             buffer_size: DEFAULT_BUFFER_SIZE,
             ttl: None,
             multicast_interface: None,
@@ -94,6 +100,8 @@ pub struct UdpTransport {
     controls: Vec<[u64; 4]>,
     /// First packet of each message.
     message_start: Vec<usize>,
+    /// The bound interface's state, checked before batches.
+    link: Option<LinkWatch>,
 }
 
 // SAFETY: the raw pointers in `iovecs` and `headers` only ever point into
@@ -136,6 +144,11 @@ impl UdpTransport {
                 "setting the send buffer to {} bytes",
                 config.buffer_size
             )))?;
+        if let Some(interface) = &config.interface {
+            socket
+                .bind_device(Some(interface.as_bytes()))
+                .map_err(io_error(format!("binding to interface {interface}")))?;
+        }
         if let Some(bind) = config.bind {
             socket
                 .bind(&bind.into())
@@ -184,7 +197,11 @@ impl UdpTransport {
         if config.dont_fragment {
             set_dont_fragment(&socket, v4).map_err(io_error("setting don't-fragment"))?;
         }
-        Ok(Self::with_socket(socket, &config.destinations, config.gso))
+        let mut transport = Self::with_socket(socket, &config.destinations, config.gso);
+        if let Some(interface) = &config.interface {
+            transport.link = Some(LinkWatch::new(interface, LINK_CHECK_EVERY)?);
+        }
+        Ok(transport)
     }
 
     /// Sends through a socket the caller made (for options this crate does
@@ -206,6 +223,7 @@ impl UdpTransport {
             headers: Vec::with_capacity(MAX_BATCH),
             controls: vec![[0; 4]; MAX_BATCH],
             message_start: Vec::with_capacity(MAX_BATCH),
+            link: None,
         }
     }
 
@@ -419,6 +437,9 @@ impl Transport for UdpTransport {
         &mut self,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
     ) -> Result<usize, TransportError> {
+        if let Some(link) = &mut self.link {
+            link.check()?;
+        }
         self.packets.clear();
         while self.packets.len() < MAX_BATCH {
             let start = self.packets.len() * self.slot;

@@ -29,7 +29,7 @@ use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
-use super::iface::Interface;
+use super::iface::{Interface, LinkWatch, LINK_CHECK_EVERY};
 use super::umem::{HugePages, UmemArea, CHUNK};
 use super::{check_udp_payload, PacketMeta, Transport, TransportError};
 
@@ -141,6 +141,7 @@ pub struct XdpTransport {
     descriptors: Vec<XdpDesc>,
     ip_id: u16,
     counters: Arc<XdpCounters>,
+    link: LinkWatch,
 }
 
 impl std::fmt::Debug for XdpTransport {
@@ -239,6 +240,7 @@ impl XdpTransport {
             descriptors: Vec::new(),
             ip_id: 0,
             counters: Arc::default(),
+            link: LinkWatch::new(&config.interface, LINK_CHECK_EVERY)?,
         })
     }
 
@@ -349,20 +351,34 @@ impl XdpTransport {
     /// Wakes the kernel: in zero-copy mode when it asks to be woken; in
     /// copy mode, where nothing leaves until a wakeup and each wakeup takes
     /// at most the skb budget, until the ring is drained (a few wakeups at
-    /// most), so a burst is on the wire when `send` returns.
-    fn kick(&mut self) {
-        let Some(rings) = &self.rings else { return };
+    /// most), so a burst is on the wire when `send` returns. Fails on an
+    /// error that retrying cannot mend (the interface went away, say).
+    fn kick(&mut self) -> Result<(), TransportError> {
+        let Some(rings) = &self.rings else { return Ok(()) };
         if rings.zero_copy {
             if rings.tx.needs_wakeup() {
-                rings.tx.wake();
+                wake(rings.tx.as_raw_fd()).map_err(|e| self.wake_failed(e))?;
             }
-            return;
+            return Ok(());
         }
         for _ in 0..16 {
-            rings.tx.wake();
+            wake(rings.tx.as_raw_fd()).map_err(|e| self.wake_failed(e))?;
             if rings.tx.pending() == 0 {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    fn wake_failed(&self, source: std::io::Error) -> TransportError {
+        TransportError::Io {
+            what: format!(
+                "waking AF_XDP TX on {} queue {} ({} packets in flight)",
+                self.config.interface,
+                self.config.queue,
+                self.in_flight.len()
+            ),
+            source,
         }
     }
 
@@ -371,7 +387,7 @@ impl XdpTransport {
         self.stalls += 1;
         let deadline = Instant::now() + STALL_TIMEOUT;
         loop {
-            self.kick();
+            self.kick()?;
             self.reap();
             if !self.free.is_empty() {
                 return Ok(());
@@ -399,7 +415,7 @@ impl XdpTransport {
     fn drain(&mut self) -> Result<(), TransportError> {
         let deadline = Instant::now() + STALL_TIMEOUT;
         while !self.in_flight.is_empty() {
-            self.kick();
+            self.kick()?;
             self.reap();
             if Instant::now() > deadline {
                 return Err(self.stalled("packets did not complete"));
@@ -427,15 +443,31 @@ impl XdpTransport {
                     waited = true;
                     self.stalls += 1;
                 }
-                self.kick();
+                self.kick()?;
                 self.reap();
                 if Instant::now() > deadline {
                     return Err(self.stalled("the TX ring stayed full"));
                 }
             }
         }
-        self.kick();
-        Ok(())
+        self.kick()
+    }
+}
+
+/// Wakes the TX ring of an AF_XDP socket (a zero-length send). Transient
+/// refusals (the kernel's queue is busy or out of buffers) are not errors:
+/// the descriptors stay in the ring for the next wakeup.
+fn wake(fd: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a zero-length send with no buffer or address on a valid
+    // socket.
+    let rc = unsafe { libc::sendto(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+    if rc >= 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR) => Ok(()),
+        _ => Err(error),
     }
 }
 
@@ -514,6 +546,7 @@ impl Transport for XdpTransport {
         &mut self,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
     ) -> Result<usize, TransportError> {
+        self.link.check()?;
         self.reap();
         self.descriptors.clear();
         let slot_bytes = self.slot_chunks * CHUNK;

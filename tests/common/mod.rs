@@ -2,6 +2,8 @@
 //! namespaces for privileged tests. Not every test file uses every helper.
 #![allow(dead_code)]
 
+#[cfg(feature = "sink")]
+pub mod harness;
 pub mod netns;
 pub mod veth;
 

@@ -1,0 +1,216 @@
+//! Faults on the veth harness (feature `sink`; root needed,
+//! SPEAD_SKIP_PRIVILEGED=1 skips): the link goes down and comes back, the
+//! destination's namespace and with it the link disappear, the destination
+//! loses its address. Heaps fail with errors that say what happened, never
+//! hang, and the stream goes on when the link is back; what the sink counts
+//! is exactly what the stream says it sent.
+#![cfg(feature = "sink")]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::harness::{settle, Harness};
+use common::netns::privileged;
+use spead_xdp::protocol::{Flavour, Heap, Item};
+use spead_xdp::stream::{Stream, StreamConfig};
+use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
+
+/// Heaps of 100,000 bytes: 70 packets at MTU 1500.
+const HEAP_BYTES: usize = 100_000;
+const PACKETS_PER_HEAP: u64 = 70;
+
+fn heap(seed: u8) -> Heap<'static> {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::immediate(0x1600, u64::from(seed))).unwrap();
+    heap.add(Item::new(0x1800, vec![seed; HEAP_BYTES])).unwrap();
+    heap
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn xdp(harness: &Harness) -> XdpTransport {
+    let config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.0.peer(7148)]);
+    XdpTransport::new(&config).unwrap()
+}
+
+/// Bound to the harness's interface, so that no packet takes another route
+/// while it is down.
+fn udp(harness: &Harness) -> UdpTransport {
+    let config = UdpConfig {
+        interface: Some(harness.get("HOST_IF").to_owned()),
+        ..UdpConfig::new(vec![harness.peer(7148)])
+    };
+    UdpTransport::new(&config).unwrap()
+}
+
+/// Sends `count` heaps one at a time; each must succeed (or, with
+/// `failing`, fail with an error containing it, within a second).
+fn send(stream: &Stream, count: u8, failing: Option<&str>) {
+    for i in 0..count {
+        let started = Instant::now();
+        let result = stream.send_heap(heap(i));
+        match failing {
+            None => assert!(result.is_ok(), "heap {i}: {result:?}"),
+            Some(why) => {
+                let error = result.expect_err("the heap should fail").to_string();
+                assert!(error.contains(why), "heap {i}: {error}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "heap {i} took {:?}",
+                    started.elapsed()
+                );
+            }
+        }
+    }
+}
+
+/// Takes the link down (the host end, then the peer end, which leaves the
+/// host end without a carrier) and back up, sending heaps in each state.
+fn heaps_fail_while_the_link_is_down(tag: &str, subnet: u8, stream: fn(&Harness) -> Stream) {
+    let harness = Harness::up(tag, subnet, 1500);
+    let sink = harness.sink(false);
+    let (host, peer, netns) = (
+        harness.get("HOST_IF"),
+        harness.get("PEER_IF"),
+        harness.get("NETNS"),
+    );
+    let stream = stream(&harness);
+    send(&stream, 3, None);
+    ip(&["link", "set", host, "down"]);
+    send(&stream, 3, Some(&format!("interface {host} is down")));
+    ip(&["link", "set", host, "up"]);
+    wait_until_running(host);
+    send(&stream, 3, None);
+    ip(&["-n", netns, "link", "set", peer, "down"]);
+    send(
+        &stream,
+        2,
+        Some(&format!("interface {host} is up but has no carrier")),
+    );
+    ip(&["-n", netns, "link", "set", peer, "up"]);
+    wait_until_running(host);
+    send(&stream, 3, None);
+    let stats = stream.stats();
+    assert_eq!((stats.heaps, stats.errors), (9, 5), "{stats:?}");
+    assert_eq!(stats.packets(), 9 * PACKETS_PER_HEAP, "{stats:?}");
+    let seen = settle(&sink, stats.packets());
+    assert_eq!(
+        (seen.packets, seen.heaps, seen.malformed),
+        (stats.packets(), 9, 0),
+        "{seen:?}"
+    );
+}
+
+/// Waits (at most 5 s) until the kernel reports `interface` running.
+fn wait_until_running(interface: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let state =
+            std::fs::read_to_string(format!("/sys/class/net/{interface}/operstate")).unwrap_or_default();
+        if state.trim() == "up" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{interface} did not come back up");
+}
+
+#[test]
+fn af_xdp_heaps_fail_while_the_link_is_down_and_go_again_after() {
+    if privileged("af_xdp_heaps_fail_while_the_link_is_down_and_go_again_after") {
+        heaps_fail_while_the_link_is_down("fa", 221, |h| {
+            Stream::new(xdp(h), StreamConfig::default()).unwrap()
+        });
+    }
+}
+
+#[test]
+fn udp_heaps_fail_while_the_link_is_down_and_go_again_after() {
+    if privileged("udp_heaps_fail_while_the_link_is_down_and_go_again_after") {
+        heaps_fail_while_the_link_is_down("fb", 222, |h| {
+            Stream::new(udp(h), StreamConfig::default()).unwrap()
+        });
+    }
+}
+
+/// Deletes the destination's namespace mid-stream, and with it the veth
+/// pair: heaps fail saying the interface is gone, nothing hangs, and the
+/// stream is dropped at once.
+fn the_destination_disappears(tag: &str, subnet: u8, stream: fn(&Harness) -> Stream) {
+    let harness = Harness::up(tag, subnet, 1500);
+    let host = harness.get("HOST_IF");
+    let stream = stream(&harness);
+    send(&stream, 3, None);
+    ip(&["netns", "del", harness.get("NETNS")]);
+    // The kernel dismantles a namespace in the background.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/sys/class/net/{host}")).exists() {
+        assert!(Instant::now() < deadline, "{host} outlived its peer's namespace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    send(&stream, 3, Some(&format!("interface {host} no longer exists")));
+    let stats = stream.stats();
+    assert_eq!((stats.heaps, stats.errors), (3, 3), "{stats:?}");
+    let dropped = Instant::now();
+    drop(stream);
+    assert!(
+        dropped.elapsed() < Duration::from_secs(2),
+        "drop took {:?}",
+        dropped.elapsed()
+    );
+}
+
+#[test]
+fn af_xdp_heaps_fail_when_the_destination_and_link_disappear() {
+    if privileged("af_xdp_heaps_fail_when_the_destination_and_link_disappear") {
+        the_destination_disappears("fc", 223, |h| {
+            Stream::new(xdp(h), StreamConfig::default()).unwrap()
+        });
+    }
+}
+
+#[test]
+fn udp_heaps_fail_when_the_destination_and_link_disappear() {
+    if privileged("udp_heaps_fail_when_the_destination_and_link_disappear") {
+        the_destination_disappears("fd", 224, |h| {
+            Stream::new(udp(h), StreamConfig::default()).unwrap()
+        });
+    }
+}
+
+/// The destination loses its address (the link stays up): datagrams are
+/// fire and forget, so heaps still complete as sent, nothing waits, and
+/// the frames still reach the wire, where the sink counts every one.
+#[test]
+fn heaps_go_on_when_the_destination_loses_its_address() {
+    if !privileged("heaps_go_on_when_the_destination_loses_its_address") {
+        return;
+    }
+    let harness = Harness::up("fe", 225, 1500);
+    let sink = harness.sink(false);
+    let (peer, netns) = (harness.get("PEER_IF"), harness.get("NETNS"));
+    let streams = [
+        Stream::new(xdp(&harness), StreamConfig::default()).unwrap(),
+        Stream::new(udp(&harness), StreamConfig::default()).unwrap(),
+    ];
+    for stream in &streams {
+        send(stream, 2, None);
+    }
+    ip(&["-n", netns, "addr", "flush", "dev", peer]);
+    for stream in &streams {
+        send(stream, 2, None);
+    }
+    let sent: u64 = streams.iter().map(|s| s.stats().packets()).sum();
+    assert_eq!(sent, 8 * PACKETS_PER_HEAP);
+    let seen = settle(&sink, sent);
+    assert_eq!((seen.packets, seen.heaps), (sent, 8), "{seen:?}");
+}
