@@ -214,3 +214,59 @@ fn heaps_go_on_when_the_destination_loses_its_address() {
     let seen = settle(&sink, sent);
     assert_eq!((seen.packets, seen.heaps), (sent, 8), "{seen:?}");
 }
+
+/// The kernel takes no descriptors from the TX ring while the link stays
+/// up (the socket's queue is receive-only: the interface has two RX
+/// queues but one TX queue): heaps fail after a bounded wait, saying the
+/// ring stalled, and the stream neither hangs nor deadlocks; once the
+/// queue transmits again, the ring drains and heaps go again.
+#[test]
+fn af_xdp_heaps_fail_after_a_bounded_wait_when_the_tx_ring_stays_full() {
+    if !privileged("af_xdp_heaps_fail_after_a_bounded_wait_when_the_tx_ring_stays_full") {
+        return;
+    }
+    let harness = Harness::with_queues("ff", 226, 1500, 2);
+    let sink = harness.sink(false);
+    let host = harness.get("HOST_IF");
+    let ethtool = |tx: &str| {
+        let out = Command::new("ethtool")
+            .args(["-L", host, "tx", tx])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ethtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ethtool("1");
+    let config = XdpConfig {
+        queue: 1,
+        ..XdpConfig::new(host, vec![harness.0.peer(7148)])
+    };
+    let stream = Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
+    let started = Instant::now();
+    let failed = stream
+        .send_heap(heap(7))
+        .expect_err("no TX queue to send on")
+        .to_string();
+    let waited = started.elapsed();
+    assert!(failed.contains("stalled for 1s"), "{failed}");
+    assert!(
+        failed.contains("took no descriptors from the TX ring"),
+        "{failed}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    ethtool("2");
+    send(&stream, 3, None);
+    let stats = stream.stats();
+    assert_eq!((stats.heaps, stats.errors), (3, 1), "{stats:?}");
+    assert!(stats.workers[0].ring_stalls >= 1, "{stats:?}");
+    drop(stream);
+    // The failed heap's packets left the ring once the queue transmitted.
+    let seen = settle(&sink, 4 * PACKETS_PER_HEAP);
+    assert_eq!((seen.packets, seen.heaps), (4 * PACKETS_PER_HEAP, 4), "{seen:?}");
+}

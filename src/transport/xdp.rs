@@ -350,24 +350,40 @@ impl XdpTransport {
 
     /// Wakes the kernel: in zero-copy mode when it asks to be woken; in
     /// copy mode, where nothing leaves until a wakeup and each wakeup takes
-    /// at most the skb budget, until the ring is drained (a few wakeups at
-    /// most), so a burst is on the wire when `send` returns. Fails on an
-    /// error that retrying cannot mend (the interface went away, say).
+    /// at most the skb budget, until the ring is drained, so a batch is on
+    /// the wire (or has failed) when `send` returns. Fails on an error that
+    /// retrying cannot mend (the interface went away, say), and in copy
+    /// mode when the kernel takes nothing from the ring for the stall
+    /// timeout (a queue it no longer transmits on, say).
     fn kick(&mut self) -> Result<(), TransportError> {
         let Some(rings) = &self.rings else { return Ok(()) };
+        let fd = rings.tx.as_raw_fd();
         if rings.zero_copy {
             if rings.tx.needs_wakeup() {
-                wake(rings.tx.as_raw_fd()).map_err(|e| self.wake_failed(e))?;
+                wake(fd).map_err(|e| self.wake_failed(e))?;
             }
             return Ok(());
         }
-        for _ in 0..16 {
-            wake(rings.tx.as_raw_fd()).map_err(|e| self.wake_failed(e))?;
-            if rings.tx.pending() == 0 {
-                break;
+        let (mut deadline, mut attempts) = (None, 0);
+        loop {
+            wake(fd).map_err(|e| self.wake_failed(e))?;
+            let pending = self.rings.as_ref().map_or(0, |r| r.tx.pending());
+            if pending == 0 {
+                return Ok(());
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + STALL_TIMEOUT);
+            if Instant::now() > deadline {
+                return Err(self.stalled("the kernel took no descriptors from the TX ring"));
+            }
+            attempts += 1;
+            if attempts == 16 {
+                // Not a budget's worth left over: the kernel is not taking.
+                self.stalls += 1;
+            }
+            if attempts >= 16 {
+                std::thread::sleep(Duration::from_micros(50));
             }
         }
-        Ok(())
     }
 
     fn wake_failed(&self, source: std::io::Error) -> TransportError {
