@@ -232,3 +232,80 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
     assert!(sent > b, "sent {sent} bytes in all, {b} when scraped");
     println!("scraped {p} packets, {b} bytes mid-stream; {stdout}");
 }
+
+/// Ctrl-C stops new data heaps: what is queued is flushed and the end heap
+/// still goes, the counts are reported, and the exit status is 130. Every
+/// heap it reports sent is in the capture, whole, and nothing else is.
+#[test]
+fn ctrl_c_flushes_queued_heaps_and_reports_them() {
+    use spead_xdp::receive::source::PcapSource;
+    use spead_xdp::receive::{Event, Receiver, Source};
+    let pcap = std::env::temp_dir().join(format!("spead-send-sigint-{}.pcap", std::process::id()));
+    // Until interrupted: 1 MiB heaps at 200 Mb/s, about 24 a second.
+    let child = Command::new(env!("CARGO_BIN_EXE_spead-send"))
+        .args([
+            "--quiet",
+            "--transport",
+            "pcap",
+            "--rate",
+            "0.2",
+            "--heap-size",
+            "1048576",
+        ])
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("127.0.0.1:7148")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spead-send");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // SAFETY: kill sends a signal to a child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    // "interrupted: N heaps submitted (D data heaps, then 1 end heap(s)), S sent, 0 failed, none left queued"
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("interrupted:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let numbers: Vec<u64> = report
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [submitted, data, end, sent, failed] = numbers[..] else {
+        panic!("{report}")
+    };
+    assert!(data >= 5, "{report}");
+    assert_eq!(
+        (submitted, end, sent, failed),
+        (data + 1, 1, data + 1, 0),
+        "{report}"
+    );
+    let bytes: u64 = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    let source = Source::Pcap(PcapSource::open(&pcap).unwrap());
+    let mut receiver = Receiver::new(vec![source], Default::default());
+    while !matches!(
+        receiver.next_event(std::time::Duration::from_secs(1)).unwrap(),
+        Event::End
+    ) {}
+    let stats = receiver.stats();
+    let _ = std::fs::remove_file(&pcap);
+    assert_eq!(
+        (stats.heaps_complete, stats.heaps_incomplete),
+        (sent, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.bytes, bytes, "{stats:?}");
+}

@@ -572,7 +572,7 @@ fn run(args: Args) -> Result<bool, String> {
     );
     if interrupted {
         eprintln!(
-            "spead-send: interrupted: {i} heaps submitted ({data_heaps} data heaps, then {substreams} end heaps), \
+            "spead-send: interrupted: {i} heaps submitted ({data_heaps} data heaps, then {substreams} end heap(s)), \
              {completed} sent, {failed} failed, none left queued"
         );
     }
