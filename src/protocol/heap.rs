@@ -10,7 +10,7 @@ use super::descriptor::{Descriptor, DescriptorError};
 use super::flavour::{item_id, Flavour, StreamControl};
 
 /// The bytes (or integer) of an item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ItemValue<'a> {
     /// Caller memory, borrowed for the heap's lifetime.
     Borrowed(&'a [u8]),
@@ -21,6 +21,28 @@ pub enum ItemValue<'a> {
     /// An integer sent as an immediate (spead2's inline items), such as a
     /// stream control value or a timestamp updated between sends.
     Inline(u64),
+}
+
+/// Bytes shown of a value in `Debug` output: a heap's items can be many
+/// megabytes, which logs and error messages must not carry whole.
+const DEBUG_BYTES: usize = 16;
+
+impl std::fmt::Debug for ItemValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            ItemValue::Borrowed(_) => "Borrowed",
+            ItemValue::Shared(_) => "Shared",
+            ItemValue::Owned(_) => "Owned",
+            ItemValue::Inline(value) => return write!(f, "Inline({value:#x})"),
+        };
+        let bytes = self.bytes().unwrap_or_default();
+        let shown = &bytes[..bytes.len().min(DEBUG_BYTES)];
+        write!(f, "{kind}({} bytes: {:02x?}", bytes.len(), shown)?;
+        if bytes.len() > DEBUG_BYTES {
+            write!(f, " ...")?;
+        }
+        write!(f, ")")
+    }
 }
 
 impl ItemValue<'_> {
@@ -405,5 +427,17 @@ mod tests {
             Err(HeapError::ImmediateTooLarge { .. })
         ));
         assert_eq!(heap.set_immediate(ItemHandle(0), 1), Err(HeapError::NotInline(0)));
+    }
+
+    #[test]
+    fn debug_output_shows_a_value_s_length_and_first_bytes_only() {
+        let big = ItemValue::Owned(vec![0xab; 4 << 20]);
+        let text = format!("{big:?}");
+        assert_eq!(text, format!("Owned(4194304 bytes: {:02x?} ...)", [0xabu8; 16]));
+        assert_eq!(
+            format!("{:?}", ItemValue::Borrowed(&[1, 2])),
+            "Borrowed(2 bytes: [01, 02])"
+        );
+        assert_eq!(format!("{:?}", ItemValue::Inline(0x1600)), "Inline(0x1600)");
     }
 }
