@@ -160,9 +160,17 @@ unsafe impl Send for XdpTransport {}
 
 fn os_error(what: impl Into<String>) -> impl FnOnce(xdpilone::Errno) -> TransportError {
     let what = what.into();
-    move |errno| TransportError::Io {
-        what,
-        source: std::io::Error::from_raw_os_error(errno.get_raw()),
+    move |errno| {
+        let raw = errno.get_raw();
+        let what = if raw == libc::EPERM || raw == libc::EACCES {
+            format!("{what} (AF_XDP needs root or CAP_NET_RAW)")
+        } else {
+            what
+        };
+        TransportError::Io {
+            what,
+            source: std::io::Error::from_raw_os_error(raw),
+        }
     }
 }
 

@@ -1,0 +1,216 @@
+//! Bad input gets an error that names the bad value, never a panic and
+//! never a silent drop: one test per input the stream, the protocol and the
+//! transports take. The AF_XDP ones that need an interface run as root on
+//! the veth harness (SPEAD_SKIP_PRIVILEGED=1 skips them).
+
+mod common;
+
+use std::process::Command;
+
+use common::netns::privileged;
+use common::veth::VethHarness;
+use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::stream::{HeapRef, Stream, StreamConfig};
+use spead_xdp::transport::{HugePages, MemoryTransport, UmemArea, XdpConfig, XdpTransport};
+
+fn config_error(config: StreamConfig) -> String {
+    Stream::new(MemoryTransport::new(1), config)
+        .expect_err("the configuration is refused")
+        .to_string()
+}
+
+fn says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{message:?} should say {part:?}");
+    }
+}
+
+#[test]
+fn stream_settings_name_the_bad_value() {
+    let d = StreamConfig::default();
+    says(
+        &config_error(StreamConfig {
+            max_packet_size: 40,
+            ..d
+        }),
+        &["40", "too small"],
+    );
+    says(&config_error(StreamConfig { rate: -1.0, ..d }), &["rate", "-1"]);
+    says(
+        &config_error(StreamConfig { rate: f64::NAN, ..d }),
+        &["rate", "NaN"],
+    );
+    says(
+        &config_error(StreamConfig { burst_size: 100, ..d }),
+        &["burst_size 100", "1472"],
+    );
+    says(&config_error(StreamConfig { max_heaps: 0, ..d }), &["max_heaps"]);
+    says(
+        &config_error(StreamConfig {
+            burst_rate_ratio: 0.9,
+            ..d
+        }),
+        &["burst_rate_ratio", "0.9"],
+    );
+    let stream = Stream::new(MemoryTransport::new(1), d).unwrap();
+    says(
+        &stream.set_cnt_sequence(1, 0).unwrap_err().to_string(),
+        &["step", "0"],
+    );
+}
+
+#[test]
+fn heaps_refuse_reserved_out_of_range_and_duplicate_ids() {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    says(
+        &heap.add(Item::immediate(0x3, 1)).unwrap_err().to_string(),
+        &["0x3", "reserved"],
+    );
+    // 64-48: 15 bits of item ID.
+    says(
+        &heap.add(Item::immediate(0x8000, 1)).unwrap_err().to_string(),
+        &["0x8000", "15 bits"],
+    );
+    heap.add(Item::immediate(0x1600, 1)).unwrap();
+    says(
+        &heap.add(Item::immediate(0x1600, 2)).unwrap_err().to_string(),
+        &["0x1600", "already"],
+    );
+}
+
+#[test]
+fn a_heap_larger_than_its_address_bits_reach_is_refused() {
+    // 64-16: heap addresses of 16 bits reach 65536 bytes.
+    let mut heap = Heap::new(Flavour::new(16).unwrap());
+    let error = heap
+        .add(Item::new(0x1000, vec![0u8; 70_000]))
+        .unwrap_err()
+        .to_string();
+    says(&error, &["70000", "16-bit"]);
+}
+
+#[test]
+fn packets_too_small_for_the_pointers_are_refused() {
+    says(
+        &Packetizer::new(40).unwrap_err().to_string(),
+        &["40", "too small"],
+    );
+    // Repeated pointers must all fit every packet.
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    for id in 0..40 {
+        heap.add(Item::immediate(0x1000 + id, id)).unwrap();
+    }
+    heap.set_repeat_pointers(true);
+    let error = Packetizer::new(256)
+        .unwrap()
+        .packets(&heap, 1)
+        .expect_err("too many pointers")
+        .to_string();
+    says(&error, &["repeat_pointers", "256-byte packet"]);
+    let stream = Stream::new(
+        MemoryTransport::new(1),
+        StreamConfig {
+            max_packet_size: 256,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let refused = stream
+        .submit(heap)
+        .expect_err("refused at submission")
+        .to_string();
+    says(&refused, &["entry 0", "repeat_pointers"]);
+}
+
+#[test]
+fn an_explicit_cnt_beyond_the_flavour_is_refused() {
+    let stream = Stream::new(MemoryTransport::new(1), StreamConfig::default()).unwrap();
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::immediate(0x1600, 1)).unwrap();
+    let refused = stream
+        .submit(HeapRef::new(heap).cnt(1 << 48))
+        .expect_err("cnt too large")
+        .to_string();
+    says(&refused, &["0x1000000000000", "48 bits"]);
+}
+
+#[test]
+fn an_unknown_interface_is_named() {
+    let config = XdpConfig::new("nosuchif0", vec!["10.200.99.2:7148".parse().unwrap()]);
+    let error = XdpTransport::new(&config).unwrap_err().to_string();
+    says(&error, &["unknown interface", "nosuchif0"]);
+}
+
+#[test]
+fn missing_huge_pages_are_named_when_required() {
+    let free: usize = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Free:")?.trim().parse().ok())
+        .unwrap_or(0);
+    // One 2 MiB page more than are free.
+    let error = UmemArea::with_pages((free + 1) * (2 << 20), 0, HugePages::Require)
+        .unwrap_err()
+        .to_string();
+    says(
+        &error,
+        &["huge pages required", "nr_hugepages", &format!("{free} of")],
+    );
+    assert!(UmemArea::with_pages(1 << 20, 0, HugePages::Never).is_ok());
+}
+
+#[test]
+fn a_packet_above_the_mtu_is_refused_before_sending() {
+    if !privileged("a_packet_above_the_mtu_is_refused_before_sending") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxva{}", std::process::id() % 100_000), 232, 1500, 1);
+    let config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
+    let stream_config = StreamConfig {
+        max_packet_size: 8192,
+        ..Default::default()
+    };
+    let error = Stream::new(XdpTransport::new(&config).unwrap(), stream_config)
+        .unwrap_err()
+        .to_string();
+    says(
+        &error,
+        &["max packet size 8192", "8220-byte IP packets", "MTU", "(1500)"],
+    );
+}
+
+#[test]
+fn af_xdp_without_permission_says_what_it_needs() {
+    if !privileged("af_xdp_without_permission_says_what_it_needs") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxvb{}", std::process::id() % 100_000), 233, 1500, 1);
+    // As nobody, with no capabilities.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_spead-send"))
+        .args([
+            "--transport",
+            "xdp",
+            "--heaps",
+            "1",
+            "--interface",
+            harness.get("HOST_IF"),
+        ])
+        .arg(harness.peer(7148).to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    says(
+        &stderr,
+        &["AF_XDP needs root or CAP_NET_RAW", "Operation not permitted"],
+    );
+}
