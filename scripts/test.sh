@@ -10,7 +10,10 @@
 #   cargo test --all-features (unit, golden vectors, properties, spead2
 #   interop, and as root the veth harness with the XDP sink);
 # - the committed performance plot is what scripts/plot-throughput.py draws
-#   from the committed runs.
+#   from the committed runs;
+# - the fuzz targets (fuzz/: decoder and reassembler, heap building) for
+#   FUZZ_SECONDS each (default 30), from the committed corpora, with
+#   cargo-fuzz from crates.io (stable toolchain, no sanitizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +40,19 @@ plot=$(mktemp --suffix=.svg)
 trap 'rm -f "$plot"' EXIT
 python3 scripts/plot-throughput.py bench/throughput.csv "$plot" >/dev/null
 cmp "$plot" bench/throughput.svg
+
+say "fuzzing: reassemble and build_heap, ${FUZZ_SECONDS:-30} s each"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
+fuzz_new=$(mktemp -d)
+trap 'rm -f "$plot"; rm -rf "$fuzz_new"' EXIT
+for target in reassemble build_heap; do
+    mkdir -p "$fuzz_new/$target"
+    # New inputs go to a scratch folder; the committed corpus is read only.
+    if ! cargo fuzz run --sanitizer none --release "$target" "$fuzz_new/$target" "fuzz/corpus/$target" -- \
+        -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048 >"$fuzz_new/$target.log" 2>&1; then
+        tail -60 "$fuzz_new/$target.log" >&2
+        echo "fuzz target $target failed (its input is under fuzz/artifacts/$target)" >&2
+        exit 1
+    fi
+    echo "fuzz $target: $(grep -E '^Done' "$fuzz_new/$target.log")"
+done
