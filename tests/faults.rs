@@ -37,19 +37,19 @@ fn ip(args: &[&str]) {
     );
 }
 
-fn xdp(harness: &Harness) -> XdpTransport {
+fn xdp_stream(harness: &Harness) -> Stream {
     let config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.0.peer(7148)]);
-    XdpTransport::new(&config).unwrap()
+    Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap()
 }
 
 /// Bound to the harness's interface, so that no packet takes another route
 /// while it is down.
-fn udp(harness: &Harness) -> UdpTransport {
+fn udp_stream(harness: &Harness) -> Stream {
     let config = UdpConfig {
         interface: Some(harness.get("HOST_IF").to_owned()),
         ..UdpConfig::new(vec![harness.peer(7148)])
     };
-    UdpTransport::new(&config).unwrap()
+    Stream::new(UdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap()
 }
 
 /// Sends `count` heaps one at a time; each must succeed (or, with
@@ -110,35 +110,34 @@ fn heaps_fail_while_the_link_is_down(tag: &str, subnet: u8, stream: fn(&Harness)
     );
 }
 
-/// Waits (at most 5 s) until the kernel reports `interface` running.
-fn wait_until_running(interface: &str) {
+/// Waits (at most 5 s) until `done`, or fails saying what did not happen.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let state =
-            std::fs::read_to_string(format!("/sys/class/net/{interface}/operstate")).unwrap_or_default();
-        if state.trim() == "up" {
-            return;
-        }
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 5 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("{interface} did not come back up");
+}
+
+/// Waits until the kernel reports `interface` running.
+fn wait_until_running(interface: &str) {
+    wait_for(&format!("{interface} coming back up"), || {
+        std::fs::read_to_string(format!("/sys/class/net/{interface}/operstate"))
+            .is_ok_and(|s| s.trim() == "up")
+    });
 }
 
 #[test]
 fn af_xdp_heaps_fail_while_the_link_is_down_and_go_again_after() {
     if privileged("af_xdp_heaps_fail_while_the_link_is_down_and_go_again_after") {
-        heaps_fail_while_the_link_is_down("fa", 221, |h| {
-            Stream::new(xdp(h), StreamConfig::default()).unwrap()
-        });
+        heaps_fail_while_the_link_is_down("fa", 221, xdp_stream);
     }
 }
 
 #[test]
 fn udp_heaps_fail_while_the_link_is_down_and_go_again_after() {
     if privileged("udp_heaps_fail_while_the_link_is_down_and_go_again_after") {
-        heaps_fail_while_the_link_is_down("fb", 222, |h| {
-            Stream::new(udp(h), StreamConfig::default()).unwrap()
-        });
+        heaps_fail_while_the_link_is_down("fb", 222, udp_stream);
     }
 }
 
@@ -152,11 +151,9 @@ fn the_destination_disappears(tag: &str, subnet: u8, stream: fn(&Harness) -> Str
     send(&stream, 3, None);
     ip(&["netns", "del", harness.get("NETNS")]);
     // The kernel dismantles a namespace in the background.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::path::Path::new(&format!("/sys/class/net/{host}")).exists() {
-        assert!(Instant::now() < deadline, "{host} outlived its peer's namespace");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(&format!("{host} going with its peer's namespace"), || {
+        !std::path::Path::new(&format!("/sys/class/net/{host}")).exists()
+    });
     send(&stream, 3, Some(&format!("interface {host} no longer exists")));
     let stats = stream.stats();
     assert_eq!((stats.heaps, stats.errors), (3, 3), "{stats:?}");
@@ -172,18 +169,14 @@ fn the_destination_disappears(tag: &str, subnet: u8, stream: fn(&Harness) -> Str
 #[test]
 fn af_xdp_heaps_fail_when_the_destination_and_link_disappear() {
     if privileged("af_xdp_heaps_fail_when_the_destination_and_link_disappear") {
-        the_destination_disappears("fc", 223, |h| {
-            Stream::new(xdp(h), StreamConfig::default()).unwrap()
-        });
+        the_destination_disappears("fc", 223, xdp_stream);
     }
 }
 
 #[test]
 fn udp_heaps_fail_when_the_destination_and_link_disappear() {
     if privileged("udp_heaps_fail_when_the_destination_and_link_disappear") {
-        the_destination_disappears("fd", 224, |h| {
-            Stream::new(udp(h), StreamConfig::default()).unwrap()
-        });
+        the_destination_disappears("fd", 224, udp_stream);
     }
 }
 
@@ -198,10 +191,7 @@ fn heaps_go_on_when_the_destination_loses_its_address() {
     let harness = Harness::up("fe", 225, 1500);
     let sink = harness.sink(false);
     let (peer, netns) = (harness.get("PEER_IF"), harness.get("NETNS"));
-    let streams = [
-        Stream::new(xdp(&harness), StreamConfig::default()).unwrap(),
-        Stream::new(udp(&harness), StreamConfig::default()).unwrap(),
-    ];
+    let streams = [xdp_stream(&harness), udp_stream(&harness)];
     for stream in &streams {
         send(stream, 2, None);
     }
