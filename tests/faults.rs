@@ -260,3 +260,45 @@ fn af_xdp_heaps_fail_after_a_bounded_wait_when_the_tx_ring_stays_full() {
     let seen = settle(&sink, 4 * PACKETS_PER_HEAP);
     assert_eq!((seen.packets, seen.heaps), (4 * PACKETS_PER_HEAP, 4), "{seen:?}");
 }
+
+/// The link goes down while a paced heap is half sent: that heap fails
+/// (its other packets are not sent), and the next one, with the link back,
+/// goes whole.
+#[test]
+fn af_xdp_a_heap_in_flight_fails_when_the_link_goes_down_under_it() {
+    if !privileged("af_xdp_a_heap_in_flight_fails_when_the_link_goes_down_under_it") {
+        return;
+    }
+    let harness = Harness::up("fg", 227, 1500);
+    let sink = harness.sink(false);
+    let host = harness.get("HOST_IF");
+    let config = XdpConfig::new(host, vec![harness.0.peer(7148)]);
+    // 4 MiB at 100 Mb/s: about 0.34 s on the wire.
+    let stream_config = StreamConfig {
+        rate: 100e6 / 8.0,
+        ..Default::default()
+    };
+    let stream = Stream::new(XdpTransport::new(&config).unwrap(), stream_config).unwrap();
+    let mut big = Heap::new(Flavour::SPEAD_64_48);
+    big.add(Item::new(0x1800, vec![1u8; 4 << 20])).unwrap();
+    let in_flight = stream.submit(big).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    ip(&["link", "set", host, "down"]);
+    let error = in_flight
+        .wait()
+        .expect_err("the link went down under it")
+        .to_string();
+    assert!(error.contains(&format!("interface {host} is down")), "{error}");
+    let partial = stream.stats().packets();
+    assert!(
+        partial > 0 && partial < 2000,
+        "{partial} of the heap's ~2860 packets went before the link did"
+    );
+    ip(&["link", "set", host, "up"]);
+    wait_until_running(host);
+    send(&stream, 1, None);
+    let stats = stream.stats();
+    assert_eq!((stats.heaps, stats.errors), (1, 1), "{stats:?}");
+    let seen = settle(&sink, stats.packets());
+    assert_eq!((seen.packets, seen.heaps), (stats.packets(), 1), "{seen:?}");
+}
