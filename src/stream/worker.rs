@@ -171,10 +171,7 @@ impl<T: Transport> Worker<T> {
             let Job { work, share } = job;
             let sizing = self.sizing;
             let region = self.transport.payload_region();
-            let mut source = JobPackets::new(&work, &sizing, region);
-            for _ in 0..begun.consumed {
-                source.skip();
-            }
+            let mut source = JobPackets::new(&work, &sizing, region, begun.consumed);
             let result = match begun.failed {
                 Some(error) => {
                     self.abandon(&mut source);
@@ -249,10 +246,7 @@ impl<T: Transport> Worker<T> {
                     let k = ahead_sources.len();
                     ahead_begun[k] = next.begun;
                     let job = ahead[k].get_or_init(|| next.job);
-                    let mut next_source = JobPackets::new(&job.work, &sizing, region);
-                    for _ in 0..ahead_begun[k].consumed {
-                        next_source.skip();
-                    }
+                    let next_source = JobPackets::new(&job.work, &sizing, region, ahead_begun[k].consumed);
                     in_reach += next_source.remaining();
                     ahead_sources.push(next_source);
                 }
@@ -315,18 +309,10 @@ impl<T: Transport> Worker<T> {
         };
         drop(ahead_sources);
         // Back on the front of `carried`, in order, ahead of any left there.
-        let taken: Vec<Carried> = ahead
-            .into_iter()
-            .zip(ahead_begun)
-            .filter_map(|(job, begun)| {
-                Some(Carried {
-                    job: job.into_inner()?,
-                    begun,
-                })
-            })
-            .collect();
-        for next in taken.into_iter().rev() {
-            carried.push_front(next);
+        for (job, begun) in ahead.into_iter().zip(ahead_begun).rev() {
+            if let Some(job) = job.into_inner() {
+                carried.push_front(Carried { job, begun });
+            }
         }
         result.map(|()| bytes)
     }
@@ -380,7 +366,17 @@ enum JobPackets<'j> {
 }
 
 impl<'j> JobPackets<'j> {
-    fn new(work: &'j Work, sizing: &Packetizer, region: Option<(usize, usize)>) -> Self {
+    /// The packets of `work` after the first `consumed`, which earlier
+    /// batches took.
+    fn new(work: &'j Work, sizing: &Packetizer, region: Option<(usize, usize)>, consumed: usize) -> Self {
+        let mut packets = Self::all(work, sizing, region);
+        for _ in 0..consumed {
+            packets.skip();
+        }
+        packets
+    }
+
+    fn all(work: &'j Work, sizing: &Packetizer, region: Option<(usize, usize)>) -> Self {
         match work {
             Work::Heaps { heaps, mode } => JobPackets::Group(GroupPackets::new(sizing, heaps, *mode, region)),
             Work::Datagrams {
@@ -443,26 +439,32 @@ struct Chain<'c, 'j, A: ?Sized> {
     at: usize,
 }
 
+/// Where a chain's next packet comes from.
+enum Next {
+    First,
+    /// `rest[k]`.
+    Rest(usize),
+}
+
 impl<'j, A: PacketSource + ?Sized> Chain<'_, 'j, A> {
-    /// The job the next packet comes from: `None` for `first`, else its
-    /// index in `rest`; `Err` when all are done.
-    fn current(&mut self) -> Result<Option<usize>, ()> {
+    /// The job the next packet comes from, or `None` when all are done.
+    fn current(&mut self) -> Option<Next> {
         if !self.first.is_done() {
-            return Ok(None);
+            return Some(Next::First);
         }
         while self.at < self.rest.len() {
             if !self.rest[self.at].is_done() {
-                return Ok(Some(self.at));
+                return Some(Next::Rest(self.at));
             }
             self.at += 1;
         }
-        Err(())
+        None
     }
 }
 
 impl<A: PacketSource + ?Sized> PacketSource for Chain<'_, '_, A> {
     fn is_done(&mut self) -> bool {
-        self.current().is_err()
+        self.current().is_none()
     }
 
     fn remaining(&self) -> usize {
@@ -470,14 +472,14 @@ impl<A: PacketSource + ?Sized> PacketSource for Chain<'_, '_, A> {
     }
 
     fn next_len(&mut self) -> Option<usize> {
-        match self.current().ok()? {
-            None => self.first.next_len(),
-            Some(k) => self.rest[k].next_len(),
+        match self.current()? {
+            Next::First => self.first.next_len(),
+            Next::Rest(k) => self.rest[k].next_len(),
         }
     }
 
     fn write_next(&mut self, buf: &mut [u8]) -> Option<(PacketMeta, f64)> {
-        let Some(k) = self.current().ok()? else {
+        let Next::Rest(k) = self.current()? else {
             return self.first.write_next(buf);
         };
         let packet = self.rest[k].write_next(buf)?;
@@ -487,7 +489,7 @@ impl<A: PacketSource + ?Sized> PacketSource for Chain<'_, '_, A> {
     }
 
     fn skip(&mut self) -> Option<()> {
-        let Some(k) = self.current().ok()? else {
+        let Next::Rest(k) = self.current()? else {
             return self.first.skip();
         };
         self.rest[k].skip()?;
