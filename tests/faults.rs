@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::harness::{settle, Harness};
-use common::netns::privileged;
+use common::netns::{privileged, run_ip as ip};
 use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{Stream, StreamConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
@@ -22,19 +22,7 @@ const HEAP_BYTES: usize = 100_000;
 const PACKETS_PER_HEAP: u64 = 70;
 
 fn heap(seed: u8) -> Heap<'static> {
-    let mut heap = Heap::new(Flavour::SPEAD_64_48);
-    heap.add(Item::immediate(0x1600, u64::from(seed))).unwrap();
-    heap.add(Item::new(0x1800, vec![seed; HEAP_BYTES])).unwrap();
-    heap
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::harness::heap(seed, HEAP_BYTES)
 }
 
 fn xdp_stream(harness: &Harness) -> Stream {

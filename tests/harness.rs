@@ -12,18 +12,11 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use common::harness::{settle, Harness};
+use common::harness::{heap, settle, Harness};
 use common::netns::{privileged, run_in};
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport, UmemArea, XdpConfig, XdpTransport};
-
-fn heap(seed: u8, size: usize) -> Heap<'static> {
-    let mut heap = Heap::new(Flavour::SPEAD_64_48);
-    heap.add(Item::immediate(0x1600, u64::from(seed))).unwrap();
-    heap.add(Item::new(0x1800, vec![seed; size])).unwrap();
-    heap
-}
 
 /// Sends `heaps` heaps and an end heap over the harness and checks the
 /// sink's counts against what was sent.

@@ -168,9 +168,8 @@ struct Args {
     spin_us: u64,
     /// Poll this long for work (workers) and completions (the feeding
     /// thread) before sleeping, when --core leaves the feeding thread a core
-    /// of its own: saves a wake-up per heap at the cost of busy CPU (on this
-    /// VM: +20 % for 128 KiB heaps of 8192-byte packets, -17 % for 1472-byte
-    /// ones).
+    /// of its own: saves a wake-up per heap at the cost of busy CPU (gains
+    /// and losses both measured; see the README).
     #[arg(
         long,
         value_name = "MICROSECONDS",

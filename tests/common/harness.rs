@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 
 use super::veth::VethHarness;
@@ -50,4 +51,12 @@ pub fn settle(sink: &Sink, packets: u64) -> SinkStats {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A heap of a timestamp (`seed`) and `size` bytes of `seed`.
+pub fn heap(seed: u8, size: usize) -> Heap<'static> {
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::immediate(0x1600, u64::from(seed))).unwrap();
+    heap.add(Item::new(0x1800, vec![seed; size])).unwrap();
+    heap
 }

@@ -97,7 +97,8 @@ impl Drop for Netns {
     }
 }
 
-fn run_ip(args: &[&str]) {
+/// Runs `ip ARGS`, failing the test if it fails.
+pub fn run_ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
     assert!(
         out.status.success(),
