@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arrayvec::ArrayVec;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 
@@ -151,7 +152,8 @@ impl<T: Transport> Worker<T> {
 
     /// Sends groups until the stream is dropped and the queue is empty.
     pub fn run(mut self, queue: Receiver<Job>) {
-        let mut carried: VecDeque<Carried> = VecDeque::new();
+        // Never more than a batch's look-ahead, so it never grows mid-run.
+        let mut carried: VecDeque<Carried> = VecDeque::with_capacity(LOOKAHEAD);
         loop {
             let Carried { job, begun } = match carried.pop_front() {
                 Some(next) => next,
@@ -225,7 +227,9 @@ impl<T: Transport> Worker<T> {
         // Filled one at a time while the earlier ones are borrowed.
         let ahead: [OnceCell<Job>; LOOKAHEAD] = Default::default();
         let mut ahead_begun: [Begun; LOOKAHEAD] = Default::default();
-        let mut ahead_sources: Vec<JobPackets<'_>> = Vec::new();
+        // On the stack: how far a batch looks ahead depends on timing, and
+        // must not change how often a job allocates.
+        let mut ahead_sources: ArrayVec<JobPackets<'_>, LOOKAHEAD> = ArrayVec::new();
         let sizing = self.sizing;
         let region = self.transport.payload_region();
         let wanted = self.transport.max_batch() * self.of;
