@@ -184,9 +184,11 @@ fn attach(harness: &common::veth::VethHarness) -> Sink {
     Sink::attach(&config).expect("attach the sink")
 }
 
-/// The ceiling of `transport`: as many packets as the workload has, each
-/// slot written once with a prebuilt packet and then sent again as it is
-/// (no packetizing, no stream, no pacing).
+/// The ceiling of `transport`: as many packets as the workload has, in
+/// each heap's real sequence of lengths (so UDP's GSO messages end at each
+/// heap's short last packet, as they do for real heaps), written from
+/// prebuilt packets and then sent again as they are (no packetizing, no
+/// stream, no pacing).
 fn run_ceiling<T: Transport>(
     harness: &common::veth::VethHarness,
     mut transport: T,
@@ -197,8 +199,11 @@ fn run_ceiling<T: Transport>(
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::new(0x1800, vec![0u8; work.heap_size as usize]))
         .unwrap();
-    let per_heap = sizing.packets(&heap, 1).unwrap().remaining() as u64;
-    let prebuilt = sizing.packets(&heap, 1).unwrap().nth(1).unwrap();
+    let lengths: Vec<usize> = sizing.packets(&heap, 1).unwrap().map(|p| p.len()).collect();
+    let per_heap = lengths.len() as u64;
+    // A full packet from the middle of the heap, and the heap's last one.
+    let middle = sizing.packets(&heap, 1).unwrap().nth(1).unwrap();
+    let last = sizing.packets(&heap, 1).unwrap().last().unwrap();
     let total = work.heaps * per_heap;
     transport.prepare(work.packet).unwrap();
     // On a thread of its own pinned to core 1, so the pinning is not
@@ -214,16 +219,21 @@ fn run_ceiling<T: Transport>(
                         if sent >= total {
                             return None;
                         }
-                        // AF_XDP recycles its slots: after the first 4096
-                        // packets every slot already holds the packet. The
-                        // UDP transport's batch buffers are fewer, so it is
-                        // written for good after that too.
-                        if written < 4096 {
-                            buf[..prebuilt.len()].copy_from_slice(&prebuilt);
+                        let len = lengths[(sent % per_heap) as usize];
+                        // The transports reuse a fixed set of slots (AF_XDP
+                        // has 4096 frames, UDP fewer batch buffers): once
+                        // each holds a full packet, only a heap's last
+                        // packet is written again (once a heap). A slot that
+                        // held a last packet is still a valid SPEAD packet
+                        // when sent longer: its payload length is shorter.
+                        if len < middle.len() {
+                            buf[..last.len()].copy_from_slice(&last);
+                        } else if written < 4096 {
+                            buf[..middle.len()].copy_from_slice(&middle);
                             written += 1;
                         }
                         sent += 1;
-                        Some(PacketMeta::written(prebuilt.len(), 0))
+                        Some(PacketMeta::written(len, 0))
                     };
                     transport.send(&mut fill).unwrap();
                 }
