@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -182,13 +182,13 @@ fn groups_and_cnt_sequences_match_spead2_bytes_stream() {
 }
 
 /// A transport whose first batch meets the test at a barrier twice (once
-/// entered, once to go on), which counts its batches, and fails the
-/// batches it is told to.
+/// entered, once to go on), which records the packets of each batch, and
+/// fails the batches it is told to.
 struct GatedTransport {
     gate: Option<Arc<Barrier>>,
     fail_batches: Arc<AtomicUsize>,
     sent: Arc<AtomicUsize>,
-    batches: Arc<AtomicUsize>,
+    batches: Arc<Mutex<Vec<usize>>>,
     scratch: Vec<u8>,
 }
 
@@ -214,7 +214,6 @@ impl Transport for GatedTransport {
             gate.wait();
             gate.wait();
         }
-        self.batches.fetch_add(1, Ordering::SeqCst);
         let mut n = 0;
         while n < self.max_batch() {
             let Some(meta) = fill(&mut self.scratch) else {
@@ -223,6 +222,7 @@ impl Transport for GatedTransport {
             assert!(meta.substream < 2);
             n += 1;
         }
+        self.batches.lock().unwrap().push(n);
         if self.fail_batches.load(Ordering::SeqCst) > 0 {
             self.fail_batches.fetch_sub(1, Ordering::SeqCst);
             return Err(TransportError::Io {
@@ -244,7 +244,7 @@ fn gated(gate: Option<Arc<Barrier>>, fail: usize) -> (GatedTransport, Arc<Atomic
         gate,
         fail_batches: Arc::new(AtomicUsize::new(fail)),
         sent: Arc::clone(&sent),
-        batches: Arc::new(AtomicUsize::new(0)),
+        batches: Arc::default(),
         scratch: Vec::new(),
     };
     (transport, sent)
@@ -767,7 +767,7 @@ fn statistics_count_every_packet_byte_and_heap_per_worker() {
 
 /// Submits a heap the worker holds at the gate, then `more` heaps, and lets
 /// the worker go: the `more` heaps are all queued when it goes on.
-fn queued_behind_a_gate(fail: usize, more: usize) -> (Vec<Completion>, Arc<AtomicUsize>, Stream) {
+fn queued_behind_a_gate(fail: usize, more: usize) -> (Vec<Completion>, Arc<Mutex<Vec<usize>>>, Stream) {
     let gate = Arc::new(Barrier::new(2));
     let (transport, _) = gated(Some(Arc::clone(&gate)), fail);
     let batches = Arc::clone(&transport.batches);
@@ -789,8 +789,11 @@ fn a_batch_carries_on_into_the_queued_heaps() {
     for completion in completions {
         assert_eq!(completion.wait().unwrap(), 57);
     }
-    // One-packet heaps: the held one alone, then full batches of 8.
-    assert_eq!(batches.load(Ordering::SeqCst), 3);
+    // One-packet heaps: the held one alone; then each batch finishes
+    // heaps ahead only while as many stay queued, so the submitter can
+    // refill the queue while the rest go out: 1 + 4 (4 left), 1 + 1
+    // (2 left), then one each.
+    assert_eq!(*batches.lock().unwrap(), [1, 5, 2, 1, 1]);
     let stats = stream.stats();
     assert_eq!(
         (stats.heaps, stats.packets(), stats.bytes()),
@@ -801,22 +804,25 @@ fn a_batch_carries_on_into_the_queued_heaps() {
 
 #[test]
 fn a_failed_shared_batch_fails_every_heap_in_it() {
-    // The held heap's batch fails, then the batch of heaps 2 to 9; heap 10
-    // goes in a batch of its own.
+    // The held heap's batch fails, then the batch of heaps 2 to 6 (see
+    // a_batch_carries_on_into_the_queued_heaps); heaps 7 to 10 go in later
+    // batches.
     let (completions, _, stream) = queued_behind_a_gate(2, 9);
     let results: Vec<_> = completions.into_iter().map(Completion::wait).collect();
     assert!(matches!(&results[0], Err(SendError::Transport(_))), "{results:?}");
     let second = results[1].as_ref().unwrap_err().to_string();
     assert!(second.contains("sending a batch"), "{second}");
-    for shared in &results[2..9] {
+    for shared in &results[2..6] {
         let shared = shared.as_ref().unwrap_err().to_string();
         assert!(shared.contains("shared with the previous submission"), "{shared}");
     }
-    assert_eq!(results[9].as_ref().unwrap(), &57);
+    for sent in &results[6..] {
+        assert_eq!(sent.as_ref().unwrap(), &57);
+    }
     let stats = stream.stats();
     assert_eq!(
         (stats.heaps, stats.errors, stats.packets()),
-        (1, 9, 1),
+        (4, 6, 4),
         "{stats:?}"
     );
 }

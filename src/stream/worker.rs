@@ -215,8 +215,8 @@ impl<T: Transport> Worker<T> {
     /// earlier batch already sent `bytes`) in batches, pacing each packet.
     /// Near the end, the last batch carries on into the jobs that follow
     /// (those `carried` over from an earlier batch first, then newly
-    /// queued ones) until it is full; they go back on `carried` with how
-    /// far they got.
+    /// queued ones) until it is full, but finishes no more of them than
+    /// are left queued; they go back on `carried` with how far they got.
     fn send_packets(
         &mut self,
         source: &mut dyn PacketSource,
@@ -230,6 +230,8 @@ impl<T: Transport> Worker<T> {
         // On the stack: how far a batch looks ahead depends on timing, and
         // must not change how often a job allocates.
         let mut ahead_sources: ArrayVec<JobPackets<'_>, LOOKAHEAD> = ArrayVec::new();
+        // Of them, those in reach of batches (a last one may be held back).
+        let mut taken = 0;
         let sizing = self.sizing;
         let region = self.transport.payload_region();
         let wanted = self.transport.max_batch() * self.of;
@@ -238,27 +240,46 @@ impl<T: Transport> Worker<T> {
             // Look ahead once this job alone cannot fill a batch.
             let mut in_reach = source.remaining();
             if in_reach < wanted {
-                in_reach += ahead_sources.iter().map(PacketSource::remaining).sum::<usize>();
-                while in_reach < wanted && ahead_sources.len() < LOOKAHEAD {
-                    let next = match carried.pop_front() {
-                        Some(next) => next,
-                        None => match queue.try_recv() {
-                            Ok(job) => Carried::new(job),
-                            Err(_) => break,
-                        },
-                    };
-                    let k = ahead_sources.len();
-                    ahead_begun[k] = next.begun;
-                    let job = ahead[k].get_or_init(|| next.job);
-                    let next_source = JobPackets::new(&job.work, &sizing, region, ahead_begun[k].consumed);
-                    in_reach += next_source.remaining();
-                    ahead_sources.push(next_source);
+                in_reach += ahead_sources[..taken]
+                    .iter()
+                    .map(PacketSource::remaining)
+                    .sum::<usize>();
+                while in_reach < wanted && taken < LOOKAHEAD {
+                    if taken == ahead_sources.len() {
+                        let next = match carried.pop_front() {
+                            Some(next) => next,
+                            None => match queue.try_recv() {
+                                Ok(job) => Carried::new(job),
+                                Err(_) => break,
+                            },
+                        };
+                        ahead_begun[taken] = next.begun;
+                        let job = ahead[taken].get_or_init(|| next.job);
+                        ahead_sources.push(JobPackets::new(
+                            &job.work,
+                            &sizing,
+                            region,
+                            ahead_begun[taken].consumed,
+                        ));
+                    }
+                    // A job this batch would finish completes only once the
+                    // batch is sent. Finishing every queued job in one batch
+                    // leaves nothing to send while the submitter, woken by
+                    // those completions, refills the queue: so finish at
+                    // most as many jobs ahead as stay queued behind them
+                    // (the one held back may join a later batch).
+                    let left = ahead_sources[taken].remaining();
+                    if in_reach + left <= wanted && taken >= carried.len() + queue.len() {
+                        break;
+                    }
+                    in_reach += left;
+                    taken += 1;
                 }
             }
-            let ahead_bytes_before: u64 = ahead_begun.iter().map(|b| b.bytes).sum();
+            let bytes_before: [u64; LOOKAHEAD] = std::array::from_fn(|k| ahead_begun[k].bytes);
             let mut chain = Chain {
                 first: &mut *source,
-                rest: &mut ahead_sources,
+                rest: &mut ahead_sources[..taken],
                 rest_begun: &mut ahead_begun,
                 at: 0,
             };
@@ -295,13 +316,16 @@ impl<T: Transport> Worker<T> {
             match sent {
                 Ok(sent) => {
                     let ahead_bytes: u64 = ahead_begun.iter().map(|b| b.bytes).sum();
-                    bytes += batch_bytes - (ahead_bytes - ahead_bytes_before);
+                    bytes += batch_bytes - (ahead_bytes - bytes_before.iter().sum::<u64>());
                     counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
                     counters.bytes.fetch_add(batch_bytes, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    for begun in ahead_begun.iter_mut().filter(|b| b.consumed > 0) {
-                        begun.failed = Some(shared_batch_failed(&e).into());
+                    // The jobs ahead with packets in this batch fail with it.
+                    for (begun, before) in ahead_begun.iter_mut().zip(bytes_before) {
+                        if begun.bytes > before {
+                            begun.failed = Some(shared_batch_failed(&e).into());
+                        }
                     }
                     self.abandon(source);
                     break Err(SendError::from(e));
