@@ -4,7 +4,8 @@
 //! two transports with two workers on two cores (two AF_XDP TX queues),
 //! and the ceiling of each of our transports (prebuilt packets pushed through the
 //! same transport with no packetizing or stream). Heaps of 128 KiB and
-//! 4 MiB, packets of 1472, 4096 and 8192 bytes. Every sender runs once per
+//! 4 MiB, packets of 1472, 4096 and 8192 bytes, and small heaps (16 KiB of
+//! 1472-byte packets, 64 KiB of 8192-byte ones). Every sender runs once per
 //! round, in an order that rotates between rounds, so drift on this shared
 //! machine hits all of them alike; the tables give medians (and the range
 //! of packets/s), CPU seconds per GB, and the ratios ours/spead2 and
@@ -31,7 +32,9 @@ use spead_xdp::transport::{PacketMeta, Transport, UdpConfig, UdpTransport, XdpCo
 /// Bytes of heap payload per run (so every run sends about the same).
 const BYTES_PER_RUN: u64 = 400 << 20;
 /// (heap size, packet size) workloads.
-const WORKLOADS: [(u64, usize); 5] = [
+const WORKLOADS: [(u64, usize); 7] = [
+    (16 << 10, 1472),
+    (64 << 10, 8192),
     (128 << 10, 1472),
     (128 << 10, 8192),
     (4 << 20, 1472),

@@ -4,7 +4,8 @@
 Reads the runs that `cargo bench --features sink --bench throughput` writes
 (target/throughput.csv by default) and writes an SVG (bench/throughput.svg
 by default): the median Gb/s of UDP payload per sender and packet size, one
-line per sender, solid for 4 MiB heaps and dashed for 128 KiB heaps. It
+line per sender and heap size measured at several packet sizes, solid for
+heaps of 1 MiB or more and dashed for smaller ones. It
 also prints the medians as a Markdown table for README.md. Only the Python
 standard library is needed.
 
@@ -42,11 +43,12 @@ def read_runs(path):
 
 
 def load(runs):
-    """Median Gb/s keyed by (sender, heap size) then packet size."""
+    """Median Gb/s keyed by (sender, heap size) then packet size, for the
+    heap sizes measured at more than one packet size (a line needs two)."""
     lines = defaultdict(dict)
     for (sender, heap, packet), values in runs.items():
         lines[(sender, heap)][packet] = statistics.median(v["gbps"] for v in values)
-    return lines
+    return {key: points for key, points in lines.items() if len(points) > 1}
 
 
 def heap_name(heap):
