@@ -168,12 +168,12 @@ struct Args {
     spin_us: u64,
     /// Poll this long for work (workers) and completions (the feeding
     /// thread) before sleeping, when --core leaves the feeding thread a core
-    /// of its own: saves a wake-up per heap at the cost of busy CPU (gains
-    /// and losses both measured; see the README).
+    /// of its own (else 0): saves wake-ups when heaps are small, at the cost
+    /// of up to this much busy CPU each time a thread would sleep.
     #[arg(
         long,
         value_name = "MICROSECONDS",
-        default_value_t = 0,
+        default_value_t = 20,
         help_heading = "Pacing options"
     )]
     poll_us: u64,
