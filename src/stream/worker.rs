@@ -335,10 +335,14 @@ impl<T: Transport> Worker<T> {
                 self.clock.wait_until(deadline);
             }
         };
+        // The jobs taken (the first `fetched` cells), back on the front of
+        // `carried`, in order, ahead of any left there.
+        let fetched = ahead_sources.len();
         drop(ahead_sources);
-        // Back on the front of `carried`, in order, ahead of any left there.
-        for (job, begun) in ahead.into_iter().zip(ahead_begun).rev() {
-            if let Some(job) = job.into_inner() {
+        let mut ahead = ahead;
+        for k in (0..fetched).rev() {
+            if let Some(job) = ahead[k].take() {
+                let begun = std::mem::take(&mut ahead_begun[k]);
                 carried.push_front(Carried { job, begun });
             }
         }
