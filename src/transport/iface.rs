@@ -1,14 +1,15 @@
 //! What a raw-frame transport needs to know about an interface and its
 //! neighbours: index, MAC, MTU and IPv4 address of the interface, and the
 //! MAC of the next hop towards a destination (the group's MAC for
-//! multicast; otherwise from the kernel's neighbour table, probed with one
-//! datagram when absent). IPv4 only.
+//! multicast; otherwise the kernel's route and neighbour table, asked over
+//! rtnetlink, the neighbour probed with one datagram when absent). IPv4
+//! only.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::frame::MacAddress;
-use super::TransportError;
+use super::{netlink, TransportError};
 
 /// An interface of this network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,29 +115,17 @@ fn config_error(what: String) -> TransportError {
     TransportError::Config { what }
 }
 
-fn parse_mac(text: &str) -> Option<MacAddress> {
-    let bytes: Vec<u8> = text
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).ok())
-        .collect::<Option<_>>()?;
-    Some(MacAddress(bytes.try_into().ok()?))
-}
-
 impl Interface {
     /// Looks an interface up by name.
     pub fn lookup(name: &str) -> Result<Self, TransportError> {
         let index = nix::net::if_::if_nametoindex(name)
             .map_err(|e| config_error(format!("unknown interface {name:?}: {e}")))?;
-        let sys = |file: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{file}"));
-        let mac = sys("address")
-            .ok()
-            .and_then(|t| parse_mac(&t))
+        let link =
+            netlink::link(index).map_err(|e| config_error(format!("describing interface {name}: {e}")))?;
+        let mac = link
+            .mac
             .ok_or_else(|| config_error(format!("interface {name} has no Ethernet address")))?;
-        let mtu = sys("mtu")
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .ok_or_else(|| config_error(format!("cannot read the MTU of {name}")))?;
+        let mtu = link.mtu;
         let ipv4 = nix::ifaddrs::getifaddrs()
             .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
             .filter(|a| a.interface_name == name)
@@ -154,26 +143,11 @@ impl Interface {
         })
     }
 
-    /// The interface the kernel would send to `destination` from: the one
-    /// holding the local address a connected UDP socket picks.
+    /// The interface the kernel's route to `destination` leaves by.
     pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
-        let socket = UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| s.connect(SocketAddrV4::new(destination, 9)).map(|()| s))
+        let route = netlink::route_to(destination, None)
             .map_err(|e| config_error(format!("no route to {destination}: {e}")))?;
-        let local = match socket.local_addr() {
-            Ok(std::net::SocketAddr::V4(a)) => *a.ip(),
-            _ => return Err(config_error(format!("no IPv4 route to {destination}"))),
-        };
-        let name = nix::ifaddrs::getifaddrs()
-            .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
-            .find(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|v| v.ip())) == Some(local))
-            .map(|a| a.interface_name)
-            .ok_or_else(|| {
-                config_error(format!(
-                    "no interface holds {local}, the source towards {destination}"
-                ))
-            })?;
-        Self::lookup(&name)
+        Self::lookup(&name_of(route.interface)?)
     }
 
     /// The interface's IPv4 address, or an error naming the interface.
@@ -183,44 +157,31 @@ impl Interface {
             .ok_or_else(|| config_error(format!("interface {} has no IPv4 address", self.name)))
     }
 
-    /// Whether `ip` is on this interface's subnet.
-    fn on_link(&self, ip: Ipv4Addr) -> bool {
-        self.ipv4.is_some_and(|(a, prefix)| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(a) & mask == u32::from(ip) & mask
-        })
-    }
-
-    /// The gateway of this interface's default route, from /proc/net/route.
-    fn gateway(&self) -> Option<Ipv4Addr> {
-        let table = std::fs::read_to_string("/proc/net/route").ok()?;
-        table.lines().skip(1).find_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.len() > 2 && f[0] == self.name && f[1] == "00000000")
-                .then(|| u32::from_str_radix(f[2], 16).ok())
-                .flatten()
-                .map(|g| Ipv4Addr::from(u32::from_be(g)))
-        })
-    }
-
     /// The destination MAC for `destination`: the group's for multicast,
-    /// else the next hop's from the neighbour table (probing once, and
-    /// waiting up to `wait`, if it is not there).
+    /// else the next hop's (the destination, or the gateway the kernel's
+    /// route to it names) from the neighbour table, probing once and
+    /// waiting up to `wait` if it is not there. The kernel's route must
+    /// leave by this interface: frames sent anywhere else would be lost.
     pub fn next_hop_mac(&self, destination: Ipv4Addr, wait: Duration) -> Result<MacAddress, TransportError> {
         if destination.is_multicast() {
             return Ok(MacAddress::for_multicast(destination));
         }
-        let hop = if self.on_link(destination) {
-            destination
-        } else {
-            self.gateway().ok_or_else(|| {
-                config_error(format!(
-                    "{destination} is not on {}'s subnet and it has no default route",
-                    self.name
-                ))
-            })?
+        let source = self.ipv4.map(|(a, _)| a);
+        let route = netlink::route_to(destination, source)
+            .map_err(|e| config_error(format!("no route to {destination} from {}: {e}", self.name)))?;
+        if route.interface != self.index {
+            return Err(config_error(format!(
+                "the kernel routes {destination} out of {}, not {}",
+                name_of(route.interface).unwrap_or_else(|_| format!("interface {}", route.interface)),
+                self.name
+            )));
+        }
+        let hop = route.gateway.unwrap_or(destination);
+        let neighbour = || {
+            netlink::neighbour(hop, self.index)
+                .map_err(|e| config_error(format!("reading the neighbour table for {hop}: {e}")))
         };
-        if let Some(mac) = neighbour(hop, &self.name) {
+        if let Some(mac) = neighbour()? {
             return Ok(mac);
         }
         // Make the kernel resolve it: one empty datagram to the discard port.
@@ -234,7 +195,7 @@ impl Interface {
         }
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if let Some(mac) = neighbour(hop, &self.name) {
+            if let Some(mac) = neighbour()? {
                 return Ok(mac);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -246,22 +207,11 @@ impl Interface {
     }
 }
 
-/// The complete neighbour entry for `ip` on `device`, from /proc/net/arp.
-fn neighbour(ip: Ipv4Addr, device: &str) -> Option<MacAddress> {
-    let table = std::fs::read_to_string("/proc/net/arp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // IP address, HW type, Flags, HW address, Mask, Device; flag 0x2
-        // is ATF_COM (complete).
-        let complete = f
-            .get(2)
-            .and_then(|x| u32::from_str_radix(x.trim_start_matches("0x"), 16).ok())?
-            & 0x2
-            != 0;
-        (f.len() >= 6 && f[5] == device && f[0].parse() == Ok(ip) && complete)
-            .then(|| parse_mac(f[3]))
-            .flatten()
-    })
+/// The name of the interface with index `index`.
+fn name_of(index: u32) -> Result<String, TransportError> {
+    nix::net::if_::if_indextoname(index)
+        .map(|name| name.to_string_lossy().into_owned())
+        .map_err(|e| config_error(format!("no interface has index {index}: {e}")))
 }
 
 #[cfg(test)]
@@ -273,8 +223,7 @@ mod tests {
         let lo = Interface::lookup("lo").unwrap();
         assert_eq!(lo.mac, MacAddress([0; 6]));
         assert_eq!(lo.ipv4, Some((Ipv4Addr::LOCALHOST, 8)));
-        assert!(lo.on_link(Ipv4Addr::new(127, 9, 9, 9)));
-        assert!(!lo.on_link(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(Interface::towards(Ipv4Addr::new(127, 9, 9, 9)).unwrap(), lo);
         let err = Interface::lookup("no-such-if0").unwrap_err();
         assert!(err.to_string().contains("no-such-if0"), "{err}");
     }
@@ -286,15 +235,5 @@ mod tests {
             .next_hop_mac(Ipv4Addr::new(239, 1, 2, 3), Duration::ZERO)
             .unwrap();
         assert_eq!(mac, MacAddress::for_multicast(Ipv4Addr::new(239, 1, 2, 3)));
-    }
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(
-            parse_mac("02:00:0a:ff:00:01\n"),
-            Some(MacAddress([2, 0, 10, 255, 0, 1]))
-        );
-        assert_eq!(parse_mac("02:00"), None);
-        assert_eq!(parse_mac("zz:00:00:00:00:00"), None);
     }
 }

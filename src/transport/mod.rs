@@ -9,6 +9,7 @@ pub mod frame;
 #[allow(unsafe_code)]
 pub mod iface;
 pub mod memory;
+pub mod netlink;
 pub mod pcap;
 pub mod tcp;
 #[allow(unsafe_code)]

@@ -1,0 +1,98 @@
+//! The next hop a raw-frame transport sends to, from the kernel's own route
+//! and neighbour tables (rtnetlink), in a namespace of the test's own: on
+//! link, through a gateway on a specific route (not a default one), out of
+//! another interface (refused), and with no route at all (refused).
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::netns::{privileged, Netns};
+use spead_xdp::transport::frame::MacAddress;
+use spead_xdp::transport::iface::Interface;
+
+/// veth0 10.9.0.1/24 with a host 10.9.0.7 and a gateway 10.9.0.254 (to
+/// 10.77.0.0/16) beside it; veth1 10.8.0.1/24 with a host 10.8.0.9. The
+/// neighbours are permanent entries, so no ARP is needed.
+fn routed_namespace(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.ip(&["link", "add", "veth0", "type", "veth", "peer", "name", "veth1"]);
+    ns.ip(&["addr", "add", "10.9.0.1/24", "dev", "veth0"]);
+    ns.ip(&["addr", "add", "10.8.0.1/24", "dev", "veth1"]);
+    ns.ip(&["link", "set", "veth0", "up"]);
+    ns.ip(&["link", "set", "veth1", "up"]);
+    for (ip, mac, dev) in [
+        ("10.9.0.7", "02:00:00:00:00:07", "veth0"),
+        ("10.9.0.254", "02:00:00:00:00:fe", "veth0"),
+        ("10.8.0.9", "02:00:00:00:00:09", "veth1"),
+    ] {
+        ns.ip(&["neigh", "add", ip, "lladdr", mac, "dev", dev, "nud", "permanent"]);
+    }
+    ns.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/16",
+        "via",
+        "10.9.0.254",
+        "dev",
+        "veth0",
+    ]);
+    ns
+}
+
+#[test]
+fn the_next_hop_follows_the_kernels_routes() {
+    if !privileged("the_next_hop_follows_the_kernels_routes") {
+        return;
+    }
+    let ns = routed_namespace("nhroutes");
+    ns.run(|| {
+        let veth0 = Interface::lookup("veth0").unwrap();
+        let hop = |ip: [u8; 4]| veth0.next_hop_mac(Ipv4Addr::from(ip), Duration::from_millis(200));
+
+        // On link: the host's own entry.
+        assert_eq!(hop([10, 9, 0, 7]).unwrap(), MacAddress([2, 0, 0, 0, 0, 7]));
+        // Through the gateway of a specific route (there is no default route).
+        assert_eq!(hop([10, 77, 1, 2]).unwrap(), MacAddress([2, 0, 0, 0, 0, 0xfe]));
+        // The kernel sends it out of veth1: frames from veth0 would be lost.
+        let elsewhere = hop([10, 8, 0, 9]).unwrap_err().to_string();
+        assert!(
+            elsewhere.contains("10.8.0.9") && elsewhere.contains("out of veth1, not veth0"),
+            "{elsewhere}"
+        );
+        // Nowhere to go.
+        let nowhere = hop([10, 66, 0, 1]).unwrap_err().to_string();
+        assert!(nowhere.contains("no route to 10.66.0.1"), "{nowhere}");
+
+        // The interface a destination's route leaves by.
+        assert_eq!(
+            Interface::towards(Ipv4Addr::new(10, 77, 1, 2)).unwrap().name,
+            "veth0"
+        );
+        assert_eq!(
+            Interface::towards(Ipv4Addr::new(10, 8, 0, 9)).unwrap().name,
+            "veth1"
+        );
+    });
+}
+
+#[test]
+fn an_unanswered_neighbour_is_an_error_naming_it() {
+    if !privileged("an_unanswered_neighbour_is_an_error_naming_it") {
+        return;
+    }
+    let ns = routed_namespace("nhunanswered");
+    ns.run(|| {
+        let veth0 = Interface::lookup("veth0").unwrap();
+        // On veth0's subnet, but nobody answers ARP for it.
+        let error = veth0
+            .next_hop_mac(Ipv4Addr::new(10, 9, 0, 99), Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no neighbour entry for 10.9.0.99 on veth0"),
+            "{error}"
+        );
+    });
+}
