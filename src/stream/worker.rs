@@ -335,8 +335,9 @@ impl<T: Transport> Worker<T> {
                 self.clock.wait_until(deadline);
             }
         };
-        // The jobs taken (the first `fetched` cells), back on the front of
-        // `carried`, in order, ahead of any left there.
+        // The jobs fetched (the first `fetched` cells, a held-back one
+        // included), back on the front of `carried`, in order, ahead of any
+        // left there.
         let fetched = ahead_sources.len();
         drop(ahead_sources);
         let mut ahead = ahead;
