@@ -16,8 +16,13 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 use super::frame::MacAddress;
+
+/// How long to wait for each of the kernel's answers.
+const ANSWER_TIMEOUT_SECONDS: i64 = 5;
 
 /// An interface as the kernel describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +167,13 @@ pub fn neighbour(ip: Ipv4Addr, index: u32) -> io::Result<Option<MacAddress>> {
 /// plain request, all of them up to the end marker for a dump.
 fn exchange(request: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
+    // The kernel answers at once; a bound on the wait turns a lost answer
+    // into an error instead of a hang.
+    setsockopt(
+        &socket,
+        sockopt::ReceiveTimeout,
+        &TimeVal::new(ANSWER_TIMEOUT_SECONDS, 0),
+    )?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut header = NetlinkHeader::default();
