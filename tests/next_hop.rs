@@ -1,16 +1,22 @@
-//! The next hop a raw-frame transport sends to, from the kernel's own route
-//! and neighbour tables (rtnetlink), in a namespace of the test's own: on
-//! link, through a gateway on a specific route (not a default one), out of
-//! another interface (refused), and with no route at all (refused).
+//! Addressing of raw frames. The next hop, from the kernel's own route and
+//! neighbour tables (rtnetlink), in a namespace of the test's own: on link,
+//! through a gateway on a specific route (not a default one), out of
+//! another interface (refused), and with no route at all (refused). And the
+//! source address AF_XDP frames carry on the veth harness: the interface's
+//! primary one, or another of its addresses when asked (`--bind`).
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::netns::{privileged, Netns};
+use common::netns::{privileged, run_in, run_ip, Netns};
+use common::veth::VethHarness;
+use spead_xdp::protocol::{Flavour, Heap, Item};
+use spead_xdp::stream::{Stream, StreamConfig};
 use spead_xdp::transport::frame::MacAddress;
 use spead_xdp::transport::iface::Interface;
+use spead_xdp::transport::{XdpConfig, XdpTransport};
 
 /// veth0 10.9.0.1/24 with a host 10.9.0.7 and a gateway 10.9.0.254 (to
 /// 10.77.0.0/16) beside it; veth1 10.8.0.1/24 with a host 10.8.0.9. The
@@ -49,7 +55,8 @@ fn the_next_hop_follows_the_kernels_routes() {
     let ns = routed_namespace("nhroutes");
     ns.run(|| {
         let veth0 = Interface::lookup("veth0").unwrap();
-        let hop = |ip: [u8; 4]| veth0.next_hop_mac(Ipv4Addr::from(ip), Duration::from_millis(200));
+        let source = veth0.source_address(None).unwrap();
+        let hop = |ip: [u8; 4]| veth0.next_hop_mac(Ipv4Addr::from(ip), source, Duration::from_millis(200));
 
         // On link: the host's own entry.
         assert_eq!(hop([10, 9, 0, 7]).unwrap(), MacAddress([2, 0, 0, 0, 0, 7]));
@@ -87,7 +94,11 @@ fn an_unanswered_neighbour_is_an_error_naming_it() {
         let veth0 = Interface::lookup("veth0").unwrap();
         // On veth0's subnet, but nobody answers ARP for it.
         let error = veth0
-            .next_hop_mac(Ipv4Addr::new(10, 9, 0, 99), Duration::from_millis(200))
+            .next_hop_mac(
+                Ipv4Addr::new(10, 9, 0, 99),
+                Ipv4Addr::new(10, 9, 0, 1),
+                Duration::from_millis(200),
+            )
             .unwrap_err()
             .to_string();
         assert!(
@@ -95,4 +106,48 @@ fn an_unanswered_neighbour_is_an_error_naming_it() {
             "{error}"
         );
     });
+}
+
+/// The source address of the first datagram `source` (None: the
+/// interface's primary address) makes the peer receive over AF_XDP.
+fn received_from(harness: &VethHarness, source: Option<Ipv4Addr>) -> SocketAddr {
+    let peer = harness.peer(7148);
+    let receiver = run_in(harness.get("NETNS"), || UdpSocket::bind(peer).unwrap());
+    receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut config = XdpConfig::new(harness.get("HOST_IF"), vec![peer]);
+    config.source = source;
+    let stream = Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::immediate(0x1600, 1)).unwrap();
+    stream.send_heap(heap).unwrap();
+    let mut buf = [0u8; 2048];
+    receiver.recv_from(&mut buf).expect("a datagram over AF_XDP").1
+}
+
+#[test]
+fn af_xdp_frames_carry_the_chosen_source_address() {
+    if !privileged("af_xdp_frames_carry_the_chosen_source_address") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxsrc{}", std::process::id() % 100_000), 240, 1500, 1);
+    let host_if = harness.get("HOST_IF");
+    let primary: Ipv4Addr = harness.get("HOST_IP").parse().unwrap();
+    // A second address of the harness's host end (gone with the harness).
+    let second = Ipv4Addr::new(10, 200, 240, 11);
+    run_ip(&["addr", "add", &format!("{second}/24"), "dev", host_if]);
+
+    assert_eq!(received_from(&harness, None).ip(), primary);
+    assert_eq!(received_from(&harness, Some(second)).ip(), second);
+
+    let foreign = Ipv4Addr::new(10, 200, 240, 99);
+    let mut config = XdpConfig::new(host_if, vec![harness.peer(7148)]);
+    config.source = Some(foreign);
+    let Err(error) = XdpTransport::new(&config) else {
+        panic!("a source the interface lacks was accepted");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(&format!("10.200.240.99 is not an address of interface {host_if}")),
+        "{error}"
+    );
 }

@@ -214,3 +214,24 @@ fn af_xdp_without_permission_says_what_it_needs() {
         &["AF_XDP needs root or CAP_NET_RAW", "Operation not permitted"],
     );
 }
+
+#[test]
+fn an_ipv6_bind_address_for_af_xdp_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spead-send"))
+        .args([
+            "--transport",
+            "xdp",
+            "--interface",
+            "lo",
+            "--bind",
+            "::1",
+            "--heaps",
+            "1",
+            "127.0.0.1:7148",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    says(&stderr, &["--bind ::1", "AF_XDP frames are IPv4"]);
+}

@@ -122,7 +122,8 @@ struct Args {
     /// TTL for multicast target.
     #[arg(long, help_heading = "Protocol and performance options")]
     ttl: Option<u32>,
-    /// Interface address.
+    /// Interface address (the packets' source address; with AF_XDP, one of
+    /// the interface's IPv4 addresses).
     #[arg(long, help_heading = "Protocol and performance options")]
     bind: Option<IpAddr>,
     /// Socket buffer size.
@@ -416,11 +417,17 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
         Some(name) => name.clone(),
         None => Interface::towards(*v4[0].ip()).map_err(|e| e.to_string())?.name,
     };
+    let source = match args.bind {
+        None => None,
+        Some(IpAddr::V4(source)) => Some(source),
+        Some(IpAddr::V6(source)) => return Err(format!("--bind {source}: AF_XDP frames are IPv4")),
+    };
     let workers = worker_configs(args);
     let transports = (0..workers.len())
         .map(|queue| {
             let mut xdp = XdpConfig::new(interface.clone(), v4.clone());
             xdp.queue = queue as u32;
+            xdp.source = source;
             xdp.huge_pages = match args.huge_pages {
                 HugePagesArg::Auto => HugePages::Auto,
                 HugePagesArg::Require => HugePages::Require,

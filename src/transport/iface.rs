@@ -22,8 +22,8 @@ pub struct Interface {
     pub mac: MacAddress,
     /// MTU (bytes of IP packet).
     pub mtu: usize,
-    /// First IPv4 address and its prefix length.
-    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// IPv4 addresses and their prefix lengths, the primary first.
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
 }
 
 /// How often, at most, a transport checks that its link is up before a
@@ -129,11 +129,12 @@ impl Interface {
         let ipv4 = nix::ifaddrs::getifaddrs()
             .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
             .filter(|a| a.interface_name == name)
-            .find_map(|a| {
+            .filter_map(|a| {
                 let addr = a.address?.as_sockaddr_in()?.ip();
                 let mask = a.netmask?.as_sockaddr_in()?.ip();
                 Some((addr, u32::from(mask).count_ones() as u8))
-            });
+            })
+            .collect();
         Ok(Interface {
             name: name.to_owned(),
             index,
@@ -150,24 +151,41 @@ impl Interface {
         Self::lookup(&name_of(route.interface)?)
     }
 
-    /// The interface's IPv4 address, or an error naming the interface.
-    pub fn ipv4_address(&self) -> Result<Ipv4Addr, TransportError> {
-        self.ipv4
-            .map(|(a, _)| a)
-            .ok_or_else(|| config_error(format!("interface {} has no IPv4 address", self.name)))
+    /// The source address for frames sent from this interface: `wanted`
+    /// if the interface holds it, or its primary IPv4 address; an error
+    /// naming the interface otherwise.
+    pub fn source_address(&self, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr, TransportError> {
+        match wanted {
+            Some(ip) if self.ipv4.iter().any(|(a, _)| *a == ip) => Ok(ip),
+            Some(ip) => Err(config_error(format!(
+                "{ip} is not an address of interface {} (it has {:?})",
+                self.name,
+                self.ipv4.iter().map(|(a, _)| *a).collect::<Vec<_>>()
+            ))),
+            None => self
+                .ipv4
+                .first()
+                .map(|(a, _)| *a)
+                .ok_or_else(|| config_error(format!("interface {} has no IPv4 address", self.name))),
+        }
     }
 
     /// The destination MAC for `destination`: the group's for multicast,
     /// else the next hop's (the destination, or the gateway the kernel's
-    /// route to it names) from the neighbour table, probing once and
-    /// waiting up to `wait` if it is not there. The kernel's route must
-    /// leave by this interface: frames sent anywhere else would be lost.
-    pub fn next_hop_mac(&self, destination: Ipv4Addr, wait: Duration) -> Result<MacAddress, TransportError> {
+    /// route to it from `source` names) from the neighbour table, probing
+    /// once and waiting up to `wait` if it is not there. The kernel's route
+    /// must leave by this interface: frames sent anywhere else would be
+    /// lost.
+    pub fn next_hop_mac(
+        &self,
+        destination: Ipv4Addr,
+        source: Ipv4Addr,
+        wait: Duration,
+    ) -> Result<MacAddress, TransportError> {
         if destination.is_multicast() {
             return Ok(MacAddress::for_multicast(destination));
         }
-        let source = self.ipv4.map(|(a, _)| a);
-        let route = netlink::route_to(destination, source)
+        let route = netlink::route_to(destination, Some(source))
             .map_err(|e| config_error(format!("no route to {destination} from {}: {e}", self.name)))?;
         if route.interface != self.index {
             return Err(config_error(format!(
@@ -222,7 +240,15 @@ mod tests {
     fn loopback_is_found_and_unknown_names_are_refused() {
         let lo = Interface::lookup("lo").unwrap();
         assert_eq!(lo.mac, MacAddress([0; 6]));
-        assert_eq!(lo.ipv4, Some((Ipv4Addr::LOCALHOST, 8)));
+        assert_eq!(lo.ipv4, vec![(Ipv4Addr::LOCALHOST, 8)]);
+        assert_eq!(lo.source_address(None).unwrap(), Ipv4Addr::LOCALHOST);
+        let other = lo.source_address(Some(Ipv4Addr::new(127, 0, 0, 2))).unwrap_err();
+        assert!(
+            other
+                .to_string()
+                .contains("127.0.0.2 is not an address of interface lo"),
+            "{other}"
+        );
         assert_eq!(Interface::towards(Ipv4Addr::new(127, 9, 9, 9)).unwrap(), lo);
         let err = Interface::lookup("no-such-if0").unwrap_err();
         assert!(err.to_string().contains("no-such-if0"), "{err}");
@@ -232,7 +258,7 @@ mod tests {
     fn multicast_needs_no_neighbour() {
         let lo = Interface::lookup("lo").unwrap();
         let mac = lo
-            .next_hop_mac(Ipv4Addr::new(239, 1, 2, 3), Duration::ZERO)
+            .next_hop_mac(Ipv4Addr::new(239, 1, 2, 3), Ipv4Addr::LOCALHOST, Duration::ZERO)
             .unwrap();
         assert_eq!(mac, MacAddress::for_multicast(Ipv4Addr::new(239, 1, 2, 3)));
     }

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::mem;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -71,6 +71,9 @@ pub struct XdpConfig {
     pub queue: u32,
     /// One destination per substream (IPv4).
     pub destinations: Vec<SocketAddrV4>,
+    /// IPv4 source address in the frames: one of the interface's (`None`:
+    /// its primary address).
+    pub source: Option<Ipv4Addr>,
     /// UDP source port in the frames.
     pub source_port: u16,
     /// IPv4 TTL in the frames.
@@ -92,6 +95,7 @@ impl XdpConfig {
             interface: interface.into(),
             queue: 0,
             destinations,
+            source: None,
             source_port: 49152,
             ttl: 64,
             frames: 4096,
@@ -203,12 +207,12 @@ impl XdpTransport {
                 ),
             });
         }
-        let source = SocketAddrV4::new(interface.ipv4_address()?, config.source_port);
+        let source = SocketAddrV4::new(interface.source_address(config.source)?, config.source_port);
         let templates = config
             .destinations
             .iter()
             .map(|d| {
-                let mac = interface.next_hop_mac(*d.ip(), Duration::from_secs(1))?;
+                let mac = interface.next_hop_mac(*d.ip(), *source.ip(), Duration::from_secs(1))?;
                 Ok(UdpFrameTemplate::new(interface.mac, mac, source, *d, config.ttl))
             })
             .collect::<Result<Vec<_>, TransportError>>()?;
