@@ -235,3 +235,53 @@ fn an_ipv6_bind_address_for_af_xdp_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     says(&stderr, &["--bind ::1", "AF_XDP frames are IPv4"]);
 }
+
+#[test]
+fn a_umem_too_small_for_one_packet_is_refused_and_buffer_sizes_it() {
+    if !privileged("a_umem_too_small_for_one_packet_is_refused_and_buffer_sizes_it") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxvc{}", std::process::id() % 100_000), 234, 9000, 1);
+    let send = |buffer: &str| {
+        Command::new(env!("CARGO_BIN_EXE_spead-send"))
+            .args([
+                "--quiet",
+                "--transport",
+                "xdp",
+                "--interface",
+                harness.get("HOST_IF"),
+            ])
+            .args([
+                "--packet",
+                "8192",
+                "--heaps",
+                "2",
+                "--heap-size",
+                "65536",
+                "--buffer",
+                buffer,
+            ])
+            .arg(harness.peer(7148).to_string())
+            .output()
+            .unwrap()
+    };
+    // One 4 KiB frame; an 8192-byte packet needs three.
+    let out = send("4096");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    says(
+        &stderr,
+        &["the UMEM's 4096 bytes of frames hold no packet of 8192 bytes (12288 bytes"],
+    );
+    // 64 KiB: five packets' frames, enough to send (slowly).
+    let out = send("65536");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sent: u64 = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'Sent N bytes' line: {stdout}"));
+    assert!(sent > 2 * 65536, "{stdout}");
+}

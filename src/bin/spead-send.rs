@@ -19,6 +19,7 @@ use spead_xdp::stream::{
     Completion, HeapRef, ItemGroup, Selection, StatsHandle, Stream, StreamConfig, WorkerConfig,
 };
 use spead_xdp::transport::iface::Interface;
+use spead_xdp::transport::umem::CHUNK;
 use spead_xdp::transport::{
     tcp, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
     XdpConfig, XdpTransport,
@@ -126,7 +127,7 @@ struct Args {
     /// the interface's IPv4 addresses).
     #[arg(long, help_heading = "Protocol and performance options")]
     bind: Option<IpAddr>,
-    /// Socket buffer size.
+    /// Socket buffer size (with AF_XDP: the UMEM's size, in 4 KiB frames).
     #[arg(long, help_heading = "Protocol and performance options")]
     buffer: Option<usize>,
     /// Description issue frequency [only at start].
@@ -428,6 +429,11 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
             let mut xdp = XdpConfig::new(interface.clone(), v4.clone());
             xdp.queue = queue as u32;
             xdp.source = source;
+            // As spead2's --buffer sizes its ibverbs memory region.
+            if let Some(buffer) = args.buffer {
+                xdp.frames = u32::try_from(buffer.div_ceil(CHUNK))
+                    .map_err(|_| format!("--buffer {buffer} is too large for a UMEM"))?;
+            }
             xdp.huge_pages = match args.huge_pages {
                 HugePagesArg::Auto => HugePages::Auto,
                 HugePagesArg::Require => HugePages::Require,

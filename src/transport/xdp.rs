@@ -78,7 +78,7 @@ pub struct XdpConfig {
     pub source_port: u16,
     /// IPv4 TTL in the frames.
     pub ttl: u8,
-    /// UMEM chunks (4 KiB each).
+    /// UMEM chunks (4 KiB each, [`CHUNK`](super::umem::CHUNK)).
     pub frames: u32,
     /// TX and completion ring entries (a power of two).
     pub ring_size: u32,
@@ -558,6 +558,15 @@ impl Transport for XdpTransport {
         }
         self.slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
         let slots = self.area.slot_bytes() / CHUNK / self.slot_chunks;
+        if slots == 0 {
+            return Err(TransportError::Config {
+                what: format!(
+                    "the UMEM's {} bytes of frames hold no packet of {max_packet_size} bytes ({} bytes of frames each)",
+                    self.area.slot_bytes(),
+                    self.slot_chunks * CHUNK
+                ),
+            });
+        }
         self.free = (0..slots as u32).rev().collect();
         self.in_flight = VecDeque::with_capacity(slots);
         self.descriptors = Vec::with_capacity(MAX_BATCH * self.slot_chunks);
