@@ -78,7 +78,7 @@ pub struct XdpConfig {
     pub source_port: u16,
     /// IPv4 TTL in the frames.
     pub ttl: u8,
-    /// UMEM chunks (4 KiB each, [`CHUNK`](super::umem::CHUNK)).
+    /// UMEM chunks (4 KiB each, [`CHUNK`]).
     pub frames: u32,
     /// TX and completion ring entries (a power of two).
     pub ring_size: u32,
