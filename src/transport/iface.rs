@@ -120,12 +120,22 @@ impl Interface {
     pub fn lookup(name: &str) -> Result<Self, TransportError> {
         let index = nix::net::if_::if_nametoindex(name)
             .map_err(|e| config_error(format!("unknown interface {name:?}: {e}")))?;
-        let link =
-            netlink::link(index).map_err(|e| config_error(format!("describing interface {name}: {e}")))?;
-        let mac = link
-            .mac
-            .ok_or_else(|| config_error(format!("interface {name} has no Ethernet address")))?;
-        let mtu = link.mtu;
+        Self::with_index(index)
+    }
+
+    /// The interface the kernel's route to `destination` leaves by.
+    pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
+        let route = netlink::route_to(destination, None)
+            .map_err(|e| config_error(format!("no route to {destination}: {e}")))?;
+        Self::with_index(route.interface)
+    }
+
+    /// The interface with index `index`: name, MAC and MTU from rtnetlink,
+    /// IPv4 addresses from getifaddrs.
+    fn with_index(index: u32) -> Result<Self, TransportError> {
+        let netlink::Link { name, mac, mtu } =
+            netlink::link(index).map_err(|e| config_error(format!("describing interface {index}: {e}")))?;
+        let mac = mac.ok_or_else(|| config_error(format!("interface {name} has no Ethernet address")))?;
         let ipv4 = nix::ifaddrs::getifaddrs()
             .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
             .filter(|a| a.interface_name == name)
@@ -136,19 +146,12 @@ impl Interface {
             })
             .collect();
         Ok(Interface {
-            name: name.to_owned(),
+            name,
             index,
             mac,
             mtu,
             ipv4,
         })
-    }
-
-    /// The interface the kernel's route to `destination` leaves by.
-    pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
-        let route = netlink::route_to(destination, None)
-            .map_err(|e| config_error(format!("no route to {destination}: {e}")))?;
-        Self::lookup(&name_of(route.interface)?)
     }
 
     /// The source address for frames sent from this interface: `wanted`
@@ -190,7 +193,8 @@ impl Interface {
         if route.interface != self.index {
             return Err(config_error(format!(
                 "the kernel routes {destination} out of {}, not {}",
-                name_of(route.interface).unwrap_or_else(|_| format!("interface {}", route.interface)),
+                netlink::link(route.interface)
+                    .map_or_else(|_| format!("interface {}", route.interface), |l| l.name),
                 self.name
             )));
         }
@@ -223,13 +227,6 @@ impl Interface {
             self.name
         )))
     }
-}
-
-/// The name of the interface with index `index`.
-fn name_of(index: u32) -> Result<String, TransportError> {
-    nix::net::if_::if_indextoname(index)
-        .map(|name| name.to_string_lossy().into_owned())
-        .map_err(|e| config_error(format!("no interface has index {index}: {e}")))
 }
 
 #[cfg(test)]

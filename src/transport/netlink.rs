@@ -39,14 +39,14 @@ pub struct Link {
 pub fn link(index: u32) -> io::Result<Link> {
     let mut request = LinkMessage::default();
     request.header.index = index;
-    let replies = exchange(RouteNetlinkMessage::GetLink(request), NLM_F_REQUEST)?;
-    let link = replies
-        .into_iter()
-        .find_map(|reply| match reply {
+    let link = ask(
+        RouteNetlinkMessage::GetLink(request),
+        "link",
+        |reply| match reply {
             RouteNetlinkMessage::NewLink(link) => Some(link),
             _ => None,
-        })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the kernel answered with no link"))?;
+        },
+    )?;
     let mut found = Link {
         name: String::new(),
         mac: None,
@@ -92,14 +92,14 @@ pub fn route_to(destination: Ipv4Addr, source: Option<Ipv4Addr>) -> io::Result<R
             .attributes
             .push(RouteAttribute::Source(RouteAddress::Inet(source)));
     }
-    let replies = exchange(RouteNetlinkMessage::GetRoute(request), NLM_F_REQUEST)?;
-    let route = replies
-        .into_iter()
-        .find_map(|reply| match reply {
+    let route = ask(
+        RouteNetlinkMessage::GetRoute(request),
+        "route",
+        |reply| match reply {
             RouteNetlinkMessage::NewRoute(route) => Some(route),
             _ => None,
-        })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the kernel answered with no route"))?;
+        },
+    )?;
     let inet = |address: &RouteAddress| match address {
         RouteAddress::Inet(ip) => Some(*ip),
         _ => None,
@@ -161,6 +161,24 @@ pub fn neighbour(ip: Ipv4Addr, index: u32) -> io::Result<Option<MacAddress>> {
         });
         mac.filter(|_| is_ip).map(MacAddress)
     }))
+}
+
+/// The kernel's answer to a plain (not dump) `request`, as `pick` takes it;
+/// an error naming `what` when the answer is not one.
+fn ask<T>(
+    request: RouteNetlinkMessage,
+    what: &str,
+    pick: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+) -> io::Result<T> {
+    exchange(request, NLM_F_REQUEST)?
+        .into_iter()
+        .find_map(pick)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the kernel answered with no {what}"),
+            )
+        })
 }
 
 /// Sends one request and gathers the kernel's answers: the first for a
