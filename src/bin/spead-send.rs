@@ -423,25 +423,29 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
         Some(IpAddr::V4(source)) => Some(source),
         Some(IpAddr::V6(source)) => return Err(format!("--bind {source}: AF_XDP frames are IPv4")),
     };
+    let mut xdp = XdpConfig::new(interface, v4);
+    xdp.source = source;
+    // As spead2's --buffer sizes its ibverbs memory region.
+    if let Some(buffer) = args.buffer {
+        xdp.frames = u32::try_from(buffer.div_ceil(CHUNK))
+            .map_err(|_| format!("--buffer {buffer} is too large for a UMEM"))?;
+    }
+    xdp.huge_pages = match args.huge_pages {
+        HugePagesArg::Auto => HugePages::Auto,
+        HugePagesArg::Require => HugePages::Require,
+        HugePagesArg::Never => HugePages::Never,
+    };
+    if let Some(ttl) = args.ttl {
+        xdp.ttl = u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
+    }
     let workers = worker_configs(args);
     let transports = (0..workers.len())
         .map(|queue| {
-            let mut xdp = XdpConfig::new(interface.clone(), v4.clone());
-            xdp.queue = queue as u32;
-            xdp.source = source;
-            // As spead2's --buffer sizes its ibverbs memory region.
-            if let Some(buffer) = args.buffer {
-                xdp.frames = u32::try_from(buffer.div_ceil(CHUNK))
-                    .map_err(|_| format!("--buffer {buffer} is too large for a UMEM"))?;
-            }
-            xdp.huge_pages = match args.huge_pages {
-                HugePagesArg::Auto => HugePages::Auto,
-                HugePagesArg::Require => HugePages::Require,
-                HugePagesArg::Never => HugePages::Never,
+            // One TX queue per worker; the rest as above.
+            let xdp = XdpConfig {
+                queue: queue as u32,
+                ..xdp.clone()
             };
-            if let Some(ttl) = args.ttl {
-                xdp.ttl = u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
-            }
             XdpTransport::new(&xdp).map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
