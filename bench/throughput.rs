@@ -202,11 +202,11 @@ fn run_ceiling<T: Transport>(
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::new(0x1800, vec![0u8; work.heap_size as usize]))
         .unwrap();
-    let lengths: Vec<usize> = sizing.packets(&heap, 1).unwrap().map(|p| p.len()).collect();
+    let packets: Vec<Vec<u8>> = sizing.packets(&heap, 1).unwrap().collect();
+    let lengths: Vec<usize> = packets.iter().map(Vec::len).collect();
     let per_heap = lengths.len() as u64;
     // A full packet from the middle of the heap, and the heap's last one.
-    let middle = sizing.packets(&heap, 1).unwrap().nth(1).unwrap();
-    let last = sizing.packets(&heap, 1).unwrap().last().unwrap();
+    let (middle, last) = (&packets[1], packets.last().expect("a heap has packets"));
     let total = work.heaps * per_heap;
     transport.prepare(work.packet).unwrap();
     // On a thread of its own pinned to core 1, so the pinning is not
@@ -230,9 +230,9 @@ fn run_ceiling<T: Transport>(
                         // held a last packet is still a valid SPEAD packet
                         // when sent longer: its payload length is shorter.
                         if len < middle.len() {
-                            buf[..last.len()].copy_from_slice(&last);
+                            buf[..last.len()].copy_from_slice(last);
                         } else if written < 4096 {
-                            buf[..middle.len()].copy_from_slice(&middle);
+                            buf[..middle.len()].copy_from_slice(middle);
                             written += 1;
                         }
                         sent += 1;

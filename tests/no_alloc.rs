@@ -143,8 +143,9 @@ const GROUP_OF_20: spead_xdp::stream::StreamConfig = spead_xdp::stream::StreamCo
 /// one-time setup lands in one window only, while a per-packet allocation
 /// would add over 13,000 to every large window.
 fn a_running_stream_allocates_nothing_per_packet(stream: spead_xdp::stream::Stream, what: &str) {
-    allocations_sending(&stream, 20, 1 << 20); // warm-up: first batches
-                                               // Let the worker go idle once, so it sets up its blocking receive.
+    // Warm up (first batches), then let the worker go idle once, so it sets
+    // up its blocking receive.
+    allocations_sending(&stream, 20, 1 << 20);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let mut large = Vec::new();
     let mut small = Vec::new();
