@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 use super::flavour::{item_id, Flavour, POINTER_SIZE};
-use super::heap::Heap;
+use super::heap::{Heap, Item};
 
 /// Header word plus the four bookkeeping pointers every packet carries.
 pub const PREFIX_LEN: usize = POINTER_SIZE * 5;
@@ -149,13 +149,77 @@ impl Packetizer {
 /// The packets of one heap, written one at a time into frames.
 #[derive(Debug, Clone)]
 pub struct HeapPackets<'p> {
+    items: &'p [Item<'p>],
+    cursor: HeapCursor,
+}
+
+impl<'p> HeapPackets<'p> {
+    fn new(sizing: Packetizer, heap: &'p Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
+        Ok(HeapPackets {
+            items: heap.items(),
+            cursor: HeapCursor::new(sizing, heap, cnt)?,
+        })
+    }
+
+    /// Packets still to write.
+    pub fn remaining(&self) -> usize {
+        self.cursor.remaining()
+    }
+
+    /// Whether every packet has been written.
+    pub fn is_done(&self) -> bool {
+        self.cursor.is_done()
+    }
+
+    /// The heap's payload size on the wire (item 0x2), padding included.
+    pub fn heap_length(&self) -> u64 {
+        self.cursor.payload_size
+    }
+
+    /// Length of the next packet, if any.
+    pub fn next_packet_len(&self) -> Option<usize> {
+        self.cursor.next_packet_len()
+    }
+
+    /// Writes the next packet at the start of `frame` (slice the frame past
+    /// any Ethernet/IP/UDP headers first) and returns its length, or `None`
+    /// when the heap is done.
+    pub fn write_next(&mut self, frame: &mut [u8]) -> Result<Option<usize>, PacketizeError> {
+        self.cursor.write_next(self.items, frame)
+    }
+
+    /// Writes the next packet's header and item pointers at the start of
+    /// `frame` and returns them with the packet's payload as references into
+    /// the items' memory, moving on as [`write_next`](Self::write_next)
+    /// would. `None` when the heap is done, or (moving nothing) when the
+    /// payload spans more than [`MAX_PARTS`] items: write that one whole.
+    pub fn next_packet_parts(&mut self, frame: &mut [u8]) -> Result<Option<PacketParts<'p>>, PacketizeError> {
+        self.cursor.next_packet_parts(self.items, frame)
+    }
+
+    /// Passes over the next packet without writing it (when several
+    /// workers share a heap, each sends every Nth packet). Returns its
+    /// length, or `None` when the heap is done.
+    pub fn skip_next(&mut self) -> Option<usize> {
+        self.cursor.skip_next()
+    }
+}
+
+/// Where a heap's packetizing stands, as indices: the words computed once
+/// per heap and how far the packets have got. It holds no borrow of the
+/// heap, so a sender can keep it beside the heap it came from and resume
+/// it batch after batch; every call that reads payload takes that heap's
+/// items. Given other items, it writes their bytes (or zeros where they
+/// run short): wrong packets, never out-of-bounds access.
+#[derive(Debug, Clone)]
+pub(crate) struct HeapCursor {
     sizing: Packetizer,
     flavour: Flavour,
     repeat_pointers: bool,
     /// Big-endian item pointer words (null item included), computed once.
     pointer_words: Vec<u8>,
-    /// Address items' values, in payload order.
-    segments: Vec<&'p [u8]>,
+    /// The items whose values make the payload, in order: index, length.
+    segments: Vec<(usize, usize)>,
     cnt_word: [u8; 8],
     heap_length_word: [u8; 8],
     /// Payload size including padding.
@@ -167,8 +231,9 @@ pub struct HeapPackets<'p> {
     packets_left: usize,
 }
 
-impl<'p> HeapPackets<'p> {
-    fn new(sizing: Packetizer, heap: &'p Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
+impl HeapCursor {
+    /// The first packet of `heap` with heap counter `cnt`.
+    pub(crate) fn new(sizing: Packetizer, heap: &Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
         let flavour = heap.flavour();
         if cnt > flavour.max_value() {
             return Err(PacketizeError::CntTooLarge {
@@ -191,15 +256,15 @@ impl<'p> HeapPackets<'p> {
         let mut pointer_words = Vec::with_capacity((items.len() + 1) * POINTER_SIZE);
         let mut segments = Vec::new();
         let mut address = 0u64;
-        for item in items {
+        for (index, item) in items.iter().enumerate() {
             let word = match item.immediate_value(flavour) {
                 Some(value) => flavour.immediate(item.id(), value),
                 None => {
-                    let bytes = item.value().bytes().unwrap_or_default();
+                    let len = item.value().bytes().unwrap_or_default().len();
                     let word = flavour.address(item.id(), address);
-                    address += bytes.len() as u64;
-                    if !bytes.is_empty() {
-                        segments.push(bytes);
+                    address += len as u64;
+                    if len > 0 {
+                        segments.push((index, len));
                     }
                     word
                 }
@@ -214,7 +279,7 @@ impl<'p> HeapPackets<'p> {
         if address < min_payload {
             pointer_words.extend_from_slice(&flavour.address(item_id::NULL, address).to_be_bytes());
         }
-        let mut packets = HeapPackets {
+        let mut cursor = HeapCursor {
             sizing,
             flavour,
             repeat_pointers: heap.repeat_pointers(),
@@ -231,12 +296,18 @@ impl<'p> HeapPackets<'p> {
             segment_offset: 0,
             packets_left: 0,
         };
-        packets.packets_left = packets.count_packets();
-        Ok(packets)
+        cursor.packets_left = cursor.count_packets();
+        Ok(cursor)
     }
 
     fn n_pointers(&self) -> usize {
         self.pointer_words.len() / POINTER_SIZE
+    }
+
+    /// The bytes of payload segment `k` of `items`, if it exists.
+    fn segment<'p>(&self, items: &'p [Item<'_>], k: usize) -> Option<&'p [u8]> {
+        let &(index, _) = self.segments.get(k)?;
+        items.get(index)?.value().bytes()
     }
 
     /// Pointers and payload bytes of the packet after `pointers_sent`
@@ -251,6 +322,14 @@ impl<'p> HeapPackets<'p> {
         let room = self.sizing.max_packet_size - PREFIX_LEN - n_pointers * POINTER_SIZE;
         let payload = (self.payload_size - offset).min(room as u64) as usize;
         (n_pointers, payload)
+    }
+
+    /// The next packet's pointers and payload bytes.
+    fn next_shape(&mut self) -> (usize, usize) {
+        if self.repeat_pointers {
+            self.next_pointer = 0;
+        }
+        self.packet_shape(self.next_pointer, self.payload_offset)
     }
 
     fn count_packets(&self) -> usize {
@@ -271,22 +350,17 @@ impl<'p> HeapPackets<'p> {
     }
 
     /// Packets still to write.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.packets_left
     }
 
     /// Whether every packet has been written.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.packets_left == 0
     }
 
-    /// The heap's payload size on the wire (item 0x2), padding included.
-    pub fn heap_length(&self) -> u64 {
-        self.payload_size
-    }
-
     /// Length of the next packet, if any.
-    pub fn next_packet_len(&self) -> Option<usize> {
+    pub(crate) fn next_packet_len(&self) -> Option<usize> {
         if self.is_done() {
             return None;
         }
@@ -294,17 +368,16 @@ impl<'p> HeapPackets<'p> {
         Some(PREFIX_LEN + n * POINTER_SIZE + payload)
     }
 
-    /// Writes the next packet at the start of `frame` (slice the frame past
-    /// any Ethernet/IP/UDP headers first) and returns its length, or `None`
-    /// when the heap is done.
-    pub fn write_next(&mut self, frame: &mut [u8]) -> Result<Option<usize>, PacketizeError> {
+    /// [`HeapPackets::write_next`], for the heap whose items are `items`.
+    pub(crate) fn write_next(
+        &mut self,
+        items: &[Item<'_>],
+        frame: &mut [u8],
+    ) -> Result<Option<usize>, PacketizeError> {
         if self.is_done() {
             return Ok(None);
         }
-        if self.repeat_pointers {
-            self.next_pointer = 0;
-        }
-        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
+        let (n_pointers, payload_len) = self.next_shape();
         let pointers_len = n_pointers * POINTER_SIZE;
         let len = PREFIX_LEN + pointers_len + payload_len;
         let available = frame.len();
@@ -314,23 +387,21 @@ impl<'p> HeapPackets<'p> {
         })?;
         let (header, payload) = frame.split_at_mut(PREFIX_LEN + pointers_len);
         self.write_header(header, n_pointers, payload_len);
-        self.advance(n_pointers, payload_len, Some(payload));
+        self.advance(n_pointers, payload_len, items, Some(payload));
         Ok(Some(len))
     }
 
-    /// Writes the next packet's header and item pointers at the start of
-    /// `frame` and returns them with the packet's payload as references into
-    /// the items' memory, moving on as [`write_next`](Self::write_next)
-    /// would. `None` when the heap is done, or (moving nothing) when the
-    /// payload spans more than [`MAX_PARTS`] items: write that one whole.
-    pub fn next_packet_parts(&mut self, frame: &mut [u8]) -> Result<Option<PacketParts<'p>>, PacketizeError> {
+    /// [`HeapPackets::next_packet_parts`], for the heap whose items are
+    /// `items`.
+    pub(crate) fn next_packet_parts<'p>(
+        &mut self,
+        items: &'p [Item<'_>],
+        frame: &mut [u8],
+    ) -> Result<Option<PacketParts<'p>>, PacketizeError> {
         if self.is_done() {
             return Ok(None);
         }
-        if self.repeat_pointers {
-            self.next_pointer = 0;
-        }
-        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
+        let (n_pointers, payload_len) = self.next_shape();
         // Collect the pieces without moving the cursor yet.
         let mut parts = PacketParts {
             header_len: PREFIX_LEN + n_pointers * POINTER_SIZE,
@@ -340,19 +411,26 @@ impl<'p> HeapPackets<'p> {
         };
         let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, payload_len);
         while left > 0 {
-            let Some(bytes) = self.segments.get(segment) else {
+            let Some(&(_, segment_len)) = self.segments.get(segment) else {
                 parts.padding = left;
                 break;
             };
             if parts.count == MAX_PARTS {
                 return Ok(None);
             }
-            let n = (bytes.len() - offset).min(left);
-            parts.payload[parts.count] = &bytes[offset..offset + n];
+            let n = (segment_len - offset).min(left);
+            let bytes = self
+                .segment(items, segment)
+                .and_then(|b| b.get(offset..offset + n));
+            let Some(bytes) = bytes else {
+                // Not the items this cursor was made from: send it written.
+                return Ok(None);
+            };
+            parts.payload[parts.count] = bytes;
             parts.count += 1;
             left -= n;
             offset += n;
-            if offset == bytes.len() {
+            if offset == segment_len {
                 segment += 1;
                 offset = 0;
             }
@@ -365,20 +443,15 @@ impl<'p> HeapPackets<'p> {
                 available,
             })?;
         self.write_header(header, n_pointers, payload_len);
-        self.advance(n_pointers, payload_len, None);
+        self.advance(n_pointers, payload_len, items, None);
         Ok(Some(parts))
     }
 
-    /// Passes over the next packet without writing it (when several
-    /// workers share a heap, each sends every Nth packet). Returns its
-    /// length, or `None` when the heap is done.
-    pub fn skip_next(&mut self) -> Option<usize> {
+    /// [`HeapPackets::skip_next`].
+    pub(crate) fn skip_next(&mut self) -> Option<usize> {
         let len = self.next_packet_len()?;
-        if self.repeat_pointers {
-            self.next_pointer = 0;
-        }
-        let (n_pointers, payload_len) = self.packet_shape(self.next_pointer, self.payload_offset);
-        self.advance(n_pointers, payload_len, None);
+        let (n_pointers, payload_len) = self.next_shape();
+        self.advance(n_pointers, payload_len, &[], None);
         Some(len)
     }
 
@@ -399,29 +472,39 @@ impl<'p> HeapPackets<'p> {
     }
 
     /// Moves past a packet of `n_pointers` pointers and `payload_len`
-    /// payload bytes, copying the payload into `out` if given (then zero
-    /// padding past the real payload).
-    fn advance(&mut self, n_pointers: usize, payload_len: usize, mut out: Option<&mut [u8]>) {
+    /// payload bytes, copying the payload from `items` into `out` if given
+    /// (then zero padding past the real payload).
+    fn advance(
+        &mut self,
+        n_pointers: usize,
+        payload_len: usize,
+        items: &[Item<'_>],
+        mut out: Option<&mut [u8]>,
+    ) {
         self.next_pointer += n_pointers;
         self.payload_offset += payload_len as u64;
         self.packets_left -= 1;
         let mut left = payload_len;
         while left > 0 {
-            let Some(segment) = self.segments.get(self.next_segment) else {
+            let Some(&(_, segment_len)) = self.segments.get(self.next_segment) else {
                 if let Some(out) = out {
                     out.fill(0);
                 }
                 return;
             };
-            let n = (segment.len() - self.segment_offset).min(left);
+            let n = (segment_len - self.segment_offset).min(left);
             if let Some(buf) = out {
                 let (head, tail) = buf.split_at_mut(n);
-                head.copy_from_slice(&segment[self.segment_offset..self.segment_offset + n]);
+                let range = self.segment_offset..self.segment_offset + n;
+                match self.segment(items, self.next_segment).and_then(|b| b.get(range)) {
+                    Some(bytes) => head.copy_from_slice(bytes),
+                    None => head.fill(0),
+                }
                 out = Some(tail);
             }
             left -= n;
             self.segment_offset += n;
-            if self.segment_offset == segment.len() {
+            if self.segment_offset == segment_len {
                 self.next_segment += 1;
                 self.segment_offset = 0;
             }
