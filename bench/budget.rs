@@ -16,7 +16,7 @@ use bytes::Bytes;
 use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
-use spead_xdp::transport::{PacketMeta, Transport, TransportError, UmemArea, UmemBuffer};
+use spead_xdp::transport::{PacketSource, Transport, TransportError, UmemArea, UmemBuffer};
 
 /// Bytes in front of the SPEAD packet: Ethernet, IPv4, UDP.
 const HEADERS: usize = 42;
@@ -77,19 +77,17 @@ impl Transport for NoKernelTransport {
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
         let frames = self.frames.as_mut().expect("prepared before sending").as_mut();
         let mut sent = 0;
         while sent < BATCH {
-            let start = self.next * self.slot_size;
-            let frame = &mut frames[start..start + self.slot_size];
-            let Some(meta) = fill(&mut frame[HEADERS..]) else {
+            let Some(spec) = packets.next_packet() else {
                 break;
             };
-            self.template.write(frame, meta.len, self.ip_id);
+            let start = self.next * self.slot_size;
+            let frame = &mut frames[start..start + self.slot_size];
+            packets.write(&mut frame[HEADERS..HEADERS + spec.len]);
+            self.template.write(frame, spec.len, self.ip_id);
             std::hint::black_box(&frame[0]);
             self.ip_id = self.ip_id.wrapping_add(1);
             self.next = (self.next + 1) % SLOTS;

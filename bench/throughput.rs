@@ -27,7 +27,9 @@ use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
 mod common;
 
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
-use spead_xdp::transport::{PacketMeta, Transport, UdpConfig, UdpTransport, XdpConfig, XdpTransport};
+use spead_xdp::transport::{
+    PacketSource, PacketSpec, Transport, UdpConfig, UdpTransport, XdpConfig, XdpTransport,
+};
 
 /// Bytes of heap payload per run (so every run sends about the same).
 const BYTES_PER_RUN: u64 = 400 << 20;
@@ -192,6 +194,40 @@ fn attach(harness: &common::veth::VethHarness) -> Sink {
 /// heap's short last packet, as they do for real heaps), written from
 /// prebuilt packets and then sent again as they are (no packetizing, no
 /// stream, no pacing).
+/// A heap's packets, replayed `total` times over in their real sequence
+/// of lengths. The transports reuse a fixed set of slots (AF_XDP has 4096
+/// frames, UDP fewer batch buffers): once each holds a full packet, only a
+/// heap's last packet is written again (once a heap). A slot that held a
+/// last packet is still a valid SPEAD packet when sent longer: its payload
+/// length is shorter.
+struct Replay<'a> {
+    lengths: &'a [usize],
+    middle: &'a [u8],
+    last: &'a [u8],
+    sent: u64,
+    total: u64,
+    written: u64,
+}
+
+impl PacketSource for Replay<'_> {
+    fn next_packet(&mut self) -> Option<PacketSpec> {
+        (self.sent < self.total).then(|| PacketSpec {
+            len: self.lengths[(self.sent % self.lengths.len() as u64) as usize],
+            substream: 0,
+        })
+    }
+
+    fn write(&mut self, buf: &mut [u8]) {
+        if buf.len() < self.middle.len() {
+            buf.copy_from_slice(self.last);
+        } else if self.written < 4096 {
+            buf.copy_from_slice(self.middle);
+            self.written += 1;
+        }
+        self.sent += 1;
+    }
+}
+
 fn run_ceiling<T: Transport>(
     harness: &common::veth::VethHarness,
     mut transport: T,
@@ -216,29 +252,16 @@ fn run_ceiling<T: Transport>(
             .spawn(move || {
                 core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
                 let before = cpu_seconds(libc::RUSAGE_THREAD);
-                let (mut sent, mut written) = (0u64, 0u64);
-                while sent < total {
-                    let mut fill = |buf: &mut [u8]| -> Option<PacketMeta> {
-                        if sent >= total {
-                            return None;
-                        }
-                        let len = lengths[(sent % per_heap) as usize];
-                        // The transports reuse a fixed set of slots (AF_XDP
-                        // has 4096 frames, UDP fewer batch buffers): once
-                        // each holds a full packet, only a heap's last
-                        // packet is written again (once a heap). A slot that
-                        // held a last packet is still a valid SPEAD packet
-                        // when sent longer: its payload length is shorter.
-                        if len < middle.len() {
-                            buf[..last.len()].copy_from_slice(last);
-                        } else if written < 4096 {
-                            buf[..middle.len()].copy_from_slice(middle);
-                            written += 1;
-                        }
-                        sent += 1;
-                        Some(PacketMeta::written(len, 0))
-                    };
-                    transport.send(&mut fill).unwrap();
+                let mut replay = Replay {
+                    lengths: &lengths,
+                    middle,
+                    last,
+                    sent: 0,
+                    total,
+                    written: 0,
+                };
+                while replay.sent < total {
+                    transport.send(&mut replay).unwrap();
                 }
                 drop(transport);
                 cpu_seconds(libc::RUSAGE_THREAD) - before

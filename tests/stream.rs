@@ -17,7 +17,7 @@ use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{
     Completion, GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent, WorkerConfig,
 };
-use spead_xdp::transport::{MemoryTransport, PacketMeta, Transport, TransportError};
+use spead_xdp::transport::{MemoryTransport, PacketSource, Transport, TransportError};
 
 /// Items of test heap `seed`: immediates, small and large address items.
 fn items(seed: u64) -> Vec<(u64, bool, Vec<u8>)> {
@@ -206,20 +206,18 @@ impl Transport for GatedTransport {
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
         if let Some(gate) = self.gate.take() {
             gate.wait();
             gate.wait();
         }
         let mut n = 0;
         while n < self.max_batch() {
-            let Some(meta) = fill(&mut self.scratch) else {
+            let Some(spec) = packets.next_packet() else {
                 break;
             };
-            assert!(meta.substream < 2);
+            assert!(spec.substream < 2 && spec.len <= self.scratch.len());
+            packets.write(&mut self.scratch[..spec.len]);
             n += 1;
         }
         self.batches.lock().unwrap().push(n);

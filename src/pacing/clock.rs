@@ -115,20 +115,32 @@ enum Source {
     Monotonic { base: Instant },
 }
 
-/// A nanosecond clock with a sleep-then-spin wait.
+/// What pacing reads and waits on: nanoseconds on a monotonic clock.
+/// [`SystemClock`] is the host's; tests drive pacing with a clock of their
+/// own that moves only when waited on.
+pub trait Clock: Send {
+    /// Nanoseconds since the clock's start.
+    fn now(&self) -> u64;
+
+    /// Returns at or after `deadline` (nanoseconds on this clock).
+    fn wait_until(&self, deadline: u64);
+}
+
+/// The host's clock: the invariant TSC where there is one, else
+/// CLOCK_MONOTONIC, with a sleep-then-spin wait.
 #[derive(Debug, Clone)]
-pub struct Clock {
+pub struct SystemClock {
     source: Source,
     spin_threshold: Duration,
 }
 
-impl Default for Clock {
+impl Default for SystemClock {
     fn default() -> Self {
         Self::new(ClockChoice::Auto, DEFAULT_SPIN_THRESHOLD)
     }
 }
 
-impl Clock {
+impl SystemClock {
     /// A clock starting now, spinning for the last `spin_threshold` of a
     /// wait. The source chosen is logged.
     pub fn new(choice: ClockChoice, spin_threshold: Duration) -> Self {
@@ -146,7 +158,7 @@ impl Clock {
             );
             Source::Monotonic { base: Instant::now() }
         };
-        Clock {
+        SystemClock {
             source,
             spin_threshold,
         }
@@ -159,17 +171,19 @@ impl Clock {
             Source::Monotonic { .. } => ClockSource::Monotonic,
         }
     }
+}
 
-    /// Nanoseconds since the clock was made.
-    pub fn now(&self) -> u64 {
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
         match &self.source {
             Source::Tsc(tsc) => tsc.now(),
             Source::Monotonic { base } => base.elapsed().as_nanos() as u64,
         }
     }
 
-    /// Returns at or after `deadline` (nanoseconds on this clock).
-    pub fn wait_until(&self, deadline: u64) {
+    /// Sleeps for the long part of the wait and spins for the last
+    /// `spin_threshold`, since a sleep overshoots by tens of microseconds.
+    fn wait_until(&self, deadline: u64) {
         let spin = self.spin_threshold.as_nanos() as u64;
         loop {
             let now = self.now();
@@ -193,7 +207,7 @@ mod tests {
     #[test]
     fn waits_reach_the_deadline_on_every_source() {
         for choice in [ClockChoice::Auto, ClockChoice::Monotonic] {
-            let clock = Clock::new(choice, DEFAULT_SPIN_THRESHOLD);
+            let clock = SystemClock::new(choice, DEFAULT_SPIN_THRESHOLD);
             for wait in [0u64, 10_000, 300_000] {
                 let deadline = clock.now() + wait;
                 clock.wait_until(deadline);
@@ -220,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_tsc_is_used_where_it_is_invariant_and_agrees_with_monotonic() {
-        let clock = Clock::default();
+        let clock = SystemClock::default();
         let expected = if cpu_has_invariant_tsc() {
             ClockSource::Tsc
         } else {

@@ -51,6 +51,8 @@ pub struct RateLimiter {
     burst_nanos: f64,
     /// Set after a wait was asked for, until it has passed.
     waiting: bool,
+    /// How far behind schedule the sender was when it last went idle (ns).
+    owed_at_idle: u64,
 }
 
 impl RateLimiter {
@@ -63,6 +65,7 @@ impl RateLimiter {
             burst_bytes: 0,
             burst_nanos: 0.0,
             waiting: false,
+            owed_at_idle: 0,
         }
     }
 
@@ -122,11 +125,22 @@ impl RateLimiter {
         self.burst_nanos += bytes as f64 * nanos_per_byte;
     }
 
+    /// When the sender runs out of packets and goes idle: notes how far
+    /// behind schedule it is, time owed from while it was busy (a stall),
+    /// which the [`wake`](Self::wake) that ends the idleness keeps.
+    pub fn idle(&mut self, now: u64) {
+        let due = self.send_time.nanos.saturating_add(self.burst_nanos as u64);
+        self.owed_at_idle = now.saturating_sub(due);
+    }
+
     /// When a new heap wakes an idle sender: move the standard deadline to
-    /// at least `now` less the time already owed, so idleness is not
-    /// banked for a catch-up burst.
+    /// at least `now` less the time already owed (the pending burst's, and
+    /// what the sender owed when it went idle), so idleness is not banked
+    /// for a catch-up burst, but time lost while busy is still caught up
+    /// (at rate x ratio, as ever).
     pub fn wake(&mut self, now: u64) {
-        let backdate = now.saturating_sub(self.burst_nanos as u64);
+        let owed = self.burst_nanos as u64 + std::mem::take(&mut self.owed_at_idle);
+        let backdate = now.saturating_sub(owed);
         if PreciseTime::at(backdate) > self.send_time {
             self.send_time = PreciseTime::at(backdate);
         }
@@ -245,6 +259,7 @@ mod tests {
         let mut limiter = RateLimiter::new(config, 0);
         let mut clock = 0;
         run(&mut limiter, &mut clock, 10, 1000, GBPS);
+        limiter.idle(clock);
         clock += 1_000_000_000; // idle for a second
         limiter.wake(clock);
         let times = run(&mut limiter, &mut clock, 100, 1000, GBPS);
@@ -253,6 +268,44 @@ mod tests {
         for gap in times.windows(2).map(|w| (w[1] - w[0]) as f64) {
             assert!(gap >= nominal - 1.0, "burst after idle: gap {gap}");
         }
+    }
+
+    #[test]
+    fn time_owed_from_a_stall_is_kept_across_an_idle_wait() {
+        let config = RateLimiterConfig {
+            burst_size: 1000,
+            burst_rate_ratio: 1.05,
+        };
+        let mut limiter = RateLimiter::new(config, 0);
+        let mut clock = 0;
+        let nominal = 1000.0 * ns_per_byte(GBPS);
+        run(&mut limiter, &mut clock, 100, 1000, GBPS);
+        // A 1 ms stall while busy, then the queue runs dry for a second.
+        clock += 1_000_000;
+        limiter.idle(clock);
+        clock += 1_000_000_000;
+        limiter.wake(clock);
+        let times = run(&mut limiter, &mut clock, 3000, 1000, GBPS);
+        // The stall's time is caught up at 1.05 x the rate, never faster,
+        // and the idle second is not: once caught up, packet 100 + k leaves
+        // when it would have had the stream only paused for that second.
+        let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+        assert!(
+            gaps.iter().all(|g| *g >= nominal / 1.05 - 1.0),
+            "{:?}",
+            &gaps[..3]
+        );
+        assert!(
+            (gaps[0] - nominal / 1.05).abs() <= 1.0,
+            "catching up: {}",
+            gaps[0]
+        );
+        let on_schedule = 1e9 + (100.0 + 2999.0) * nominal;
+        assert!(
+            (times[2999] as f64 - on_schedule).abs() <= 1.0,
+            "last packet at {} ns, on schedule at {on_schedule}",
+            times[2999]
+        );
     }
 
     #[test]

@@ -4,5 +4,5 @@
 pub mod clock;
 pub mod limiter;
 
-pub use clock::{Clock, ClockChoice, ClockSource};
+pub use clock::{Clock, ClockChoice, ClockSource, SystemClock};
 pub use limiter::{RateLimiter, RateLimiterConfig};

@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::pacing::{Clock, SystemClock};
 use crate::protocol::{Heap, PacketizeError, Packetizer};
 use crate::transport::{Transport, TransportError};
 
 pub mod config;
 pub mod item_group;
+mod job;
 pub mod stats;
 mod worker;
 
@@ -246,11 +248,25 @@ struct Shared {
 }
 
 impl Shared {
+    /// An empty queue, cnts from 1, counters for `workers` workers.
+    fn new(workers: usize) -> Self {
+        Shared {
+            state: Mutex::new(QueueState {
+                in_flight: 0,
+                next_cnt: 1,
+                cnt_step: 1,
+                cnt_wrapped: false,
+            }),
+            drained: Condvar::new(),
+            counters: Arc::new(stats::Counters::new(workers)),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Frees the queue slots of a finished group.
+    /// Frees the queue places of a finished submission.
     fn release(&self, heaps: usize) {
         let mut state = self.lock();
         state.in_flight -= heaps;
@@ -267,8 +283,8 @@ pub struct Stream {
     sizing: Packetizer,
     substreams: usize,
     shared: Arc<Shared>,
-    /// One queue per worker; each worker takes every job.
-    jobs: Vec<crossbeam_channel::Sender<worker::Job>>,
+    /// One queue per worker; each worker takes a share of every job.
+    jobs: Vec<crossbeam_channel::Sender<job::WorkerShare>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -295,9 +311,22 @@ impl Stream {
     /// together they keep the stream's rate; groups complete once, in
     /// order. The transports must have the same substreams.
     pub fn with_workers<T: Transport>(
+        transports: Vec<T>,
+        config: StreamConfig,
+        workers: Vec<WorkerConfig>,
+    ) -> Result<Self, StreamError> {
+        Self::with_clocks(transports, config, workers, |worker| {
+            SystemClock::new(worker.clock, worker.spin_threshold)
+        })
+    }
+
+    /// As [`with_workers`](Self::with_workers), each worker pacing on the
+    /// clock `clock` makes for it (on the worker's thread).
+    fn with_clocks<T: Transport, C: Clock + 'static>(
         mut transports: Vec<T>,
         config: StreamConfig,
         workers: Vec<WorkerConfig>,
+        clock: impl Fn(&WorkerConfig) -> C + Send + Clone + 'static,
     ) -> Result<Self, StreamError> {
         let sizing = config.validate()?;
         if transports.is_empty() || transports.len() != workers.len() {
@@ -323,47 +352,30 @@ impl Stream {
             }
             .into());
         }
-        let shared = Arc::new(Shared {
-            state: Mutex::new(QueueState {
-                in_flight: 0,
-                next_cnt: 1,
-                cnt_step: 1,
-                cnt_wrapped: false,
-            }),
-            drained: Condvar::new(),
-            counters: Arc::new(stats::Counters::new(transports.len())),
-        });
-        let of = transports.len();
+        let shared = Arc::new(Shared::new(transports.len()));
+        let count = transports.len();
         let mut stream = Stream {
             config,
             sizing,
             substreams,
             shared: Arc::clone(&shared),
-            jobs: Vec::with_capacity(of),
-            workers: Vec::with_capacity(of),
+            jobs: Vec::with_capacity(count),
+            workers: Vec::with_capacity(count),
         };
         for (index, (transport, worker_config)) in transports.into_iter().zip(workers).enumerate() {
             let (jobs, queue) = crossbeam_channel::unbounded();
-            let core = worker_config.core;
-            let worker = worker::Worker::new(
-                transport,
-                config,
-                worker_config,
-                sizing,
-                Arc::clone(&shared),
-                (index, of),
-            );
+            let placement = worker::Placement {
+                index,
+                workers: count,
+                idle_poll: worker_config.idle_poll,
+            };
+            let (shared, clock) = (Arc::clone(&shared), clock.clone());
             let handle = std::thread::Builder::new()
                 .name("spead-send".into())
                 .spawn(move || {
-                    if let Some(id) = core {
-                        if core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                            tracing::debug!("stream worker {index} pinned to core {id}");
-                        } else {
-                            tracing::warn!("could not pin stream worker {index} to core {id}");
-                        }
-                    }
-                    worker.run(queue)
+                    pin_to(worker_config.core, index);
+                    let clock = clock(&worker_config);
+                    worker::Worker::new(transport, &config, clock, sizing, shared, placement).run(queue)
                 })
                 .map_err(|source| TransportError::Io {
                     what: "starting a stream worker thread".into(),
@@ -427,8 +439,8 @@ impl Stream {
         if state.in_flight + heaps.len() > self.config.max_heaps {
             return Err(self.queue_full(Unsent::Heaps(heaps)));
         }
-        let slots = heaps.len();
-        let mut queued = Vec::with_capacity(slots);
+        let places = heaps.len();
+        let mut queued = Vec::with_capacity(places);
         for heap_ref in heaps {
             let flavour = heap_ref.heap.flavour();
             let cnt = heap_ref.cnt.unwrap_or_else(|| {
@@ -446,14 +458,14 @@ impl Stream {
                 state.next_cnt = state.next_cnt.wrapping_add(state.cnt_step);
                 cnt
             });
-            queued.push(worker::QueuedHeap {
+            queued.push(job::QueuedHeap {
                 heap: heap_ref.heap,
                 cnt,
                 substream: heap_ref.substream,
                 nanos_per_byte: self.nanos_per_byte(heap_ref.rate),
             });
         }
-        self.enqueue(state, worker::Work::Heaps { heaps: queued, mode }, slots)
+        self.enqueue(state, job::Work::Heaps { heaps: queued, mode }, places)
     }
 
     /// Queues raw datagrams (not SPEAD: VDIF frames, detector readout) to
@@ -494,7 +506,7 @@ impl Stream {
         if state.in_flight + 1 > self.config.max_heaps {
             return Err(self.queue_full(Unsent::Datagrams(datagrams)));
         }
-        let work = worker::Work::Datagrams {
+        let work = job::Work::Datagrams {
             datagrams,
             substream,
             nanos_per_byte: self.nanos_per_byte(rate),
@@ -519,28 +531,25 @@ impl Stream {
         }
     }
 
-    /// Hands work to every worker, holding the queue lock so the slots are
-    /// counted before a worker can release them.
+    /// Hands a share of `work` to every worker. Its `places` in the queue
+    /// are counted before any worker can release them; the lock is let go
+    /// before sending, since a share that cannot be sent (a worker that has
+    /// stopped) reports at once, which takes the lock.
     fn enqueue(
         &self,
         mut state: MutexGuard<'_, QueueState>,
-        work: worker::Work,
-        slots: usize,
+        work: job::Work,
+        places: usize,
     ) -> Result<Completion, SendError> {
+        state.in_flight += places;
+        drop(state);
         let (done, completion) = oneshot::channel();
-        let work = Arc::new(work);
-        let share = Arc::new(worker::JobShare::new(self.jobs.len(), slots, done));
-        if self.jobs.is_empty() {
-            return Err(SendError::Closed);
+        let shares = job::WorkerShare::split(work, places, self.jobs.len(), Arc::clone(&self.shared), done);
+        for (jobs, share) in self.jobs.iter().zip(shares) {
+            // A closed queue hands the share back; dropping it reports the
+            // submission as failed (`SendError::Closed`).
+            let _ = jobs.send(share);
         }
-        for jobs in &self.jobs {
-            let job = worker::Job {
-                work: Arc::clone(&work),
-                share: Arc::clone(&share),
-            };
-            jobs.send(job).map_err(|_| SendError::Closed)?;
-        }
-        state.in_flight += slots;
         Ok(Completion(completion))
     }
 
@@ -598,6 +607,16 @@ impl Drop for Stream {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+    }
+}
+
+/// Pins the calling worker thread to `core`, if given (logged).
+fn pin_to(core: Option<usize>, worker: usize) {
+    let Some(id) = core else { return };
+    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        tracing::debug!("stream worker {worker} pinned to core {id}");
+    } else {
+        tracing::warn!("could not pin stream worker {worker} to core {id}");
     }
 }
 

@@ -3,21 +3,29 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{PacketMeta, Transport, TransportError};
+use super::{Limits, PacketSource, Transport, TransportError};
+
+const MAX_BATCH: usize = 64;
 
 /// Packets collected in memory, readable while the stream runs.
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
     substreams: Arc<Mutex<Vec<Vec<u8>>>>,
     scratch: Vec<u8>,
+    limits: Limits,
 }
 
 impl MemoryTransport {
     /// A transport with `substreams` destinations (at least 1).
     pub fn new(substreams: usize) -> Self {
+        let substreams = substreams.max(1);
         MemoryTransport {
-            substreams: Arc::new(Mutex::new(vec![Vec::new(); substreams.max(1)])),
+            substreams: Arc::new(Mutex::new(vec![Vec::new(); substreams])),
             scratch: Vec::new(),
+            limits: Limits {
+                max_len: 0,
+                substreams,
+            },
         }
     }
 
@@ -39,25 +47,25 @@ impl Transport for MemoryTransport {
     }
 
     fn max_batch(&self) -> usize {
-        64
+        MAX_BATCH
     }
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         self.scratch = vec![0; max_packet_size];
+        self.limits.max_len = max_packet_size;
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
         let mut substreams = self.substreams.lock().unwrap_or_else(|p| p.into_inner());
         let mut sent = 0;
-        while sent < self.max_batch() {
-            let Some(meta) = fill(&mut self.scratch) else {
+        while sent < MAX_BATCH {
+            let Some(spec) = self.limits.next(packets)? else {
                 break;
             };
-            substreams[meta.substream].extend_from_slice(&self.scratch[..meta.len]);
+            let packet = &mut self.scratch[..spec.len];
+            packets.write(packet);
+            substreams[spec.substream].extend_from_slice(packet);
             sent += 1;
         }
         Ok(sent)

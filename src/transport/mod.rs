@@ -3,6 +3,7 @@
 //! the transport's own buffer (a socket batch, a UMEM frame, a byte vector),
 //! so no layer copies a packet twice.
 
+use arrayvec::ArrayVec;
 use thiserror::Error;
 
 pub mod frame;
@@ -26,60 +27,176 @@ pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 pub use umem::{HugePages, UmemArea, UmemBuffer};
 pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
 
-/// Most pieces a packet's payload can be sent by reference in.
+/// Most pieces of payload one packet can reference.
 pub const MAX_REF_PIECES: usize = crate::protocol::packetizer::MAX_PARTS;
 
-/// Payload sent by reference: pieces of the transport's payload region
-/// (offsets from its start, lengths), following the bytes written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RefPieces {
-    pieces: [(u64, u32); MAX_REF_PIECES],
-    count: usize,
-}
-
-impl RefPieces {
-    /// Adds a piece; false if full.
-    pub fn push(&mut self, offset: u64, len: u32) -> bool {
-        if self.count == MAX_REF_PIECES {
-            return false;
-        }
-        self.pieces[self.count] = (offset, len);
-        self.count += 1;
-        true
-    }
-
-    /// The pieces, in order.
-    pub fn pieces(&self) -> &[(u64, u32)] {
-        &self.pieces[..self.count]
-    }
-
-    /// Their total length.
-    pub fn total(&self) -> usize {
-        self.pieces().iter().map(|(_, len)| *len as usize).sum()
-    }
-}
-
-/// Where a filled packet goes and how long it is.
+/// The next packet a [`PacketSource`] offers: its length and destination,
+/// stated before the transport hands over a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PacketMeta {
-    /// The whole packet's length: the bytes written, then `by_reference`.
+pub struct PacketSpec {
+    /// The whole packet's length in bytes (the SPEAD packet: UDP payload).
     pub len: usize,
     /// Destination (substream) index.
     pub substream: usize,
-    /// Payload not written but referenced in the transport's payload
-    /// region (only for transports that have one).
-    pub by_reference: RefPieces,
 }
 
-impl PacketMeta {
-    /// A packet written whole: `len` bytes to `substream`.
-    pub fn written(len: usize, substream: usize) -> Self {
-        PacketMeta {
-            len,
-            substream,
-            by_reference: RefPieces::default(),
+/// A packet as written by [`PacketSource::write_pieces`]: its first bytes,
+/// written into the transport's buffer, then payload pieces borrowed from
+/// the sender's memory. A transport sends a piece by reference when it lies
+/// in memory the transport can send from (an AF_XDP UMEM's user buffers),
+/// and copies it otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct PacketPieces<'a> {
+    written: usize,
+    pieces: ArrayVec<&'a [u8], MAX_REF_PIECES>,
+}
+
+impl<'a> PacketPieces<'a> {
+    /// A packet whose first `written` bytes are in the buffer, with no
+    /// pieces yet.
+    pub fn new(written: usize) -> Self {
+        PacketPieces {
+            written,
+            pieces: ArrayVec::new(),
         }
     }
+
+    /// Adds a piece after the bytes written; `Err` (handing it back) when
+    /// [`MAX_REF_PIECES`] pieces are there already.
+    pub fn push(&mut self, piece: &'a [u8]) -> Result<(), &'a [u8]> {
+        self.pieces.try_push(piece).map_err(|e| e.element())
+    }
+
+    /// Bytes written into the buffer.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[&'a [u8]] {
+        &self.pieces
+    }
+
+    /// The packet's whole length: bytes written and pieces.
+    pub fn len(&self) -> usize {
+        self.written + self.pieces.iter().map(|p| p.len()).sum::<usize>()
+    }
+
+    /// Whether the packet has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a transport's packets come from: the sender's side of the
+/// transport contract. For each packet the transport first asks
+/// [`next_packet`](Self::next_packet) for its length and destination,
+/// checks them against its own limits, and only then hands over a buffer of
+/// exactly that length to [`write`](Self::write) or
+/// [`write_pieces`](Self::write_pieces). Whatever a source does, a
+/// transport touches no memory but its own buffers and the source's own
+/// slices: a packet that breaks the contract fails the batch with
+/// [`TransportError::BadPacket`].
+pub trait PacketSource {
+    /// The next packet's length and destination, or `None` to end the
+    /// batch (nothing left, or the pacing says wait). Asking again before
+    /// writing describes the same packet.
+    fn next_packet(&mut self) -> Option<PacketSpec>;
+
+    /// Writes the packet just described into `buf`, exactly its length.
+    fn write(&mut self, buf: &mut [u8]);
+
+    /// Writes the packet just described as its first bytes in `buf`
+    /// (which has room for all of it) and payload pieces to follow, for
+    /// transports that can send pieces by reference. By default the packet
+    /// is written whole.
+    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
+        self.write(buf);
+        PacketPieces::new(buf.len())
+    }
+}
+
+/// How a packet offered to a transport broke the contract.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadPacket {
+    /// Longer than the size the transport was prepared for.
+    #[error("a packet of {len} bytes exceeds the {max} bytes the transport was prepared for")]
+    TooLong {
+        /// The length asked for.
+        len: usize,
+        /// The prepared max packet size.
+        max: usize,
+    },
+    /// A packet of no bytes.
+    #[error("a packet of 0 bytes")]
+    Empty,
+    /// No such destination.
+    #[error("substream {index} does not exist (the transport has {substreams})")]
+    NoSuchSubstream {
+        /// The index asked for.
+        index: usize,
+        /// Substreams of the transport.
+        substreams: usize,
+    },
+    /// The bytes written and pieces do not add up to the length described.
+    #[error(
+        "a packet described as {described} bytes came as {written} bytes written and {referenced} in pieces"
+    )]
+    LengthMismatch {
+        /// The length from `next_packet`.
+        described: usize,
+        /// Bytes written into the buffer.
+        written: usize,
+        /// Bytes in pieces.
+        referenced: usize,
+    },
+}
+
+/// A transport's limits, against which every packet offered is checked
+/// before a buffer is taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Limits {
+    /// The prepared max packet size (0 before `prepare`: nothing fits).
+    pub max_len: usize,
+    /// Number of destinations.
+    pub substreams: usize,
+}
+
+impl Limits {
+    /// The source's next packet, checked; `Ok(None)` ends the batch.
+    pub(crate) fn next(&self, source: &mut dyn PacketSource) -> Result<Option<PacketSpec>, TransportError> {
+        let Some(spec) = source.next_packet() else {
+            return Ok(None);
+        };
+        let bad = if spec.len == 0 {
+            BadPacket::Empty
+        } else if spec.len > self.max_len {
+            BadPacket::TooLong {
+                len: spec.len,
+                max: self.max_len,
+            }
+        } else if spec.substream >= self.substreams {
+            BadPacket::NoSuchSubstream {
+                index: spec.substream,
+                substreams: self.substreams,
+            }
+        } else {
+            return Ok(Some(spec));
+        };
+        Err(TransportError::BadPacket(bad))
+    }
+}
+
+/// Checks that written bytes and pieces make the packet described.
+pub(crate) fn check_pieces(spec: PacketSpec, pieces: &PacketPieces<'_>) -> Result<(), TransportError> {
+    if pieces.written() <= spec.len && pieces.len() == spec.len {
+        return Ok(());
+    }
+    Err(TransportError::BadPacket(BadPacket::LengthMismatch {
+        described: spec.len,
+        written: pieces.written(),
+        referenced: pieces.len() - pieces.written(),
+    }))
 }
 
 /// Why a transport could not take packets.
@@ -99,6 +216,10 @@ pub enum TransportError {
         /// What is wrong.
         what: String,
     },
+    /// A packet source broke the transport contract; nothing of the packet
+    /// was sent.
+    #[error("bad packet: {0}")]
+    BadPacket(#[from] BadPacket),
     /// An operating-system error, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -135,25 +256,15 @@ pub trait Transport: Send + 'static {
     /// says why the transport cannot carry them.
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError>;
 
-    /// Memory (start address, length) whose bytes the transport can send by
-    /// reference instead of copying, such as an AF_XDP UMEM's user buffers.
-    fn payload_region(&self) -> Option<(usize, usize)> {
-        None
-    }
-
     /// Times so far that sending had to wait for ring space or free
     /// buffers (a sign the wire or the kernel is the bottleneck).
     fn ring_stalls(&self) -> u64 {
         0
     }
 
-    /// Sends a batch of at most [`max_batch`](Self::max_batch) packets and
-    /// returns how many. `fill` writes each packet into the buffer it is
-    /// given (at least `max_packet_size` bytes) and says how long it is and
-    /// where it goes, or returns `None` to end the batch (nothing more to
-    /// send, or the pacing says wait).
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError>;
+    /// Sends a batch of at most [`max_batch`](Self::max_batch) packets
+    /// taken from `packets` and returns how many. Each packet's length and
+    /// destination are checked before a buffer is taken for it; a breach
+    /// fails the batch ([`TransportError::BadPacket`]).
+    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError>;
 }

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
-use super::{check_udp_payload, PacketMeta, Transport, TransportError};
+use super::{check_udp_payload, Limits, PacketSource, Transport, TransportError};
 
 const MAX_BATCH: usize = 64;
 
@@ -55,6 +55,7 @@ pub struct PcapTransport {
     templates: Vec<UdpFrameTemplate>,
     frame: Vec<u8>,
     ip_id: u16,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for PcapTransport {
@@ -95,6 +96,10 @@ impl PcapTransport {
             templates,
             frame: Vec::new(),
             ip_id: 0,
+            limits: Limits {
+                max_len: 0,
+                substreams: config.destinations.len(),
+            },
         })
     }
 }
@@ -111,21 +116,20 @@ impl Transport for PcapTransport {
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         check_udp_payload(max_packet_size)?;
         self.frame = vec![0; HEADERS_LEN + max_packet_size];
+        self.limits.max_len = max_packet_size;
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
         let mut sent = 0;
         while sent < MAX_BATCH {
-            let Some(meta) = fill(&mut self.frame[HEADERS_LEN..]) else {
+            let Some(spec) = self.limits.next(packets)? else {
                 break;
             };
-            self.templates[meta.substream].write(&mut self.frame, meta.len, self.ip_id);
+            let len = HEADERS_LEN + spec.len;
+            packets.write(&mut self.frame[HEADERS_LEN..len]);
+            self.templates[spec.substream].write(&mut self.frame, spec.len, self.ip_id);
             self.ip_id = self.ip_id.wrapping_add(1);
-            let len = HEADERS_LEN + meta.len;
             let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             self.writer
                 .write_packet(&PcapPacket::new(time, len as u32, &self.frame[..len]))

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{PacketMeta, Transport, TransportError};
+use super::{Limits, PacketSource, Transport, TransportError};
 
 /// spead2's default TCP send buffer.
 pub const DEFAULT_BUFFER_SIZE: usize = 212_992;
@@ -18,8 +18,8 @@ const MAX_BATCH: usize = 64;
 pub struct TcpTransport {
     stream: TcpStream,
     peer: String,
-    slot: usize,
     buffer: Vec<u8>,
+    limits: Limits,
 }
 
 impl TcpTransport {
@@ -60,8 +60,11 @@ impl TcpTransport {
         TcpTransport {
             stream,
             peer,
-            slot: 0,
             buffer: Vec::new(),
+            limits: Limits {
+                max_len: 0,
+                substreams: 1,
+            },
         }
     }
 }
@@ -76,22 +79,23 @@ impl Transport for TcpTransport {
     }
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
-        self.slot = max_packet_size;
+        self.limits.max_len = max_packet_size;
         self.buffer = vec![0; MAX_BATCH * max_packet_size];
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
         let (mut used, mut packets) = (0, 0);
         while packets < MAX_BATCH {
-            let Some(meta) = fill(&mut self.buffer[used..used + self.slot]) else {
+            let Some(spec) = self.limits.next(source)? else {
                 break;
             };
-            used += meta.len;
+            source.write(&mut self.buffer[used..used + spec.len]);
+            used += spec.len;
             packets += 1;
+        }
+        if packets == 0 {
+            return Ok(0);
         }
         self.stream
             .write_all(&self.buffer[..used])

@@ -15,7 +15,9 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::iface::{LinkWatch, LINK_CHECK_EVERY};
-use super::{check_udp_payload, PacketMeta, Transport, TransportError, MAX_UDP_PAYLOAD};
+use super::{
+    check_udp_payload, Limits, PacketSource, PacketSpec, Transport, TransportError, MAX_UDP_PAYLOAD,
+};
 
 /// `UDP_SEGMENT` from the kernel's `linux/udp.h` (libc lacks it for glibc).
 const UDP_SEGMENT: libc::c_int = 103;
@@ -91,9 +93,12 @@ pub struct UdpTransport {
     gso: bool,
     /// GSO was refused and the batch is being retried without it.
     probing_gso: bool,
+    /// Bytes per packet slot in `buffer` (the prepared max packet size).
     slot: usize,
     buffer: Vec<u8>,
-    packets: Vec<PacketMeta>,
+    /// The batch's packets: packet `i` is in slot `i`.
+    packets: Vec<PacketSpec>,
+    limits: Limits,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     /// One `cmsghdr` + u16 per message, 8-byte aligned.
@@ -213,6 +218,10 @@ impl UdpTransport {
     fn with_socket(socket: Socket, destinations: &[SocketAddr], gso: bool) -> Self {
         UdpTransport {
             socket,
+            limits: Limits {
+                max_len: 0,
+                substreams: destinations.len(),
+            },
             destinations: destinations.iter().map(|d| SockAddr::from(*d)).collect(),
             gso: gso && Self::kernel_has_gso_for(destinations),
             probing_gso: false,
@@ -342,7 +351,9 @@ impl UdpTransport {
         while sent < self.headers.len() {
             let pending = &mut self.headers[sent..];
             // SAFETY: every header points at this transport's live buffers,
-            // destinations and control blocks, built by build_messages.
+            // destinations and control blocks, built by build_messages from
+            // packets this transport checked against its slot size and
+            // substreams (`Limits::next`), so each iovec lies in `buffer`.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
@@ -429,24 +440,25 @@ impl Transport for UdpTransport {
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         check_udp_payload(max_packet_size)?;
         self.slot = max_packet_size;
+        self.limits.max_len = max_packet_size;
         self.buffer = vec![0; MAX_BATCH * max_packet_size];
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
         if let Some(link) = &mut self.link {
             link.check()?;
         }
         self.packets.clear();
         while self.packets.len() < MAX_BATCH {
-            let start = self.packets.len() * self.slot;
-            let Some(meta) = fill(&mut self.buffer[start..start + self.slot]) else {
+            // Checked against the slot size: every message built below lies
+            // inside `buffer`.
+            let Some(spec) = self.limits.next(source)? else {
                 break;
             };
-            self.packets.push(meta);
+            let start = self.packets.len() * self.slot;
+            source.write(&mut self.buffer[start..start + spec.len]);
+            self.packets.push(spec);
         }
         if self.packets.is_empty() {
             return Ok(0);

@@ -198,14 +198,33 @@ impl UmemArea {
         self.base
     }
 
-    /// The slot part, for the transport that claimed it.
+    /// Whether users can allocate buffers here (the area is larger than
+    /// its slot part).
+    pub(super) fn has_user_part(&self) -> bool {
+        self.map.len() > self.slot_bytes
+    }
+
+    /// Where `piece` lies in the user part, as an offset from the start of
+    /// the mapping; `None` if any of it lies outside.
+    pub(super) fn user_offset(&self, piece: &[u8]) -> Option<u64> {
+        let start = (piece.as_ptr() as usize).checked_sub(self.base as usize)?;
+        let end = start.checked_add(piece.len())?;
+        (start >= self.slot_bytes && end <= self.map.len()).then_some(start as u64)
+    }
+
+    /// `len` bytes of the slot part from `offset`, for the transport that
+    /// claimed it. Out-of-range requests are cut to the slot part.
     ///
     /// # Safety
-    /// Only the claiming transport calls this, from one thread at a time.
+    /// Only the claiming transport calls this, for bytes no other live
+    /// reference covers and the kernel is not reading (a free slot).
     #[allow(clippy::mut_from_ref)]
-    pub(super) unsafe fn slots(&self) -> &mut [u8] {
-        // SAFETY: the caller is the one claimant; the range is in the mapping.
-        unsafe { std::slice::from_raw_parts_mut(self.base, self.slot_bytes) }
+    pub(super) unsafe fn slot_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        let offset = offset.min(self.slot_bytes);
+        let len = len.min(self.slot_bytes - offset);
+        // SAFETY: the range lies in the slot part of the live mapping, and
+        // the caller guarantees it is used by no one else.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset), len) }
     }
 }
 

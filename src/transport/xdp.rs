@@ -31,7 +31,10 @@ use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConf
 use super::frame::{MacAddress, UdpFrameTemplate, HEADERS_LEN};
 use super::iface::{Interface, LinkWatch, LINK_CHECK_EVERY};
 use super::umem::{HugePages, UmemArea, CHUNK};
-use super::{check_udp_payload, PacketMeta, Transport, TransportError};
+use super::{
+    check_pieces, check_udp_payload, Limits, PacketPieces, PacketSource, PacketSpec, Transport,
+    TransportError,
+};
 
 /// Fragments (descriptors) the kernel takes for one packet (MAX_SKB_FRAGS).
 const MAX_FRAGS: usize = 17;
@@ -146,6 +149,7 @@ pub struct XdpTransport {
     ip_id: u16,
     counters: Arc<XdpCounters>,
     link: LinkWatch,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for XdpTransport {
@@ -241,7 +245,6 @@ impl XdpTransport {
         Ok(XdpTransport {
             config: config.clone(),
             interface,
-            templates,
             rings: None,
             umem,
             area,
@@ -253,6 +256,11 @@ impl XdpTransport {
             ip_id: 0,
             counters: Arc::default(),
             link: LinkWatch::new(&config.interface, LINK_CHECK_EVERY)?,
+            limits: Limits {
+                max_len: 0,
+                substreams: templates.len(),
+            },
+            templates,
         })
     }
 
@@ -541,10 +549,6 @@ impl Transport for XdpTransport {
         MAX_BATCH
     }
 
-    fn payload_region(&self) -> Option<(usize, usize)> {
-        (self.area.len() > self.area.slot_bytes()).then(|| (self.area.base() as usize, self.area.len()))
-    }
-
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         check_udp_payload(max_packet_size)?;
         let ip_packet = max_packet_size + HEADERS_LEN - 14;
@@ -570,8 +574,9 @@ impl Transport for XdpTransport {
         self.free = (0..slots as u32).rev().collect();
         self.in_flight = VecDeque::with_capacity(slots);
         self.descriptors = Vec::with_capacity(MAX_BATCH * self.slot_chunks);
-        let by_reference = self.payload_region().is_some();
+        let by_reference = self.area.has_user_part();
         self.rings = Some(self.bind(self.slot_chunks > 1 || by_reference)?);
+        self.limits.max_len = max_packet_size;
         Ok(())
     }
 
@@ -579,65 +584,34 @@ impl Transport for XdpTransport {
         self.stalls
     }
 
-    fn send(
-        &mut self,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<PacketMeta>,
-    ) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
         self.link.check()?;
         self.reap();
         self.descriptors.clear();
-        let slot_bytes = self.slot_chunks * CHUNK;
-        let mut packets = 0;
+        let first_in_batch = self.in_flight.len();
         let mut referenced = 0u64;
-        while packets < MAX_BATCH {
-            if self.free.is_empty() {
-                if packets > 0 {
-                    break;
-                }
-                self.wait_for_slot()?;
-            }
-            let slot = self.free.pop().expect("a free slot");
-            let base = slot as usize * slot_bytes;
-            // SAFETY: this transport claimed the slot part of its area and
-            // is used from one thread; the kernel reads no free slot.
-            let frame = &mut unsafe { self.area.slots() }[base..base + slot_bytes];
-            let Some(meta) = fill(&mut frame[HEADERS_LEN..]) else {
-                self.free.push(slot);
+        while self.in_flight.len() - first_in_batch < MAX_BATCH {
+            if self.free.is_empty() && self.in_flight.len() > first_in_batch {
+                // The slots this batch holds come back only once it is sent.
                 break;
-            };
-            self.templates[meta.substream].write(frame, meta.len, self.ip_id);
-            self.ip_id = self.ip_id.wrapping_add(1);
-            let written = HEADERS_LEN + meta.len - meta.by_reference.total();
-            let first = self.descriptors.len();
-            push_chunks(&mut self.descriptors, base as u64, written);
-            for &(offset, len) in meta.by_reference.pieces() {
-                push_chunks(&mut self.descriptors, offset, len as usize);
             }
-            if self.descriptors.len() - first > MAX_FRAGS {
-                // Too many fragments for one packet: copy the referenced
-                // pieces into the slot and send it from there.
-                self.descriptors.truncate(first);
-                let mut at = written;
-                for &(offset, len) in meta.by_reference.pieces() {
-                    let (offset, len) = (offset as usize, len as usize);
-                    // SAFETY: the worker checked that the piece lies in this
-                    // area's user part, which the heap keeps alive while sent.
-                    let piece = unsafe { std::slice::from_raw_parts(self.area.base().add(offset), len) };
-                    frame[at..at + len].copy_from_slice(piece);
-                    at += len;
+            let packet = self.limits.next(source).and_then(|spec| match spec {
+                Some(spec) => self.take_packet(source, spec).map(Some),
+                None => Ok(None),
+            });
+            match packet {
+                Ok(Some(by_reference)) => referenced += u64::from(by_reference),
+                Ok(None) => break,
+                Err(e) => {
+                    // Nothing of the batch was submitted: its slots are free.
+                    for (slot, _) in self.in_flight.drain(first_in_batch..) {
+                        self.free.push(slot);
+                    }
+                    return Err(e);
                 }
-                push_chunks(&mut self.descriptors, base as u64, HEADERS_LEN + meta.len);
-            } else if !meta.by_reference.pieces().is_empty() {
-                referenced += 1;
             }
-            let last = self.descriptors.len() - 1;
-            for d in &mut self.descriptors[first..last] {
-                d.options = XDP_PKT_CONTD;
-            }
-            self.in_flight
-                .push_back((slot, (self.descriptors.len() - first) as u32));
-            packets += 1;
         }
+        let packets = self.in_flight.len() - first_in_batch;
         if packets > 0 {
             self.submit()?;
         }
@@ -652,6 +626,83 @@ impl Transport for XdpTransport {
         }
         Ok(packets)
     }
+}
+
+impl XdpTransport {
+    /// Builds the packet `spec` describes in a free slot (waiting for one
+    /// if the batch has none yet), queues its descriptors and returns
+    /// whether its payload went by reference.
+    fn take_packet(
+        &mut self,
+        source: &mut dyn PacketSource,
+        spec: PacketSpec,
+    ) -> Result<bool, TransportError> {
+        if self.free.is_empty() {
+            self.wait_for_slot()?;
+        }
+        let slot = self.free.pop().expect("a free slot");
+        // In flight from here, so that a failure below frees it again.
+        self.in_flight.push_back((slot, 0));
+        let slot_bytes = self.slot_chunks * CHUNK;
+        let base = slot as usize * slot_bytes;
+        // SAFETY: the slot is this transport's (it claimed the area's slot
+        // part) and was on the free list, so the kernel is not reading it
+        // and no other reference to it exists.
+        let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
+        let pieces = source.write_pieces(&mut frame[HEADERS_LEN..HEADERS_LEN + spec.len]);
+        check_pieces(spec, &pieces)?;
+        self.templates[spec.substream].write(frame, spec.len, self.ip_id);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let first = self.descriptors.len();
+        let by_reference = queue_descriptors(&mut self.descriptors, &self.area, frame, base as u64, &pieces);
+        let last = self.descriptors.len() - 1;
+        for d in &mut self.descriptors[first..last] {
+            d.options = XDP_PKT_CONTD;
+        }
+        let count = (self.descriptors.len() - first) as u32;
+        self.in_flight.back_mut().expect("pushed above").1 = count;
+        Ok(by_reference)
+    }
+}
+
+/// Queues the descriptors of a packet built in `frame` (at UMEM offset
+/// `base`): the bytes written, then each piece by reference where it lies
+/// in the area's user buffers. Where a piece lies elsewhere, or the packet
+/// would need more fragments than the kernel takes, the pieces are copied
+/// into the frame and the packet goes from there. Returns whether it went
+/// by reference.
+fn queue_descriptors(
+    descriptors: &mut Vec<XdpDesc>,
+    area: &UmemArea,
+    frame: &mut [u8],
+    base: u64,
+    pieces: &PacketPieces<'_>,
+) -> bool {
+    let first = descriptors.len();
+    let written = HEADERS_LEN + pieces.written();
+    push_chunks(descriptors, base, written);
+    let mut by_reference = !pieces.pieces().is_empty();
+    for piece in pieces.pieces() {
+        match area.user_offset(piece) {
+            Some(offset) => push_chunks(descriptors, offset, piece.len()),
+            None => by_reference = false,
+        }
+        if !by_reference || descriptors.len() - first > MAX_FRAGS {
+            by_reference = false;
+            break;
+        }
+    }
+    if by_reference {
+        return true;
+    }
+    descriptors.truncate(first);
+    let mut at = written;
+    for piece in pieces.pieces() {
+        frame[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    push_chunks(descriptors, base, at);
+    false
 }
 
 /// Descriptors for `len` bytes at UMEM `offset`, split at chunk boundaries
