@@ -197,6 +197,17 @@ impl ArrivalTiming {
     }
 }
 
+impl ArrivalTiming {
+    /// The average rate over the whole stream, bytes per second: the UDP
+    /// payload bytes that arrived before the last burst began, over the
+    /// time from the first packet to that burst's start (so a burst's own
+    /// back-to-back bytes neither inflate nor deflate it).
+    pub fn average_rate(&self) -> Option<f64> {
+        let span = self.burst_start_ns.checked_sub(self.first_ns)?;
+        (span > 0).then(|| self.bytes_before_burst as f64 / (span as f64 / 1e9))
+    }
+}
+
 impl SinkStats {
     /// UDP payload (SPEAD) bytes: frame bytes less the 42 bytes of
     /// Ethernet, IPv4 and UDP headers of each counted packet.

@@ -64,15 +64,37 @@ struct TscClock {
     clock: quanta::Clock,
     origin_tsc: u64,
     origin: Instant,
+    /// CLOCK_MONOTONIC at `origin_tsc`, in ns after `origin`.
+    origin_offset: f64,
     recalibrate_ticks: u64,
     segment: Cell<Segment>,
+}
+
+/// Most time between the two CLOCK_MONOTONIC readings around a TSC reading
+/// for the pair to calibrate with: wider means the thread was interrupted
+/// (on a VM, its vCPU preempted), which would skew the scale.
+const MAX_BRACKET: Duration = Duration::from_micros(2);
+
+/// A TSC reading and the CLOCK_MONOTONIC time it was taken at (ns after
+/// `origin`): the TSC read between two monotonic readings at most
+/// [`MAX_BRACKET`] apart, paired with their midpoint. `None` when four
+/// tries were all interrupted.
+fn paired_reading(clock: &quanta::Clock, origin: Instant) -> Option<(u64, f64)> {
+    (0..4).find_map(|_| {
+        let before = origin.elapsed();
+        let raw = clock.raw();
+        let after = origin.elapsed();
+        let mid = (before.as_nanos() + after.as_nanos()) as f64 / 2.0;
+        (after - before <= MAX_BRACKET).then_some((raw, mid))
+    })
 }
 
 impl TscClock {
     fn new() -> Self {
         let clock = quanta::Clock::new();
         let origin = Instant::now();
-        let origin_tsc = clock.raw();
+        let (origin_tsc, origin_offset) = paired_reading(&clock, origin)
+            .unwrap_or_else(|| (clock.raw(), origin.elapsed().as_nanos() as f64));
         // quanta's calibration: nanoseconds for a million ticks.
         let scale = clock.delta_as_nanos(0, 1_000_000) as f64 / 1e6;
         TscClock {
@@ -80,6 +102,7 @@ impl TscClock {
             clock,
             origin_tsc,
             origin,
+            origin_offset,
             segment: Cell::new(Segment {
                 tsc: origin_tsc,
                 value: 0.0,
@@ -90,22 +113,30 @@ impl TscClock {
 
     fn now(&self) -> u64 {
         let raw = self.clock.raw();
-        let mut segment = self.segment.get();
+        let segment = self.segment.get();
         let ticks = raw.wrapping_sub(segment.tsc);
         if ticks > self.recalibrate_ticks {
-            // Continue the current piece to `raw`, then bend the slope to
-            // the scale measured over the whole baseline.
-            let value = segment.value + ticks as f64 * segment.scale;
-            let elapsed = self.origin.elapsed().as_nanos() as f64;
-            let scale = elapsed / raw.wrapping_sub(self.origin_tsc) as f64;
-            segment = Segment {
-                tsc: raw,
-                value,
-                scale,
-            };
-            self.segment.set(segment);
+            if let Some(bent) = self.recalibrated(segment) {
+                self.segment.set(bent);
+                // Its start is a reading taken after `raw`: the time now.
+                return bent.value as u64;
+            }
         }
-        (segment.value + raw.wrapping_sub(segment.tsc) as f64 * segment.scale) as u64
+        (segment.value + ticks as f64 * segment.scale) as u64
+    }
+
+    /// The current piece continued to a fresh paired reading, its slope
+    /// bent to the scale measured over the whole baseline; `None` (try
+    /// again on the next reading) when the pairing was interrupted.
+    fn recalibrated(&self, segment: Segment) -> Option<Segment> {
+        let (raw, monotonic) = paired_reading(&self.clock, self.origin)?;
+        let value = segment.value + raw.wrapping_sub(segment.tsc) as f64 * segment.scale;
+        let scale = (monotonic - self.origin_offset) / raw.wrapping_sub(self.origin_tsc) as f64;
+        Some(Segment {
+            tsc: raw,
+            value,
+            scale,
+        })
     }
 }
 
@@ -132,6 +163,23 @@ pub trait Clock: Send {
 pub struct SystemClock {
     source: Source,
     spin_threshold: Duration,
+    /// How long before a deadline a wait stops sleeping and spins (ns):
+    /// the spin threshold, or more where sleeps here overshoot by more.
+    margin: Cell<u64>,
+}
+
+/// Most a wait spins for, however late this host's sleeps wake.
+const MAX_MARGIN: Duration = Duration::from_millis(2);
+
+/// The spin margin after a sleep that overshot by `overshoot` ns: at once
+/// a quarter above a larger overshoot, else decaying by 1/1024 a sleep
+/// towards `floor`, never above [`MAX_MARGIN`]. A decaying maximum: a host
+/// whose sleeps wake late (a busy VM: 80 to 200 us late is common) is
+/// learned from the first late wake, and forgotten slowly.
+fn next_margin(margin: u64, overshoot: u64, floor: u64) -> u64 {
+    let decayed = margin - margin / 1024;
+    let wanted = overshoot.saturating_add(overshoot / 4);
+    wanted.max(decayed).max(floor).min(MAX_MARGIN.as_nanos() as u64)
 }
 
 impl Default for SystemClock {
@@ -161,6 +209,7 @@ impl SystemClock {
         SystemClock {
             source,
             spin_threshold,
+            margin: Cell::new(spin_threshold.as_nanos() as u64),
         }
     }
 
@@ -181,18 +230,24 @@ impl Clock for SystemClock {
         }
     }
 
-    /// Sleeps for the long part of the wait and spins for the last
-    /// `spin_threshold`, since a sleep overshoots by tens of microseconds.
+    /// Sleeps for the long part of the wait and spins for the last stretch
+    /// (at least `spin_threshold`, more where this host's sleeps have been
+    /// waking later than that), since a sleep overshoots: a wake past the
+    /// deadline is time the stream can only catch up at its burst rate.
     fn wait_until(&self, deadline: u64) {
-        let spin = self.spin_threshold.as_nanos() as u64;
         loop {
             let now = self.now();
             if now >= deadline {
                 return;
             }
             let left = deadline - now;
-            if left > spin {
-                std::thread::sleep(Duration::from_nanos(left - spin));
+            let margin = self.margin.get();
+            if left > margin {
+                let asked = left - margin;
+                std::thread::sleep(Duration::from_nanos(asked));
+                let overshoot = self.now().saturating_sub(now + asked);
+                let floor = self.spin_threshold.as_nanos() as u64;
+                self.margin.set(next_margin(margin, overshoot, floor));
             } else {
                 std::hint::spin_loop();
             }
@@ -214,6 +269,26 @@ mod tests {
                 assert!(clock.now() >= deadline);
             }
         }
+    }
+
+    #[test]
+    fn the_spin_margin_learns_late_wakes_at_once_and_forgets_them_slowly() {
+        let floor = 100_000;
+        // Sleeps on time: the spin threshold.
+        assert_eq!(next_margin(floor, 20_000, floor), floor);
+        // A wake 200 us late: a quarter more than that at once.
+        let learned = next_margin(floor, 200_000, floor);
+        assert_eq!(learned, 250_000);
+        // Forgotten by 1/1024 a sleep, back to the floor in time.
+        let after_100 = (0..100).fold(learned, |m, _| next_margin(m, 0, floor));
+        assert!(after_100 < learned && after_100 > 200_000, "{after_100}");
+        let after_10000 = (0..10_000).fold(learned, |m, _| next_margin(m, 0, floor));
+        assert_eq!(after_10000, floor);
+        // A stall of many milliseconds spins no more than MAX_MARGIN.
+        assert_eq!(
+            next_margin(floor, 50_000_000, floor),
+            MAX_MARGIN.as_nanos() as u64
+        );
     }
 
     #[test]
