@@ -15,7 +15,10 @@
 //! Needs root and the `sink` feature:
 //! `cargo bench --features sink --bench throughput`
 //! (`SPEAD_BENCH_ROUNDS`, default 3, sets the rounds;
-//! `SPEAD_BENCH_ONLY=1472,8192` keeps the workloads with those packet sizes.)
+//! `SPEAD_BENCH_ONLY=1472,8192` keeps the workloads with those packet sizes;
+//! `SPEAD_BENCH_BASELINE=PATH` adds the spead-send at PATH, say a build of
+//! an earlier commit, as four more senders in the same rounds, with the
+//! ratios of ours to it.)
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -67,6 +70,11 @@ enum Sender {
     /// Two workers on cores 0 and 1, one TX queue (AF_XDP) or socket each.
     XdpTwoQueues,
     UdpTwoWorkers,
+    /// The same four through the baseline spead-send (SPEAD_BENCH_BASELINE).
+    BaselineXdp,
+    BaselineUdp,
+    BaselineXdpTwoQueues,
+    BaselineUdpTwoWorkers,
 }
 
 const SENDERS: [Sender; 7] = [
@@ -89,8 +97,38 @@ impl Sender {
             Sender::UdpCeiling => "raw UDP sendmmsg/GSO (ceiling)",
             Sender::XdpTwoQueues => "spead-xdp AF_XDP, 2 queues, 2 cores",
             Sender::UdpTwoWorkers => "spead-xdp UDP, 2 workers, 2 cores",
+            Sender::BaselineXdp => "baseline AF_XDP",
+            Sender::BaselineUdp => "baseline UDP",
+            Sender::BaselineXdpTwoQueues => "baseline AF_XDP, 2 queues, 2 cores",
+            Sender::BaselineUdpTwoWorkers => "baseline UDP, 2 workers, 2 cores",
         }
     }
+
+    /// This sender through the baseline spead-send.
+    fn baseline(self) -> Option<Sender> {
+        match self {
+            Sender::Xdp => Some(Sender::BaselineXdp),
+            Sender::Udp => Some(Sender::BaselineUdp),
+            Sender::XdpTwoQueues => Some(Sender::BaselineXdpTwoQueues),
+            Sender::UdpTwoWorkers => Some(Sender::BaselineUdpTwoWorkers),
+            _ => None,
+        }
+    }
+}
+
+/// The baseline spead-send to compare with, if asked for.
+fn baseline_binary() -> Option<String> {
+    std::env::var("SPEAD_BENCH_BASELINE").ok()
+}
+
+/// The senders of every round: ours, spead2, the ceilings, and the
+/// baseline's where there is one.
+fn senders() -> Vec<Sender> {
+    let mut all = SENDERS.to_vec();
+    if baseline_binary().is_some() {
+        all.extend(SENDERS.iter().filter_map(|s| s.baseline()));
+    }
+    all
 }
 
 /// The size of one workload.
@@ -142,13 +180,23 @@ fn run_command(harness: &common::veth::VethHarness, sender: Sender, work: Worklo
             c
         }
         _ => {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_spead-send"));
+            let is_baseline = SENDERS.iter().any(|s| s.baseline() == Some(sender));
+            let binary = match baseline_binary() {
+                Some(path) if is_baseline => path,
+                _ => env!("CARGO_BIN_EXE_spead-send").to_owned(),
+            };
+            let mut c = Command::new(binary);
             let transport = match sender {
-                Sender::Xdp | Sender::XdpTwoQueues => "xdp",
+                Sender::Xdp | Sender::XdpTwoQueues | Sender::BaselineXdp | Sender::BaselineXdpTwoQueues => {
+                    "xdp"
+                }
                 _ => "udp",
             };
             let (workers, cores) = match sender {
-                Sender::XdpTwoQueues | Sender::UdpTwoWorkers => ("2", "0,1"),
+                Sender::XdpTwoQueues
+                | Sender::UdpTwoWorkers
+                | Sender::BaselineXdpTwoQueues
+                | Sender::BaselineUdpTwoWorkers => ("2", "0,1"),
                 _ => ("1", "1"),
             };
             c.args([
@@ -319,6 +367,7 @@ fn main() {
          {} MiB per run; medians of {rounds} alternating rounds",
         BYTES_PER_RUN >> 20
     );
+    let senders = senders();
     let mut csv = String::from("heap_size,packet,sender,round,packets_per_s,gbps,cpu_s_per_gb\n");
     let only: Option<Vec<usize>> = std::env::var("SPEAD_BENCH_ONLY")
         .ok()
@@ -334,8 +383,8 @@ fn main() {
         };
         let mut runs: HashMap<Sender, Vec<Result>> = HashMap::new();
         for round in 0..rounds {
-            for k in 0..SENDERS.len() {
-                let sender = SENDERS[(round + k) % SENDERS.len()];
+            for k in 0..senders.len() {
+                let sender = senders[(round + k) % senders.len()];
                 let r = run(&harness, sender, work);
                 let _ = writeln!(
                     csv,
@@ -357,7 +406,7 @@ fn main() {
         );
         println!("| sender | packets/s (median) | range | Gb/s | CPU s per GB |");
         println!("| --- | --- | --- | --- | --- |");
-        for sender in SENDERS {
+        for &sender in &senders {
             let pps: Vec<f64> = runs[&sender].iter().map(|r| r.pps).collect();
             let (lo, hi) = pps
                 .iter()
@@ -382,6 +431,13 @@ fn main() {
             ratio(Sender::XdpTwoQueues, Sender::Spead2),
             ratio(Sender::UdpTwoWorkers, Sender::Spead2)
         );
+        if baseline_binary().is_some() {
+            let cells: Vec<String> = SENDERS
+                .iter()
+                .filter_map(|&s| Some(format!("{} {:.2}", s.name(), ratio(s, s.baseline()?))))
+                .collect();
+            println!("ratios to the baseline: {}", cells.join(", "));
+        }
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/throughput.csv");
     match std::fs::write(&path, csv) {

@@ -239,7 +239,10 @@ impl PacketSource for Pieces<'_> {
 /// A socket on the harness's peer end, inside its namespace.
 fn peer_socket(harness: &VethHarness) -> UdpSocket {
     let socket = run_in(harness.get("NETNS"), || {
-        UdpSocket::bind(harness.peer(7148)).unwrap()
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_recv_buffer_size(16 << 20).unwrap();
+        socket.bind(&harness.peer(7148).into()).unwrap();
+        UdpSocket::from(socket)
     });
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     socket
@@ -312,4 +315,40 @@ fn af_xdp_refuses_lying_sources_and_copies_pieces_outside_its_umem() {
         assert_eq!(referenced, by_reference, "packets sent by reference so far");
     }
     drop(in_umem);
+}
+
+#[test]
+fn af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames() {
+    if !privileged("af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames") {
+        return;
+    }
+    // 16 frames against batches of up to 256 packets: batches end when the
+    // frames run out, and the next waits for completions.
+    let harness = VethHarness::up(&format!("sxd{}", std::process::id() % 100_000), 216, 1500, 1);
+    let receiver = peer_socket(&harness);
+    let mut config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
+    config.frames = 16;
+    let stream = Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::new(0x1800, vec![9u8; 40_000])).unwrap();
+    let heap = std::sync::Arc::new(heap);
+    let completions: Vec<_> = (0..4).map(|_| stream.submit(heap.clone()).unwrap()).collect();
+    for completion in completions {
+        completion.wait().unwrap();
+    }
+    let packets = stream.stats().packets();
+    assert_eq!(packets, 4 * 28, "packets the stream sent");
+    let mut buf = vec![0u8; 2048];
+    let mut arrived = Vec::new();
+    for k in 0..packets {
+        let len = receiver
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("packet {k} of {packets}: {e}"));
+        arrived.push(buf[..len].to_vec());
+    }
+    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let expected: Vec<Vec<u8>> = (1..=4)
+        .flat_map(|cnt| sizing.packets(&heap, cnt).unwrap())
+        .collect();
+    assert!(arrived == expected, "the packets as sent, in order");
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{
-    Completion, GroupMode, HeapRef, SendError, Stream, StreamConfig, Unsent, WorkerConfig,
+    Completion, GroupMode, HeapRef, Invalid, SendError, Stream, StreamConfig, Unsent, WorkerConfig,
 };
 use spead_xdp::transport::{MemoryTransport, PacketSource, Transport, TransportError};
 
@@ -454,6 +454,15 @@ fn raw_datagrams_go_through_the_same_queue_and_pacing() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+    let with_an_empty_one = vec![Bytes::from_static(b"frame"), Bytes::new()];
+    match stream.submit_datagrams(with_an_empty_one, 0, None) {
+        Err(SendError::Invalid {
+            index: 1,
+            reason: Invalid::EmptyDatagram,
+            unsent: Unsent::Datagrams(d),
+        }) => assert_eq!(d.len(), 2),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
 }
 
 #[test]
@@ -678,6 +687,60 @@ fn several_workers_send_each_packet_once_and_complete_in_order() {
 }
 
 #[test]
+fn submissions_from_several_threads_reach_every_worker_in_one_order() {
+    // Heaps of 1 to 4 packets from two threads at once: were the workers'
+    // queues to get them in different orders, the workers' shares would
+    // disagree and packets would go twice or not at all.
+    let transports: Vec<MemoryTransport> = (0..2).map(|_| MemoryTransport::new(1)).collect();
+    let config = StreamConfig {
+        max_heaps: 1000,
+        ..Default::default()
+    };
+    let stream = Stream::with_workers(transports.clone(), config, vec![WorkerConfig::default(); 2]).unwrap();
+    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let heap_of = |cnt: u64| {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(
+            0x1800,
+            vec![cnt as u8; 1000 + 1400 * (cnt as usize % 4)],
+        ))
+        .unwrap();
+        heap
+    };
+    let completions: Vec<Completion> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (stream, heap_of) = (&stream, &heap_of);
+                scope.spawn(move || {
+                    (0..300u64)
+                        .map(|i| {
+                            let cnt = t * 1000 + i + 1;
+                            stream.submit(HeapRef::new(heap_of(cnt)).cnt(cnt)).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
+    for completion in completions {
+        completion.wait().unwrap();
+    }
+    let mut expected: Vec<Vec<u8>> = (0..2u64)
+        .flat_map(|t| (0..300u64).map(move |i| t * 1000 + i + 1))
+        .flat_map(|cnt| sizing.packets(&heap_of(cnt), cnt).unwrap().collect::<Vec<_>>())
+        .collect();
+    let mut sent: Vec<Vec<u8>> = transports
+        .iter()
+        .flat_map(|t| split_packets(&t.bytes(0)))
+        .collect();
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent.len(), expected.len(), "packets sent");
+    assert!(sent == expected, "every packet exactly once");
+}
+
+#[test]
 fn several_workers_keep_the_stream_rate_together() {
     let transports: Vec<MemoryTransport> = (0..3).map(|_| MemoryTransport::new(1)).collect();
     let config = StreamConfig {
@@ -814,7 +877,7 @@ fn a_failed_shared_batch_fails_every_heap_in_it() {
     assert!(second.contains("sending a batch"), "{second}");
     for shared in &results[2..6] {
         let shared = shared.as_ref().unwrap_err().to_string();
-        assert!(shared.contains("shared with the previous submission"), "{shared}");
+        assert!(shared.contains("shared with another submission"), "{shared}");
     }
     for sent in &results[6..] {
         assert_eq!(sent.as_ref().unwrap(), &57);

@@ -114,7 +114,9 @@ impl TscClock {
     fn now(&self) -> u64 {
         let raw = self.clock.raw();
         let segment = self.segment.get();
-        let ticks = raw.wrapping_sub(segment.tsc);
+        // A TSC read on a core slightly behind the last one counts as no
+        // time, not as a wrap.
+        let ticks = raw.saturating_sub(segment.tsc);
         if ticks > self.recalibrate_ticks {
             if let Some(bent) = self.recalibrated(segment) {
                 self.segment.set(bent);
@@ -130,8 +132,8 @@ impl TscClock {
     /// again on the next reading) when the pairing was interrupted.
     fn recalibrated(&self, segment: Segment) -> Option<Segment> {
         let (raw, monotonic) = paired_reading(&self.clock, self.origin)?;
-        let value = segment.value + raw.wrapping_sub(segment.tsc) as f64 * segment.scale;
-        let scale = (monotonic - self.origin_offset) / raw.wrapping_sub(self.origin_tsc) as f64;
+        let value = segment.value + raw.saturating_sub(segment.tsc) as f64 * segment.scale;
+        let scale = (monotonic - self.origin_offset) / raw.saturating_sub(self.origin_tsc).max(1) as f64;
         Some(Segment {
             tsc: raw,
             value,
@@ -179,7 +181,7 @@ const MAX_MARGIN: Duration = Duration::from_millis(2);
 fn next_margin(margin: u64, overshoot: u64, floor: u64) -> u64 {
     let decayed = margin - margin / 1024;
     let wanted = overshoot.saturating_add(overshoot / 4);
-    wanted.max(decayed).max(floor).min(MAX_MARGIN.as_nanos() as u64)
+    wanted.max(decayed).min(MAX_MARGIN.as_nanos() as u64).max(floor)
 }
 
 impl Default for SystemClock {
@@ -235,6 +237,7 @@ impl Clock for SystemClock {
     /// waking later than that), since a sleep overshoots: a wake past the
     /// deadline is time the stream can only catch up at its burst rate.
     fn wait_until(&self, deadline: u64) {
+        let mut first = true;
         loop {
             let now = self.now();
             if now >= deadline {
@@ -242,11 +245,17 @@ impl Clock for SystemClock {
             }
             let left = deadline - now;
             let margin = self.margin.get();
+            let floor = self.spin_threshold.as_nanos() as u64;
+            if first && left <= margin {
+                // A wait spun whole: no overshoot to learn, so the margin
+                // decays, or one stall would keep every later wait spinning.
+                self.margin.set(next_margin(margin, 0, floor));
+            }
+            first = false;
             if left > margin {
                 let asked = left - margin;
                 std::thread::sleep(Duration::from_nanos(asked));
                 let overshoot = self.now().saturating_sub(now + asked);
-                let floor = self.spin_threshold.as_nanos() as u64;
                 self.margin.set(next_margin(margin, overshoot, floor));
             } else {
                 std::hint::spin_loop();
@@ -297,13 +306,26 @@ mod tests {
             return;
         }
         let tsc = TscClock::new();
+        let origin = Instant::now();
+        // Both clocks read together: a reading of ours between two of
+        // CLOCK_MONOTONIC close together (this VM's host can stop a vCPU
+        // for milliseconds between any two instructions).
+        let together = || loop {
+            let before = origin.elapsed().as_nanos();
+            let ours = tsc.now();
+            let after = origin.elapsed().as_nanos();
+            if after - before < 5_000 {
+                return (ours as f64, (before + after) as f64 / 2.0);
+            }
+        };
         // After a few recalibrations the scale matches CLOCK_MONOTONIC to
         // within 20 ppm over the next stretch.
         std::thread::sleep(Duration::from_millis(350));
         tsc.now();
-        let (start, wall) = (tsc.now(), Instant::now());
+        let (start, wall_start) = together();
         std::thread::sleep(Duration::from_millis(250));
-        let (elapsed, wall) = ((tsc.now() - start) as f64, wall.elapsed().as_nanos() as f64);
+        let (end, wall_end) = together();
+        let (elapsed, wall) = (end - start, wall_end - wall_start);
         assert!((elapsed / wall - 1.0).abs() < 20e-6, "{elapsed} ns vs {wall} ns");
     }
 

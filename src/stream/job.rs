@@ -407,11 +407,16 @@ impl Cursor {
         };
         let items = queued.get(k).map_or(&[][..], |q| q.heap.items());
         let pieces = match heaps[k].next_packet_parts(items, buf) {
-            // Padding is written, not referenced: the whole packet then.
-            Ok(Some(parts)) if parts.padding > 0 => {
-                parts.write_payload(buf);
-                PacketPieces::new(parts.len())
-            }
+            // Padding is written, not referenced: the whole packet then
+            // (into a buffer of its length; a shorter one, which no
+            // transport of this crate gives, fails the batch instead).
+            Ok(Some(parts)) if parts.padding > 0 => match buf.get_mut(..parts.len()) {
+                Some(packet) => {
+                    parts.write_payload(packet);
+                    PacketPieces::new(parts.len())
+                }
+                None => PacketPieces::new(0),
+            },
             Ok(Some(parts)) => {
                 let mut pieces = PacketPieces::new(parts.header_len);
                 for piece in parts.pieces() {
@@ -423,7 +428,10 @@ impl Cursor {
             // More pieces than a packet references: written whole.
             Ok(None) => match heaps[k].write_next(items, buf) {
                 Ok(Some(len)) => PacketPieces::new(len),
-                _ => PacketPieces::new(0),
+                _ => {
+                    heaps[k].skip_next();
+                    PacketPieces::new(0)
+                }
             },
             // Cannot happen for a buffer of the announced length; were it
             // ever short, the packet is passed over and the short answer

@@ -171,6 +171,9 @@ pub enum Invalid {
     /// An empty group or datagram list.
     #[error("a submission needs at least one heap or datagram")]
     Empty,
+    /// A datagram of no bytes (a transport takes no empty packet).
+    #[error("an empty datagram")]
+    EmptyDatagram,
     /// A datagram larger than the stream's packets.
     #[error("datagram of {len} bytes exceeds the max packet size of {max}")]
     DatagramTooLarge {
@@ -483,7 +486,8 @@ impl Stream {
                 return Err((0, Invalid::Empty));
             }
             self.check_route(substream, rate).map_err(|e| (0, e))?;
-            match datagrams.iter().position(|d| d.len() > max) {
+            match datagrams.iter().position(|d| d.is_empty() || d.len() > max) {
+                Some(i) if datagrams[i].is_empty() => Err((i, Invalid::EmptyDatagram)),
                 Some(i) => Err((
                     i,
                     Invalid::DatagramTooLarge {
@@ -531,10 +535,12 @@ impl Stream {
         }
     }
 
-    /// Hands a share of `work` to every worker. Its `places` in the queue
-    /// are counted before any worker can release them; the lock is let go
-    /// before sending, since a share that cannot be sent (a worker that has
-    /// stopped) reports at once, which takes the lock.
+    /// Hands a share of `work` to every worker, holding the queue lock so
+    /// that every worker's queue has submissions in the same order and the
+    /// `places` are counted before a worker can release them. A share that
+    /// cannot be sent (a worker that has stopped) is handed back and
+    /// dropped once the lock is let go: dropping it reports the submission
+    /// as failed ([`SendError::Closed`]), which takes the lock.
     fn enqueue(
         &self,
         mut state: MutexGuard<'_, QueueState>,
@@ -542,14 +548,16 @@ impl Stream {
         places: usize,
     ) -> Result<Completion, SendError> {
         state.in_flight += places;
-        drop(state);
         let (done, completion) = oneshot::channel();
         let shares = job::WorkerShare::split(work, places, self.jobs.len(), Arc::clone(&self.shared), done);
-        for (jobs, share) in self.jobs.iter().zip(shares) {
-            // A closed queue hands the share back; dropping it reports the
-            // submission as failed (`SendError::Closed`).
-            let _ = jobs.send(share);
-        }
+        let refused: Vec<_> = self
+            .jobs
+            .iter()
+            .zip(shares)
+            .filter_map(|(jobs, share)| jobs.send(share).err())
+            .collect();
+        drop(state);
+        drop(refused);
         Ok(Completion(completion))
     }
 

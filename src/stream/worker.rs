@@ -82,6 +82,8 @@ struct BatchOutcome {
     result: Result<usize, TransportError>,
     /// Bytes of the packets in it.
     bytes: u64,
+    /// The job (in the window) a failure is first of all.
+    culprit: usize,
     /// When the pacing lets the next packet go, if it ended the batch.
     pause: Option<u64>,
 }
@@ -134,29 +136,25 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             }
             let reach = self.fill_window(&queue);
             let batch = self.send_batch(reach);
-            self.settle(reach, batch.result, batch.bytes);
-            if let Some(deadline) = batch.pause {
-                self.clock.wait_until(deadline);
-            }
+            self.settle(reach, batch);
         }
     }
 
     /// The next job, polling an empty queue for up to `idle_poll` before
     /// sleeping on it; `None` once the stream is gone.
     fn wait_for_job(&mut self, queue: &Receiver<WorkerShare>) -> Option<WorkerShare> {
+        // Idle from here: time owed from before (a stall) stays owed, idle
+        // time is not banked for a catch-up burst.
+        self.limiter.idle(self.clock.now());
         let start = Instant::now();
-        loop {
+        let share = loop {
             match queue.try_recv() {
-                Ok(share) => return Some(share),
+                Ok(share) => break share,
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) if start.elapsed() < self.idle_poll => std::hint::spin_loop(),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => break queue.recv().ok()?,
             }
-        }
-        // Idle: time owed from before (a stall) stays owed, idle time is
-        // not banked for a catch-up burst.
-        self.limiter.idle(self.clock.now());
-        let share = queue.recv().ok()?;
+        };
         self.limiter.wake(self.clock.now());
         Some(share)
     }
@@ -204,16 +202,33 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             pause: None,
         };
         let result = self.transport.send(&mut batch);
+        // A refused packet is its job's fault; any other failure is the
+        // batch's, which was for the first job.
+        let culprit = match &result {
+            Err(TransportError::BadPacket(_)) => batch.at.min(reach - 1),
+            _ => 0,
+        };
         BatchOutcome {
             result,
             bytes: batch.bytes,
+            culprit,
             pause: batch.pause,
         }
     }
 
     /// Books a sent batch to its jobs and counters, or fails the jobs with
-    /// packets in it.
-    fn settle(&mut self, reach: usize, result: Result<usize, TransportError>, bytes: u64) {
+    /// packets in it; then completes what it finished and waits as long as
+    /// the pacing says.
+    fn settle(&mut self, reach: usize, batch: BatchOutcome) {
+        self.book(reach, batch.result, batch.bytes, batch.culprit);
+        self.complete_finished();
+        if let Some(deadline) = batch.pause {
+            self.clock.wait_until(deadline);
+        }
+    }
+
+    /// Books a batch's outcome to its jobs and this worker's counters.
+    fn book(&mut self, reach: usize, result: Result<usize, TransportError>, bytes: u64, culprit: usize) {
         let counters = &self.stream.counters.workers[self.share.index];
         // Counted once a batch, and only once the transport took it.
         counters
@@ -227,25 +242,27 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                     job.sent += std::mem::take(&mut job.in_batch);
                 }
             }
-            Err(error) => self.fail_batch(reach, error),
+            Err(error) => self.fail_batch(reach, error, culprit),
         }
     }
 
-    /// Fails the job a failed batch was for (the first: it fails even when
-    /// the transport failed before taking a packet, say on a link gone
-    /// down) with the transport's error, and every other job with packets
-    /// in the batch as sharing it. Their remaining packets are passed over
-    /// (counted, so the workers' shares stay in step).
-    fn fail_batch(&mut self, reach: usize, error: TransportError) {
+    /// Fails the `culprit` job (the one whose packet a transport refused,
+    /// else the first, which the batch was for: it fails even when the
+    /// transport failed before taking a packet, say on a link gone down)
+    /// with the transport's error, and every other job with packets in the
+    /// batch as sharing it. Their remaining packets are passed over (counted, so the
+    /// workers' shares stay in step).
+    fn fail_batch(&mut self, reach: usize, error: TransportError, culprit: usize) {
         let shared = shared_batch_failed(&error);
-        let mut first = Some(error);
-        for job in self.window.iter_mut().take(reach) {
+        let mut error = Some(error);
+        for (k, job) in self.window.iter_mut().take(reach).enumerate() {
             let in_batch = std::mem::take(&mut job.in_batch);
-            if in_batch == 0 && first.is_none() {
-                continue;
-            }
-            let error = first.take().unwrap_or_else(|| shared.clone_for_job());
-            job.failed.get_or_insert(SendError::from(error));
+            let failure = match error.take_if(|_| k == culprit) {
+                Some(error) => error,
+                None if in_batch > 0 => shared.for_job(),
+                None => continue,
+            };
+            job.failed.get_or_insert(SendError::from(failure));
             self.share.position += job.skip_rest();
         }
     }
@@ -273,9 +290,9 @@ struct SharedFailure {
 }
 
 impl SharedFailure {
-    fn clone_for_job(&self) -> TransportError {
+    fn for_job(&self) -> TransportError {
         TransportError::Io {
-            what: "a batch shared with the previous submission failed".into(),
+            what: "the batch it shared with another submission failed".into(),
             source: std::io::Error::new(self.kind, self.message.clone()),
         }
     }

@@ -92,8 +92,15 @@ impl UmemArea {
         user_bytes: usize,
         pages: HugePages,
     ) -> Result<Arc<Self>, TransportError> {
-        let slot_bytes = slot_bytes.next_multiple_of(CHUNK);
-        let len = slot_bytes + user_bytes.next_multiple_of(CHUNK);
+        let too_large = || TransportError::Config {
+            what: format!("a UMEM of {slot_bytes} + {user_bytes} bytes is too large to map"),
+        };
+        let slot_bytes = slot_bytes.checked_next_multiple_of(CHUNK).ok_or_else(too_large)?;
+        let len = user_bytes
+            .checked_next_multiple_of(CHUNK)
+            .and_then(|user| user.checked_add(slot_bytes))
+            .filter(|len| len.checked_next_multiple_of(HUGE_PAGE).is_some())
+            .ok_or_else(too_large)?;
         let huge = match pages {
             HugePages::Never => None,
             _ => MmapOptions::new()
@@ -164,18 +171,30 @@ impl UmemArea {
     /// Allocates a zeroed user buffer of `len` bytes, or says the area is
     /// full.
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<UmemBuffer, TransportError> {
-        let size = len.next_multiple_of(ALIGN).max(ALIGN);
-        let offset = self.next.fetch_add(size, Ordering::Relaxed);
-        if offset + size > self.map.len() {
-            self.next.fetch_sub(size, Ordering::Relaxed);
-            return Err(TransportError::Config {
-                what: format!(
-                    "UMEM user area full: {len} bytes asked, {} of {} free",
-                    self.map.len().saturating_sub(offset),
-                    self.map.len() - self.slot_bytes
-                ),
+        let full = |free: usize| TransportError::Config {
+            what: format!(
+                "UMEM user area full: {len} bytes asked, {free} of {} free",
+                self.map.len() - self.slot_bytes
+            ),
+        };
+        // Sizes past the mapping are refused before any arithmetic on them.
+        let size = match len.checked_next_multiple_of(ALIGN) {
+            Some(size) if size <= self.map.len() => size.max(ALIGN),
+            _ => {
+                return Err(full(
+                    self.map.len().saturating_sub(self.next.load(Ordering::Relaxed)),
+                ))
+            }
+        };
+        let reserved = self
+            .next
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |offset| {
+                (offset + size <= self.map.len()).then_some(offset + size)
             });
-        }
+        let offset = match reserved {
+            Ok(offset) => offset,
+            Err(offset) => return Err(full(self.map.len().saturating_sub(offset))),
+        };
         Ok(UmemBuffer {
             area: Arc::clone(self),
             offset,
@@ -220,8 +239,9 @@ impl UmemArea {
     /// reference covers and the kernel is not reading (a free slot).
     #[allow(clippy::mut_from_ref)]
     pub(super) unsafe fn slot_mut(&self, offset: usize, len: usize) -> &mut [u8] {
-        let offset = offset.min(self.slot_bytes);
-        let len = len.min(self.slot_bytes - offset);
+        let slots_end = self.slot_bytes.min(self.map.len());
+        let offset = offset.min(slots_end);
+        let len = len.min(slots_end - offset);
         // SAFETY: the range lies in the slot part of the live mapping, and
         // the caller guarantees it is used by no one else.
         unsafe { std::slice::from_raw_parts_mut(self.base.add(offset), len) }
@@ -278,5 +298,19 @@ mod tests {
         assert!(err.to_string().contains("UMEM user area full"), "{err}");
         area.claim_slots().unwrap();
         assert!(area.claim_slots().is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_not_wrapped() {
+        let area = UmemArea::new(CHUNK, CHUNK).unwrap();
+        for len in [usize::MAX, usize::MAX - 10, 2 * CHUNK + 1] {
+            let err = area.alloc(len).unwrap_err();
+            assert!(err.to_string().contains("UMEM user area full"), "{err}");
+        }
+        let err = UmemArea::new(usize::MAX - 100, CHUNK).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let err = UmemArea::new(CHUNK, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert_eq!(area.alloc(CHUNK).unwrap().as_ref().len(), CHUNK);
     }
 }

@@ -146,6 +146,9 @@ pub struct XdpTransport {
     /// Waits for a free slot or TX ring space so far.
     stalls: u64,
     descriptors: Vec<XdpDesc>,
+    /// The descriptors of a packet a stalled ring cut off part-way, still
+    /// to go (the kernel holds its first fragments).
+    cut_off: Vec<XdpDesc>,
     ip_id: u16,
     counters: Arc<XdpCounters>,
     link: LinkWatch,
@@ -253,6 +256,7 @@ impl XdpTransport {
             in_flight: VecDeque::new(),
             stalls: 0,
             descriptors: Vec::new(),
+            cut_off: Vec::new(),
             ip_id: 0,
             counters: Arc::default(),
             link: LinkWatch::new(&config.interface, LINK_CHECK_EVERY)?,
@@ -461,8 +465,12 @@ impl XdpTransport {
         Ok(())
     }
 
-    /// Puts the batch's descriptors in the TX ring as a flat stream.
-    fn submit(&mut self) -> Result<(), TransportError> {
+    /// Puts the descriptors queued (those of a packet cut off by an
+    /// earlier stall, `carried` of them, then those of the batch's `batch`
+    /// packets, the newest in flight) in the TX ring as a flat stream. If
+    /// the ring stays full, the batch is cut where the ring stopped
+    /// ([`cut_batch`](Self::cut_batch)) and fails.
+    fn submit(&mut self, batch: usize, carried: usize) -> Result<(), TransportError> {
         let mut done = 0;
         let deadline = Instant::now() + STALL_TIMEOUT;
         let mut waited = false;
@@ -482,11 +490,46 @@ impl XdpTransport {
                 self.kick()?;
                 self.reap();
                 if Instant::now() > deadline {
+                    self.cut_batch(batch, carried, done);
                     return Err(self.stalled("the TX ring stayed full"));
                 }
             }
         }
         self.kick()
+    }
+
+    /// After a stall with the first `inserted` of the queued descriptors
+    /// in the ring: the batch's packets none of whose descriptors got there
+    /// leave it (their slots are free again); a packet cut off part-way
+    /// stays in flight, the rest of its descriptors kept to go first next
+    /// time, so that the kernel, which holds its first fragments, never
+    /// joins the next packet onto it.
+    fn cut_batch(&mut self, batch: usize, carried: usize, inserted: usize) {
+        self.cut_off.clear();
+        let first = self.in_flight.len() - batch;
+        let mut kept = 0;
+        if inserted < carried {
+            self.cut_off
+                .extend_from_slice(&self.descriptors[inserted..carried]);
+        } else {
+            let mut at = carried;
+            for &(_, fragments) in self.in_flight.range(first..) {
+                let end = at + fragments as usize;
+                if at >= inserted {
+                    break;
+                }
+                kept += 1;
+                if end > inserted {
+                    self.cut_off.extend_from_slice(&self.descriptors[inserted..end]);
+                    break;
+                }
+                at = end;
+            }
+        }
+        for _ in kept..batch {
+            let (slot, _) = self.in_flight.pop_back().expect("in the batch");
+            self.free.push(slot);
+        }
     }
 }
 
@@ -560,22 +603,29 @@ impl Transport for XdpTransport {
                 ),
             });
         }
-        self.slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
-        let slots = self.area.slot_bytes() / CHUNK / self.slot_chunks;
+        let slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
+        let slots = self.area.slot_bytes() / CHUNK / slot_chunks;
         if slots == 0 {
             return Err(TransportError::Config {
                 what: format!(
                     "the UMEM's {} bytes of frames hold no packet of {max_packet_size} bytes ({} bytes of frames each)",
                     self.area.slot_bytes(),
-                    self.slot_chunks * CHUNK
+                    slot_chunks * CHUNK
                 ),
             });
         }
+        // Prepared before: let what is in flight finish and take no packet
+        // until the new socket is bound.
+        self.limits.max_len = 0;
+        self.drain()?;
+        self.rings = None;
+        self.slot_chunks = slot_chunks;
         self.free = (0..slots as u32).rev().collect();
         self.in_flight = VecDeque::with_capacity(slots);
-        self.descriptors = Vec::with_capacity(MAX_BATCH * self.slot_chunks);
+        self.descriptors = Vec::with_capacity(MAX_BATCH * slot_chunks + MAX_FRAGS);
+        self.cut_off = Vec::with_capacity(MAX_FRAGS);
         let by_reference = self.area.has_user_part();
-        self.rings = Some(self.bind(self.slot_chunks > 1 || by_reference)?);
+        self.rings = Some(self.bind(slot_chunks > 1 || by_reference)?);
         self.limits.max_len = max_packet_size;
         Ok(())
     }
@@ -588,10 +638,14 @@ impl Transport for XdpTransport {
         self.link.check()?;
         self.reap();
         self.descriptors.clear();
-        let first_in_batch = self.in_flight.len();
-        let mut referenced = 0u64;
-        while self.in_flight.len() - first_in_batch < MAX_BATCH {
-            if self.free.is_empty() && self.in_flight.len() > first_in_batch {
+        // The rest of a packet an earlier stall cut off goes first.
+        self.descriptors.append(&mut self.cut_off);
+        let carried = self.descriptors.len();
+        // The batch's packets are the newest `batch` entries in flight
+        // (reaping takes only the oldest, which completed).
+        let (mut batch, mut referenced) = (0, 0u64);
+        while batch < MAX_BATCH {
+            if self.free.is_empty() && batch > 0 {
                 // The slots this batch holds come back only once it is sent.
                 break;
             }
@@ -600,22 +654,23 @@ impl Transport for XdpTransport {
                 None => Ok(None),
             });
             match packet {
-                Ok(Some(by_reference)) => referenced += u64::from(by_reference),
+                Ok(Some(by_reference)) => {
+                    batch += 1;
+                    referenced += u64::from(by_reference);
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    // Nothing of the batch was submitted: its slots are free.
-                    for (slot, _) in self.in_flight.drain(first_in_batch..) {
-                        self.free.push(slot);
-                    }
+                    // Nothing of the batch was submitted: its slots are free
+                    // (and a cut-off packet's rest waits for the next batch).
+                    self.cut_batch(batch, carried, 0);
                     return Err(e);
                 }
             }
         }
-        let packets = self.in_flight.len() - first_in_batch;
-        if packets > 0 {
-            self.submit()?;
+        if batch > 0 || carried > 0 {
+            self.submit(batch, carried)?;
         }
-        self.counters.packets.fetch_add(packets as u64, Ordering::Relaxed);
+        self.counters.packets.fetch_add(batch as u64, Ordering::Relaxed);
         self.counters
             .by_reference
             .fetch_add(referenced, Ordering::Relaxed);
@@ -624,7 +679,7 @@ impl Transport for XdpTransport {
             // reading the user's buffers first.
             self.drain()?;
         }
-        Ok(packets)
+        Ok(batch)
     }
 }
 
@@ -640,18 +695,23 @@ impl XdpTransport {
         if self.free.is_empty() {
             self.wait_for_slot()?;
         }
-        let slot = self.free.pop().expect("a free slot");
-        // In flight from here, so that a failure below frees it again.
-        self.in_flight.push_back((slot, 0));
+        let Some(slot) = self.free.pop() else {
+            return Err(self.stalled("no UMEM frame completed"));
+        };
         let slot_bytes = self.slot_chunks * CHUNK;
         let base = slot as usize * slot_bytes;
         // SAFETY: the slot is this transport's (it claimed the area's slot
         // part) and was on the free list, so the kernel is not reading it
         // and no other reference to it exists.
         let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
-        let pieces = source.write_pieces(&mut frame[HEADERS_LEN..HEADERS_LEN + spec.len]);
-        check_pieces(spec, &pieces)?;
-        self.templates[spec.substream].write(frame, spec.len, self.ip_id);
+        let built = build_packet(source, spec, frame, &self.templates[spec.substream], self.ip_id);
+        let pieces = match built {
+            Ok(pieces) => pieces,
+            Err(e) => {
+                self.free.push(slot);
+                return Err(e);
+            }
+        };
         self.ip_id = self.ip_id.wrapping_add(1);
         let first = self.descriptors.len();
         let by_reference = queue_descriptors(&mut self.descriptors, &self.area, frame, base as u64, &pieces);
@@ -659,10 +719,25 @@ impl XdpTransport {
         for d in &mut self.descriptors[first..last] {
             d.options = XDP_PKT_CONTD;
         }
-        let count = (self.descriptors.len() - first) as u32;
-        self.in_flight.back_mut().expect("pushed above").1 = count;
+        self.in_flight
+            .push_back((slot, (self.descriptors.len() - first) as u32));
         Ok(by_reference)
     }
+}
+
+/// Has `source` write the packet `spec` describes behind the headers in
+/// `frame` (by pieces where it can) and writes the headers.
+fn build_packet<'s>(
+    source: &'s mut dyn PacketSource,
+    spec: PacketSpec,
+    frame: &mut [u8],
+    template: &UdpFrameTemplate,
+    ip_id: u16,
+) -> Result<PacketPieces<'s>, TransportError> {
+    let pieces = source.write_pieces(&mut frame[HEADERS_LEN..HEADERS_LEN + spec.len]);
+    check_pieces(spec, &pieces)?;
+    template.write(frame, spec.len, ip_id);
+    Ok(pieces)
 }
 
 /// Queues the descriptors of a packet built in `frame` (at UMEM offset
