@@ -704,7 +704,9 @@ impl XdpTransport {
         // part) and was on the free list, so the kernel is not reading it
         // and no other reference to it exists.
         let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
-        let built = build_packet(source, spec, frame, &self.templates[spec.substream], self.ip_id);
+        let by_pieces = self.area.has_user_part();
+        let template = &self.templates[spec.substream];
+        let built = build_packet(source, spec, frame, by_pieces, template, self.ip_id);
         let pieces = match built {
             Ok(pieces) => pieces,
             Err(e) => {
@@ -726,15 +728,23 @@ impl XdpTransport {
 }
 
 /// Has `source` write the packet `spec` describes behind the headers in
-/// `frame` (by pieces where it can) and writes the headers.
+/// `frame` (`by_pieces`: as pieces to reference where they lie in user
+/// buffers; else whole) and writes the headers.
 fn build_packet<'s>(
     source: &'s mut dyn PacketSource,
     spec: PacketSpec,
     frame: &mut [u8],
+    by_pieces: bool,
     template: &UdpFrameTemplate,
     ip_id: u16,
 ) -> Result<PacketPieces<'s>, TransportError> {
-    let pieces = source.write_pieces(&mut frame[HEADERS_LEN..HEADERS_LEN + spec.len]);
+    let packet = &mut frame[HEADERS_LEN..HEADERS_LEN + spec.len];
+    let pieces = if by_pieces {
+        source.write_pieces(packet)
+    } else {
+        source.write(packet);
+        PacketPieces::new(spec.len)
+    };
     check_pieces(spec, &pieces)?;
     template.write(frame, spec.len, ip_id);
     Ok(pieces)
