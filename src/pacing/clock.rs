@@ -2,7 +2,8 @@
 //! Where the CPU reports an invariant TSC (`constant_tsc` and `nonstop_tsc`)
 //! it reads the TSC (through `quanta`): a few nanoseconds a read and no
 //! system call. The ticks-to-nanoseconds scale starts from quanta's short
-//! calibration and is refined against CLOCK_MONOTONIC every ~100 ms over an
+//! calibration and is refined against CLOCK_MONOTONIC (after 10, 20, 40 and
+//! 80 ms, then every ~100 ms) over an
 //! ever longer baseline, so the rate error falls from tens of ppm to well
 //! under one within a second; the clock stays continuous (only its slope
 //! changes). Elsewhere it reads CLOCK_MONOTONIC. Waits sleep for the long part and spin with a pause
@@ -47,8 +48,14 @@ pub fn cpu_has_invariant_tsc() -> bool {
         })
 }
 
-/// Re-estimate the TSC scale about this often.
+/// Re-estimate the TSC scale about this often, once the clock has run
+/// this long.
 const RECALIBRATE_EVERY: Duration = Duration::from_millis(100);
+/// The first re-estimate, after which the interval doubles up to
+/// [`RECALIBRATE_EVERY`]: quanta's short start-up calibration can be some
+/// hundred ppm off, and what the clock gains meanwhile stays in it (it is
+/// continuous), so the first stretch is kept short.
+const FIRST_RECALIBRATION: Duration = Duration::from_millis(10);
 
 /// One straight piece of the TSC clock: from `tsc` on, time is `value` plus
 /// ticks times `scale`.
@@ -66,14 +73,17 @@ struct TscClock {
     origin: Instant,
     /// CLOCK_MONOTONIC at `origin_tsc`, in ns after `origin`.
     origin_offset: f64,
-    recalibrate_ticks: u64,
+    /// Ticks of the current piece after which the scale is re-estimated.
+    recalibrate_ticks: Cell<u64>,
+    /// Ticks of [`RECALIBRATE_EVERY`], the longest piece.
+    longest_ticks: u64,
     segment: Cell<Segment>,
 }
 
 /// Most time between the two CLOCK_MONOTONIC readings around a TSC reading
 /// for the pair to calibrate with: wider means the thread was interrupted
 /// (on a VM, its vCPU preempted), which would skew the scale.
-const MAX_BRACKET: Duration = Duration::from_micros(2);
+const MAX_BRACKET: Duration = Duration::from_micros(1);
 
 /// A TSC reading and the CLOCK_MONOTONIC time it was taken at (ns after
 /// `origin`): the TSC read between two monotonic readings at most
@@ -98,7 +108,8 @@ impl TscClock {
         // quanta's calibration: nanoseconds for a million ticks.
         let scale = clock.delta_as_nanos(0, 1_000_000) as f64 / 1e6;
         TscClock {
-            recalibrate_ticks: (RECALIBRATE_EVERY.as_nanos() as f64 / scale) as u64,
+            recalibrate_ticks: Cell::new((FIRST_RECALIBRATION.as_nanos() as f64 / scale) as u64),
+            longest_ticks: (RECALIBRATE_EVERY.as_nanos() as f64 / scale) as u64,
             clock,
             origin_tsc,
             origin,
@@ -117,9 +128,11 @@ impl TscClock {
         // A TSC read on a core slightly behind the last one counts as no
         // time, not as a wrap.
         let ticks = raw.saturating_sub(segment.tsc);
-        if ticks > self.recalibrate_ticks {
+        if ticks > self.recalibrate_ticks.get() {
             if let Some(bent) = self.recalibrated(segment) {
                 self.segment.set(bent);
+                let next = (self.recalibrate_ticks.get() * 2).min(self.longest_ticks);
+                self.recalibrate_ticks.set(next);
                 // Its start is a reading taken after `raw`: the time now.
                 return bent.value as u64;
             }
