@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
 use spead_xdp::transport::{PacketSource, Transport, TransportError, UmemArea, UmemBuffer};
@@ -105,7 +105,7 @@ fn ns_per_packet(packet: usize, rate: f64) -> f64 {
     heap.add(Item::immediate(0x1600, 1)).unwrap();
     heap.add(Item::new(0x1800, payload)).unwrap();
     let heap = Arc::new(heap);
-    let per_heap = Packetizer::new(packet)
+    let per_heap = PacketSizing::new(packet)
         .unwrap()
         .packets(&heap, 1)
         .unwrap()

@@ -1,4 +1,4 @@
-//! Packetizer cost: ns per packet and GB/s writing a 4 MiB heap's packets
+//! PacketSizing cost: ns per packet and GB/s writing a 4 MiB heap's packets
 //! (1472- and 8192-byte) into a preallocated ring of frames, each behind a
 //! 42-byte Ethernet/IPv4/UDP header gap as a transport would leave it.
 //! Beside it, the ceiling: copying the same packet bytes into the same ring
@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
 use spead_xdp::transport::UmemArea;
 
@@ -63,7 +63,7 @@ fn bench_packetizer(c: &mut Criterion) {
     let mut group = c.benchmark_group("packetize");
     group.measurement_time(Duration::from_secs(4));
     for packet_size in [1472usize, 8192] {
-        let sizing = Packetizer::new(packet_size).unwrap();
+        let sizing = PacketSizing::new(packet_size).unwrap();
         let packets = sizing.packets(&heap, 1).unwrap().remaining() as u64;
         let frame_size = (packet_size + L2_L3_L4_HEADERS).next_multiple_of(64);
         let mut ring = Ring::new(vec![0u8; frame_size * RING_FRAMES], frame_size);

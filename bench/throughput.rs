@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -282,7 +282,7 @@ fn run_ceiling<T: Transport>(
     work: Workload,
 ) -> Result {
     let sink = attach(harness);
-    let sizing = Packetizer::new(work.packet).unwrap();
+    let sizing = PacketSizing::new(work.packet).unwrap();
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::new(0x1800, vec![0u8; work.heap_size as usize]))
         .unwrap();

@@ -346,7 +346,7 @@ fn af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames() {
             .unwrap_or_else(|e| panic!("packet {k} of {packets}: {e}"));
         arrived.push(buf[..len].to_vec());
     }
-    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let sizing = spead_xdp::protocol::PacketSizing::new(1472).unwrap();
     let expected: Vec<Vec<u8>> = (1..=4)
         .flat_map(|cnt| sizing.packets(&heap, cnt).unwrap())
         .collect();

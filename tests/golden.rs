@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use spead_xdp::protocol::{Descriptor, Flavour, FormatField, Heap, Item, Packetizer, StreamControl};
+use spead_xdp::protocol::{Descriptor, Flavour, FormatField, Heap, Item, PacketSizing, StreamControl};
 
 fn vectors_path() -> PathBuf {
     match std::env::var_os("SPEAD_VECTORS") {
@@ -99,7 +99,7 @@ fn packets_match_spead2_byte_for_byte() {
                 panic!("{name}: unknown content {content}");
             }
         }
-        let sizing = Packetizer::new(uint(case, "max_packet_size") as usize).expect("valid size");
+        let sizing = PacketSizing::new(uint(case, "max_packet_size") as usize).expect("valid size");
         let ours: Vec<String> = sizing
             .packets(&heap, uint(case, "cnt"))
             .unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::harness::{heap, settle, Harness};
 use common::netns::{privileged, run_in};
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::{UdpConfig, UdpTransport, UmemArea, XdpConfig, XdpTransport};
 
@@ -23,7 +23,7 @@ use spead_xdp::transport::{UdpConfig, UdpTransport, UmemArea, XdpConfig, XdpTran
 fn every_packet_and_heap_arrives(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
     let harness = Harness::up(tag, subnet, mtu);
     let sink = harness.sink(false);
-    let sizing = Packetizer::new(packet_size).unwrap();
+    let sizing = PacketSizing::new(packet_size).unwrap();
     let mut heaps: Vec<Heap<'static>> = (0..40u8)
         .map(|i| heap(i, 50_000 + 1000 * usize::from(i)))
         .collect();
@@ -124,7 +124,7 @@ fn pass_mode_lets_a_socket_see_the_packets() {
     stream.send_heap(heap(9, 100)).unwrap();
     let mut buf = [0u8; 2048];
     let len = receiver.recv(&mut buf).expect("passed packets reach the socket");
-    let want = Packetizer::new(1472)
+    let want = PacketSizing::new(1472)
         .unwrap()
         .packets(&heap(9, 100), 1)
         .unwrap()
@@ -142,7 +142,7 @@ fn two_workers_on_two_cores_deliver_every_packet_and_heap() {
     }
     let harness = Harness::up("e", 205, 9000);
     let sink = harness.sink(false);
-    let sizing = Packetizer::new(8192).unwrap();
+    let sizing = PacketSizing::new(8192).unwrap();
     let mut heaps: Vec<Heap<'static>> = (0..20u8).map(|i| heap(i, 200_000)).collect();
     let mut end = Heap::new(Flavour::SPEAD_64_48);
     end.add_end().unwrap();
@@ -242,7 +242,7 @@ fn af_xdp_matches_udp(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
     let harness = Harness::up(tag, subnet, mtu);
     let sink = harness.sink(true);
     let receiver = peer_receiver(&harness);
-    let sizing = Packetizer::new(packet_size).unwrap();
+    let sizing = PacketSizing::new(packet_size).unwrap();
     let heaps: Vec<Heap<'static>> = (0..10u8)
         .map(|i| heap(i, 30_000 + 997 * usize::from(i)))
         .collect();
@@ -323,7 +323,7 @@ fn af_xdp_multicast(tag: &str, subnet: u8, mtu: u32, packet_size: usize) {
         ..Default::default()
     };
     let stream = Stream::new(transport, config).unwrap();
-    let sizing = Packetizer::new(packet_size).unwrap();
+    let sizing = PacketSizing::new(packet_size).unwrap();
     let expected: Vec<Vec<u8>> = (0..3u8)
         .flat_map(|i| {
             sizing
@@ -367,7 +367,7 @@ fn af_xdp_on_two_queues_delivers_every_packet_and_heap() {
     assert_eq!(harness.get("QUEUES"), "2");
     let sink = harness.sink(true);
     let receiver = peer_receiver(&harness);
-    let sizing = Packetizer::new(8192).unwrap();
+    let sizing = PacketSizing::new(8192).unwrap();
     let heaps: Vec<Heap<'static>> = (0..20u8).map(|i| heap(i, 100_000)).collect();
     let mut expected: Vec<Vec<u8>> = heaps
         .iter()
@@ -464,7 +464,7 @@ fn umem_buffers_go_by_reference(tag: &str, subnet: u8, mtu: u32, packet_size: us
     let _sink = harness.sink(true);
     let receiver = peer_receiver(&harness);
     let area = UmemArea::new(4096 * 4096, 2 << 20).unwrap();
-    let sizing = Packetizer::new(packet_size).unwrap();
+    let sizing = PacketSizing::new(packet_size).unwrap();
     let mut expected = Vec::new();
     let mut heaps = Vec::new();
     for i in 0..4u8 {

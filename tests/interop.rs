@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::{python, script};
 use serde_json::{json, Value};
 use spead_xdp::protocol::{
-    DataType, Descriptor, Flavour, FormatField, Heap, Item, Packetizer, Reassembler, StreamControl,
+    DataType, Descriptor, Flavour, FormatField, Heap, Item, PacketSizing, Reassembler, StreamControl,
 };
 
 /// Kills the child if the test fails before it exits.
@@ -178,8 +178,8 @@ fn ours_to_spead2(flavour: Flavour, max_packet: usize) {
     let (heaps, descriptors) = heaps_to_send(flavour, &big, &shared);
     let (receiver, stdout, port) = spawn_receiver(max_packet);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sizing = Packetizer::new(max_packet).unwrap();
-    let padded_sizing = Packetizer::new(88).unwrap();
+    let sizing = PacketSizing::new(max_packet).unwrap();
+    let padded_sizing = PacketSizing::new(88).unwrap();
     let mut frame = vec![0u8; max_packet];
     let mut expected = BTreeMap::new();
     let mut sent_packets = 0;

@@ -8,7 +8,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use spead_xdp::protocol::{Descriptor, Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Descriptor, Flavour, Heap, Item, PacketSizing};
 
 struct CountingAllocator;
 
@@ -85,7 +85,7 @@ fn writing_packets_allocates_nothing() {
     heap.add(Item::new(0x1800, &data[..])).unwrap();
     let mut frames = vec![vec![0u8; 9000]; 64];
     for size in [1472, 8192] {
-        let mut packets = Packetizer::new(size).unwrap().packets(&heap, 1).unwrap();
+        let mut packets = PacketSizing::new(size).unwrap().packets(&heap, 1).unwrap();
         let planned = packets.remaining();
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         let mut written = 0;

@@ -11,7 +11,7 @@ use std::process::Command;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use serde_json::Value;
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{HeapRef, Stream, StreamConfig};
 use spead_xdp::transport::{PcapConfig, PcapTransport};
 
@@ -31,7 +31,7 @@ fn frames_are_valid_and_spead2_reads_the_file() {
     let unicast = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7149);
     let transport = PcapTransport::create(&PcapConfig::new(&path, vec![group, unicast])).unwrap();
     let stream = Stream::new(transport, StreamConfig::default()).unwrap();
-    let sizing = Packetizer::new(1472).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
     let mut expected = Vec::new(); // (substream, packet)
     for i in 0..4u8 {
         let substream = usize::from(i % 2);

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use spead_xdp::protocol::{
-    Descriptor, Flavour, FormatField, Heap, HeapError, Item, PacketizeError, Packetizer, Reassembler,
+    Descriptor, Flavour, FormatField, Heap, HeapError, Item, PacketSizing, PacketizeError, Reassembler,
 };
 
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ proptest! {
                 other => { other.unwrap(); }
             }
         }
-        let sizing = Packetizer::new(case.max_packet_size).unwrap();
+        let sizing = PacketSizing::new(case.max_packet_size).unwrap();
         let mut packets: Vec<Vec<u8>> = match sizing.packets(&heap, case.cnt) {
             Err(PacketizeError::RepeatPointersDoNotFit { .. }) => {
                 return Err(TestCaseError::reject("pointers do not fit one packet"))
@@ -181,7 +181,11 @@ fn valid_packets() -> Vec<Vec<u8>> {
     heap.add_descriptor(&descriptor).unwrap();
     heap.add(Item::new(0x1000, vec![1u8; 600])).unwrap();
     heap.add(Item::immediate(0x1001, 5)).unwrap();
-    Packetizer::new(256).unwrap().packets(&heap, 9).unwrap().collect()
+    PacketSizing::new(256)
+        .unwrap()
+        .packets(&heap, 9)
+        .unwrap()
+        .collect()
 }
 
 proptest! {

@@ -7,13 +7,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer, ReassemblerConfig};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing, ReassemblerConfig};
 use spead_xdp::receive::{Event, Receiver, Source, UdpOptions};
 use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
 
 #[test]
 fn drops_duplicates_reordering_and_junk_are_counted_exactly() {
-    let sizing = Packetizer::new(1472).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
     // Ten heaps of 5 packets each, cnt 1..=10.
     let heaps: Vec<Vec<Vec<u8>>> = (1..=10u64)
         .map(|cnt| {

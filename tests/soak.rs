@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::harness::{settle, Harness};
 use common::netns::privileged;
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{Stream, StreamConfig};
 use spead_xdp::transport::{XdpConfig, XdpTransport};
 
@@ -42,7 +42,7 @@ fn ten_million_packets_every_heap_completes_once_and_the_sink_counts_each() {
     heap.add(Item::immediate(0x1600, 0)).unwrap();
     heap.add(Item::new(0x1800, payload)).unwrap();
     let heap = Arc::new(heap);
-    let per_heap = Packetizer::new(PACKET_SIZE)
+    let per_heap = PacketSizing::new(PACKET_SIZE)
         .unwrap()
         .packets(&heap, 1)
         .unwrap()

@@ -647,7 +647,7 @@ fn several_workers_send_each_packet_once_and_complete_in_order() {
     };
     let workers = vec![WorkerConfig::default(); 3];
     let stream = Stream::with_workers(transports.clone(), config, workers).unwrap();
-    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let sizing = spead_xdp::protocol::PacketSizing::new(1472).unwrap();
     let mut expected: Vec<Vec<u8>> = Vec::new();
     let group: Vec<HeapRef> = (1..=3).map(|seed| HeapRef::new(heap(seed))).collect();
     for (i, seed) in (1..=3).enumerate() {
@@ -697,7 +697,7 @@ fn submissions_from_several_threads_reach_every_worker_in_one_order() {
         ..Default::default()
     };
     let stream = Stream::with_workers(transports.clone(), config, vec![WorkerConfig::default(); 2]).unwrap();
-    let sizing = spead_xdp::protocol::Packetizer::new(1472).unwrap();
+    let sizing = spead_xdp::protocol::PacketSizing::new(1472).unwrap();
     let heap_of = |cnt: u64| {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
         heap.add(Item::new(
@@ -777,7 +777,7 @@ fn statistics_count_every_packet_byte_and_heap_per_worker() {
     let workers = vec![WorkerConfig::default(), WorkerConfig::default()];
     let stream = Stream::with_workers(transports.clone(), StreamConfig::default(), workers).unwrap();
     let handle = stream.stats_handle();
-    let sizing = spead_xdp::protocol::Packetizer::new(StreamConfig::default().max_packet_size).unwrap();
+    let sizing = spead_xdp::protocol::PacketSizing::new(StreamConfig::default().max_packet_size).unwrap();
     let mut packets = 0u64;
     let mut bytes = 0u64;
     for seed in 0..10u64 {

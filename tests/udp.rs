@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{HeapRef, SendError, Stream, StreamConfig};
 use spead_xdp::transport::{MulticastInterface, TcpTransport, UdpConfig, UdpTransport};
 
@@ -40,7 +40,7 @@ fn heap(seed: u8, size: usize) -> Heap<'static> {
 /// Sends 6 heaps alternating between two destinations and checks each
 /// receiver got exactly its heaps' packets, in order.
 fn round_trip(bind: &str, max_packet_size: usize, gso: bool) {
-    let sizing = Packetizer::new(max_packet_size).unwrap();
+    let sizing = PacketSizing::new(max_packet_size).unwrap();
     let heaps: Vec<Heap<'static>> = (0..6).map(|i| heap(i, 20_000 + 999 * i as usize)).collect();
     let mut expected = [Vec::new(), Vec::new()];
     for (i, h) in heaps.iter().enumerate() {
@@ -169,7 +169,7 @@ fn a_caller_supplied_udp_socket_is_used_as_is() {
     let mut buf = [0u8; 2048];
     let (len, from) = receiver.recv_from(&mut buf).unwrap();
     assert_eq!(from, own_addr, "the datagram left from the caller's socket");
-    let want = Packetizer::new(1472)
+    let want = PacketSizing::new(1472)
         .unwrap()
         .packets(&heap(3, 100), 1)
         .unwrap()
@@ -191,7 +191,7 @@ fn a_caller_supplied_tcp_connection_carries_packets_back_to_back() {
     let connection = std::net::TcpStream::connect(addr).unwrap();
     connection.set_nodelay(true).unwrap();
     let stream = Stream::new(TcpTransport::from_stream(connection), StreamConfig::default()).unwrap();
-    let sizing = Packetizer::new(1472).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
     let mut expected = Vec::new();
     for i in 0..3u8 {
         expected.extend(
@@ -226,7 +226,7 @@ fn gso_refused_at_send_falls_back_to_one_datagram_per_packet() {
         )
     };
     assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-    let sizing = Packetizer::new(1472).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
     let heaps: Vec<Heap<'static>> = (0..3).map(|i| heap(i, 30_000)).collect();
     let expected: Vec<Vec<u8>> = heaps
         .iter()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::netns::{privileged, Netns};
 use socket2::{Domain, Protocol, Socket, Type};
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{SendError, Stream, StreamConfig};
 use spead_xdp::transport::{MulticastInterface, UdpConfig, UdpTransport};
 
@@ -56,7 +56,7 @@ fn send_to_group(looped: bool) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<u8>>) {
     config.multicast_interface = Some(MulticastInterface::Address(LOCAL));
     config.multicast_loop = Some(looped);
     let stream = Stream::new(UdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
-    let sizing = Packetizer::new(1472).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
     let mut sent = Vec::new();
     for seed in 1..=2 {
         sent.extend(sizing.packets(&heap(seed, 10_000), u64::from(seed)).unwrap());
@@ -142,7 +142,7 @@ fn oversized_packets_fail_their_heap_with_emsgsize_when_not_fragmenting() {
     assert!(message.contains("Message too long"), "{message}");
     let mut buf = [0u8; 2048];
     let len = receiver.recv(&mut buf).unwrap();
-    let want = Packetizer::new(8192)
+    let want = PacketSizing::new(8192)
         .unwrap()
         .packets(&heap(2, 500), 2)
         .unwrap()

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::netns::privileged;
 use common::veth::VethHarness;
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{HeapRef, Stream, StreamConfig};
 use spead_xdp::transport::{HugePages, MemoryTransport, UmemArea, XdpConfig, XdpTransport};
 
@@ -92,7 +92,7 @@ fn a_heap_larger_than_its_address_bits_reach_is_refused() {
 #[test]
 fn packets_too_small_for_the_pointers_are_refused() {
     says(
-        &Packetizer::new(40).unwrap_err().to_string(),
+        &PacketSizing::new(40).unwrap_err().to_string(),
         &["40", "too small"],
     );
     // Repeated pointers must all fit every packet.
@@ -101,7 +101,7 @@ fn packets_too_small_for_the_pointers_are_refused() {
         heap.add(Item::immediate(0x1000 + id, id)).unwrap();
     }
     heap.set_repeat_pointers(true);
-    let error = Packetizer::new(256)
+    let error = PacketSizing::new(256)
         .unwrap()
         .packets(&heap, 1)
         .expect_err("too many pointers")

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use spead_xdp::protocol::{Flavour, Heap, Item, Packetizer, Reassembler};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing, Reassembler};
 
 /// An item as the input chose it.
 enum Chosen {
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             added.push(item);
         }
     }
-    let Ok(sizing) = Packetizer::new(packet) else {
+    let Ok(sizing) = PacketSizing::new(packet) else {
         return;
     };
     let Ok(mut packets) = sizing.packets(&heap, cnt) else {

@@ -15,7 +15,7 @@ pub use decoder::{DecodeError, PacketInfo};
 pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDtype};
 pub use flavour::{Flavour, FlavourError, ItemPointer, StreamControl};
 pub use heap::{Heap, HeapError, Item, ItemHandle, ItemValue};
-pub use packetizer::{HeapPackets, PacketParts, PacketizeError, Packetizer};
+pub use packetizer::{HeapPackets, PacketParts, PacketSizing, PacketizeError};
 pub use reassembler::{
     Reassembler, ReassemblerConfig, ReassemblyError, ReassemblyStats, ReceivedHeap, ReceivedItem,
 };

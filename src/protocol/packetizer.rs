@@ -106,15 +106,16 @@ pub enum PacketizeError {
     },
 }
 
-/// Packet sizing for a stream: the max packet size rounded down to a
-/// multiple of 8, and the item pointers a packet can carry.
+/// Packet sizing for a stream (its packetizer's settings): the max packet
+/// size rounded down to a multiple of 8, and the item pointers a packet can
+/// carry. [`packets`](Self::packets) plans a heap's packets at this sizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packetizer {
+pub struct PacketSizing {
     max_packet_size: usize,
     max_pointers: usize,
 }
 
-impl Packetizer {
+impl PacketSizing {
     /// Sizing for `max_packet_size` bytes of SPEAD packet (UDP payload).
     pub fn new(max_packet_size: usize) -> Result<Self, PacketizeError> {
         let rounded = max_packet_size & !(POINTER_SIZE - 1);
@@ -124,7 +125,7 @@ impl Packetizer {
                 min: MIN_PACKET_SIZE,
             });
         }
-        Ok(Packetizer {
+        Ok(PacketSizing {
             max_packet_size: rounded,
             max_pointers: (rounded - PREFIX_LEN - POINTER_SIZE) / POINTER_SIZE,
         })
@@ -154,7 +155,7 @@ pub struct HeapPackets<'p> {
 }
 
 impl<'p> HeapPackets<'p> {
-    fn new(sizing: Packetizer, heap: &'p Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
+    fn new(sizing: PacketSizing, heap: &'p Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
         Ok(HeapPackets {
             items: heap.items(),
             cursor: HeapCursor::new(sizing, heap, cnt)?,
@@ -213,7 +214,7 @@ impl<'p> HeapPackets<'p> {
 /// run short): wrong packets, never out-of-bounds access.
 #[derive(Debug, Clone)]
 pub(crate) struct HeapCursor {
-    sizing: Packetizer,
+    sizing: PacketSizing,
     flavour: Flavour,
     repeat_pointers: bool,
     /// Big-endian item pointer words (null item included), computed once.
@@ -233,7 +234,7 @@ pub(crate) struct HeapCursor {
 
 impl HeapCursor {
     /// The first packet of `heap` with heap counter `cnt`.
-    pub(crate) fn new(sizing: Packetizer, heap: &Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
+    pub(crate) fn new(sizing: PacketSizing, heap: &Heap<'_>, cnt: u64) -> Result<Self, PacketizeError> {
         let flavour = heap.flavour();
         if cnt > flavour.max_value() {
             return Err(PacketizeError::CntTooLarge {
@@ -538,12 +539,12 @@ mod tests {
 
     #[test]
     fn packet_size_rounds_down_and_has_a_floor() {
-        let p = Packetizer::new(1472).unwrap();
+        let p = PacketSizing::new(1472).unwrap();
         assert_eq!((p.max_packet_size(), p.max_pointers()), (1472, 178));
-        assert_eq!(Packetizer::new(9003).unwrap().max_packet_size(), 9000);
-        assert_eq!(Packetizer::new(63).unwrap().max_packet_size(), 56);
+        assert_eq!(PacketSizing::new(9003).unwrap().max_packet_size(), 9000);
+        assert_eq!(PacketSizing::new(63).unwrap().max_packet_size(), 56);
         assert_eq!(
-            Packetizer::new(55),
+            PacketSizing::new(55),
             Err(PacketizeError::PacketSizeTooSmall { size: 55, min: 56 })
         );
     }
@@ -551,7 +552,7 @@ mod tests {
     #[test]
     fn empty_heap_carries_one_padding_byte() {
         let heap = Heap::new(Flavour::SPEAD_64_48);
-        let packets: Vec<_> = Packetizer::new(1472)
+        let packets: Vec<_> = PacketSizing::new(1472)
             .unwrap()
             .packets(&heap, 3)
             .unwrap()
@@ -573,7 +574,7 @@ mod tests {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
         heap.add(Item::new(0x1000, &data[..])).unwrap();
         heap.add(Item::immediate(0x1001, 7)).unwrap();
-        let sizing = Packetizer::new(1000).unwrap();
+        let sizing = PacketSizing::new(1000).unwrap();
         let mut packets = sizing.packets(&heap, 1).unwrap();
         let expected_count = packets.remaining();
         let all: Vec<_> = packets.by_ref().collect();
@@ -595,7 +596,7 @@ mod tests {
             heap.add(Item::immediate(0x1000 + id, id)).unwrap();
         }
         heap.add(Item::new(0x2000, &data[..])).unwrap();
-        let sizing = Packetizer::new(1000).unwrap();
+        let sizing = PacketSizing::new(1000).unwrap();
         let all: Vec<_> = sizing.packets(&heap, 1).unwrap().collect();
         for of in 1..=3 {
             for share in 0..of {
@@ -626,7 +627,7 @@ mod tests {
         let empty = Heap::new(Flavour::SPEAD_64_48); // all padding
         for heap in [&heap, &empty] {
             for size in [88, 1472, 8192] {
-                let sizing = Packetizer::new(size).unwrap();
+                let sizing = PacketSizing::new(size).unwrap();
                 let whole: Vec<Vec<u8>> = sizing.packets(heap, 3).unwrap().collect();
                 let mut packets = sizing.packets(heap, 3).unwrap();
                 let mut frame = vec![0u8; size];
@@ -643,7 +644,7 @@ mod tests {
     #[test]
     fn small_frames_are_refused_not_overrun() {
         let heap = Heap::new(Flavour::SPEAD_64_48);
-        let mut packets = Packetizer::new(1472).unwrap().packets(&heap, 1).unwrap();
+        let mut packets = PacketSizing::new(1472).unwrap().packets(&heap, 1).unwrap();
         let mut frame = [0u8; 40];
         assert_eq!(
             packets.write_next(&mut frame),
@@ -658,7 +659,7 @@ mod tests {
     #[test]
     fn cnt_and_repeat_pointers_are_validated() {
         let mut heap = Heap::new(Flavour::SPEAD_64_48);
-        let sizing = Packetizer::new(88).unwrap();
+        let sizing = PacketSizing::new(88).unwrap();
         assert!(matches!(
             sizing.packets(&heap, 1 << 48),
             Err(PacketizeError::CntTooLarge { .. })

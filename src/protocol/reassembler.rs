@@ -497,10 +497,10 @@ impl ReceivedItem<'_> {
 mod tests {
     use super::*;
     use crate::protocol::heap::{Heap, Item};
-    use crate::protocol::packetizer::Packetizer;
+    use crate::protocol::packetizer::PacketSizing;
 
     fn packets(heap: &Heap<'_>, cnt: u64, size: usize) -> Vec<Vec<u8>> {
-        Packetizer::new(size)
+        PacketSizing::new(size)
             .unwrap()
             .packets(heap, cnt)
             .unwrap()

@@ -245,7 +245,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Flavour, FormatField, Heap, Item, Packetizer};
+    use crate::protocol::{Flavour, FormatField, Heap, Item, PacketSizing};
     use std::net::UdpSocket;
 
     #[test]
@@ -254,7 +254,7 @@ mod tests {
         let to = source.local_addr().unwrap();
         let mut receiver = Receiver::new(vec![source], ReassemblerConfig::default());
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sizing = Packetizer::new(1472).unwrap();
+        let sizing = PacketSizing::new(1472).unwrap();
         let ts = Descriptor::with_format(0x1600, "timestamp", "", vec![], vec![FormatField::new(b'u', 48)]);
         for cnt in [1u64, 2, 4, 7] {
             let mut heap = Heap::new(Flavour::SPEAD_64_48);

@@ -5,7 +5,7 @@ use thiserror::Error;
 use std::time::Duration;
 
 use crate::pacing::clock::{ClockChoice, DEFAULT_SPIN_THRESHOLD};
-use crate::protocol::{PacketizeError, Packetizer};
+use crate::protocol::{PacketSizing, PacketizeError};
 
 /// How a stream sends: spead2's `StreamConfig`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,7 +140,7 @@ pub(crate) fn check_rate(rate: f64) -> Result<f64, ConfigError> {
 
 impl StreamConfig {
     /// Checks every setting; the error names the bad value.
-    pub fn validate(&self) -> Result<Packetizer, ConfigError> {
+    pub fn validate(&self) -> Result<PacketSizing, ConfigError> {
         check_rate(self.rate)?;
         if !(self.burst_rate_ratio.is_finite() && self.burst_rate_ratio >= 1.0) {
             return Err(ConfigError::BurstRateRatio(self.burst_rate_ratio));
@@ -148,7 +148,7 @@ impl StreamConfig {
         if self.max_heaps == 0 {
             return Err(ConfigError::MaxHeaps);
         }
-        let sizing = Packetizer::new(self.max_packet_size)?;
+        let sizing = PacketSizing::new(self.max_packet_size)?;
         if self.burst_size < sizing.max_packet_size() {
             return Err(ConfigError::BurstSize {
                 burst: self.burst_size,

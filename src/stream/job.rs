@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{GroupMode, SendError, Shared};
 use crate::protocol::packetizer::HeapCursor;
-use crate::protocol::{Heap, Packetizer};
+use crate::protocol::{Heap, PacketSizing};
 use crate::transport::PacketPieces;
 
 /// A heap with its cnt, destination and pacing resolved.
@@ -179,7 +179,7 @@ impl ActiveJob {
     /// Starts on `share`, planning its heaps' packets with `sizing`.
     /// Heaps are checked when submitted; one that still cannot be planned
     /// fails the job, it does not stop the worker.
-    pub fn start(share: WorkerShare, sizing: Packetizer) -> Self {
+    pub fn start(share: WorkerShare, sizing: PacketSizing) -> Self {
         let work = Arc::clone(share.work.as_ref().expect("present until reported"));
         let (cursor, failed) = match Cursor::new(&work, sizing) {
             Ok(cursor) => (cursor, None),
@@ -269,7 +269,7 @@ enum Cursor {
 }
 
 impl Cursor {
-    fn new(work: &Work, sizing: Packetizer) -> Result<Self, SendError> {
+    fn new(work: &Work, sizing: PacketSizing) -> Result<Self, SendError> {
         match work {
             Work::Heaps { heaps, .. } => {
                 let mut cursors = Vec::with_capacity(heaps.len());

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::pacing::{Clock, SystemClock};
-use crate::protocol::{Heap, PacketizeError, Packetizer};
+use crate::protocol::{Heap, PacketSizing, PacketizeError};
 use crate::transport::{Transport, TransportError};
 
 pub mod config;
@@ -283,7 +283,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Stream {
     config: StreamConfig,
-    sizing: Packetizer,
+    sizing: PacketSizing,
     substreams: usize,
     shared: Arc<Shared>,
     /// One queue per worker; each worker takes a share of every job.

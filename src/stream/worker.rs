@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use super::job::{ActiveJob, NextPacket, WorkerShare};
 use super::{SendError, Shared, StreamConfig};
 use crate::pacing::{Clock, RateLimiter, RateLimiterConfig};
-use crate::protocol::Packetizer;
+use crate::protocol::PacketSizing;
 use crate::transport::{PacketPieces, PacketSource, PacketSpec, Transport, TransportError};
 
 /// Jobs a batch may reach into beyond the first.
@@ -67,7 +67,7 @@ pub(super) struct Placement {
 /// A stream's worker: one transport, one clock, one rate limiter.
 pub(super) struct Worker<T, C> {
     transport: T,
-    sizing: Packetizer,
+    sizing: PacketSizing,
     stream: Arc<Shared>,
     clock: C,
     limiter: RateLimiter,
@@ -95,7 +95,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         transport: T,
         config: &StreamConfig,
         clock: C,
-        sizing: Packetizer,
+        sizing: PacketSizing,
         stream: Arc<Shared>,
         placement: Placement,
     ) -> Self {
