@@ -11,7 +11,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::netns::{privileged, run_in};
+use common::netns::privileged;
 use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{SendError, Stream, StreamConfig};
@@ -238,12 +238,7 @@ impl PacketSource for Pieces<'_> {
 
 /// A socket on the harness's peer end, inside its namespace.
 fn peer_socket(harness: &VethHarness) -> UdpSocket {
-    let socket = run_in(harness.get("NETNS"), || {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        socket.set_recv_buffer_size(16 << 20).unwrap();
-        socket.bind(&harness.peer(7148).into()).unwrap();
-        UdpSocket::from(socket)
-    });
+    let socket = harness.peer_socket(7148);
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     socket
 }

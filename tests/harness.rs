@@ -213,12 +213,7 @@ fn send_on_two_pinned_workers<T: spead_xdp::transport::Transport>(
 
 /// A UDP socket on the peer's SPEAD port, inside the peer namespace.
 fn peer_receiver(harness: &Harness) -> UdpSocket {
-    let receiver = run_in(harness.get("NETNS"), || {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        socket.set_recv_buffer_size(16 << 20).unwrap();
-        socket.bind(&harness.peer(7148).into()).unwrap();
-        UdpSocket::from(socket)
-    });
+    let receiver = harness.0.peer_socket(7148);
     receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     receiver
 }

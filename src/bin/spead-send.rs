@@ -160,7 +160,9 @@ struct Args {
         help_heading = "Pacing options"
     )]
     core: Vec<usize>,
-    /// Spin (instead of sleeping) for pacing waits shorter than this.
+    /// Spin (instead of sleeping) for at least the last this-many
+    /// microseconds of a pacing wait; more where this host's sleeps wake
+    /// later (learned as it runs).
     #[arg(
         long,
         value_name = "MICROSECONDS",

@@ -86,7 +86,9 @@ pub enum ConfigError {
 pub struct WorkerConfig {
     /// Core to pin the worker to; `None` leaves it to the scheduler.
     pub core: Option<usize>,
-    /// Waits shorter than this spin (with a pause) instead of sleeping.
+    /// A pacing wait spins (with a pause) for at least its last this-long
+    /// instead of sleeping; the clock spins longer where this host's sleeps
+    /// have been waking later than that.
     pub spin_threshold: Duration,
     /// Clock source for pacing.
     pub clock: ClockChoice,

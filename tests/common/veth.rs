@@ -53,6 +53,17 @@ impl VethHarness {
             .unwrap_or_else(|| panic!("setup-veth.sh printed no {key}"))
     }
 
+    /// A UDP socket bound to the peer end's `port`, inside the peer
+    /// namespace, with a 16 MiB receive buffer.
+    pub fn peer_socket(&self, port: u16) -> std::net::UdpSocket {
+        super::netns::run_in(self.get("NETNS"), || {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+            socket.set_recv_buffer_size(16 << 20).unwrap();
+            socket.bind(&self.peer(port).into()).unwrap();
+            std::net::UdpSocket::from(socket)
+        })
+    }
+
     /// The peer end's address with `port`.
     pub fn peer(&self, port: u16) -> SocketAddrV4 {
         let ip: Ipv4Addr = self.get("PEER_IP").parse().expect("PEER_IP is IPv4");
