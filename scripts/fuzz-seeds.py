@@ -4,7 +4,7 @@
 reassemble: each golden case's packets as one input, each packet a
 little-endian u16 length and its bytes (the target's input format), plus
 the same packets in reverse order. build_heap: a few fixed random inputs.
-Usage: scripts/fuzz-seeds.py [VECTORS_JSON] (default ../shared/vectors).
+Usage: scripts/fuzz-seeds.py [VECTORS_JSON] (default tests/data/spead2-heaps.json).
 Running the fuzzers grows the corpora; `cargo fuzz cmin` keeps them small.
 """
 import hashlib
@@ -15,7 +15,7 @@ import struct
 import sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-vectors = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "..", "shared", "vectors", "spead2-heaps.json")
+vectors = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "data", "spead2-heaps.json")
 
 
 def write(target, data):

@@ -1,7 +1,7 @@
 //! Golden vectors: every heap spead2 4.5.1 packetized, rebuilt from its
 //! contents and packetized by us, must give the same packets byte for byte.
-//! Reads `../shared/vectors/spead2-heaps.json`, or the file `SPEAD_VECTORS`
-//! names.
+//! Reads the project's copy, `tests/data/spead2-heaps.json` (see
+//! `tests/data/VECTORS.md`), or the file `SPEAD_VECTORS` names.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use spead_xdp::protocol::{Descriptor, Flavour, FormatField, Heap, Item, PacketSi
 fn vectors_path() -> PathBuf {
     match std::env::var_os("SPEAD_VECTORS") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/spead2-heaps.json"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/spead2-heaps.json"),
     }
 }
 
