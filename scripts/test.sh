@@ -9,6 +9,8 @@
 # - cargo fmt --check, cargo clippy (all targets, warnings denied),
 #   cargo test --all-features (unit, golden vectors, properties, spead2
 #   interop, and as root the veth harness with the XDP sink);
+# - golden vectors made afresh by spead2 from PyPI (a seed of their own)
+#   and checked, beside the committed ones;
 # - the committed performance plot is what scripts/plot-throughput.py draws
 #   from the committed runs;
 # - the fuzz targets (fuzz/: decoder and reassembler, heap building) for
@@ -34,6 +36,12 @@ cargo build --quiet
 
 say "cargo test --all-features"
 cargo test --all-features -- --nocapture
+
+say "golden vectors made afresh by spead2 $SPEAD2_VERSION (scripts/make-vectors.py, seed 2), checked"
+vectors=$(mktemp --suffix=.json)
+"$SPEAD2_PYTHON" scripts/make-vectors.py "$vectors" --seed 2
+SPEAD_VECTORS="$vectors" cargo test --quiet --all-features --test golden -- --nocapture
+rm -f "$vectors"
 
 say "bench/throughput.svg drawn from bench/throughput.csv"
 plot=$(mktemp --suffix=.svg)
