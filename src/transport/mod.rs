@@ -265,6 +265,9 @@ pub trait Transport: Send + 'static {
     /// Sends a batch of at most [`max_batch`](Self::max_batch) packets
     /// taken from `packets` and returns how many. Each packet's length and
     /// destination are checked before a buffer is taken for it; a breach
-    /// fails the batch ([`TransportError::BadPacket`]).
+    /// fails the batch ([`TransportError::BadPacket`]): the socket
+    /// transports (UDP, TCP, AF_XDP) then send none of it, the memory and
+    /// pcap transports keep the packets before it, as on any failure
+    /// part-way through a batch.
     fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError>;
 }
