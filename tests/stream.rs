@@ -350,11 +350,31 @@ fn flush_waits_for_every_queued_heap() {
     }
 }
 
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Waits on `completion` with `wait`, returning its bytes, the wall time
+/// and this thread's CPU time spent.
+fn timed_wait(wait: impl FnOnce() -> Result<u64, SendError>) -> (u64, Duration, Duration) {
+    let (wall, cpu) = (Instant::now(), thread_cpu_time());
+    let bytes = wait().unwrap();
+    (bytes, wall.elapsed(), thread_cpu_time() - cpu)
+}
+
 #[test]
-fn a_spinning_wait_gives_the_outcome_whether_it_spins_or_sleeps() {
+fn a_spinning_wait_spins_then_sleeps_and_gives_the_outcome() {
     let (transport, _) = gated(None, 1);
     let config = StreamConfig {
-        max_heaps: 8,
+        max_heaps: 64,
         rate: 57e3, // 57 kB/s: each 57-byte heap takes a millisecond
         max_packet_size: 64,
         burst_size: 64,
@@ -368,16 +388,21 @@ fn a_spinning_wait_gives_the_outcome_whether_it_spins_or_sleeps() {
         first.wait_spinning(Duration::ZERO),
         Err(SendError::Transport(_))
     ));
-    // The others are paced a millisecond apart.
-    let mut completions: Vec<_> = (0..3).map(|_| stream.submit(small_heap()).unwrap()).collect();
-    let last = completions.pop().unwrap();
-    let third = completions.pop().unwrap();
-    let second = completions.pop().unwrap();
-    // Spins past the outcome, then finds it; blocks after a short spin.
-    assert_eq!(second.wait_spinning(Duration::from_secs(5)).unwrap(), 57);
-    assert_eq!(third.wait_spinning(Duration::from_micros(1)).unwrap(), 57);
+    // Spinning for up to 5 s on a heap ~20 ms away: it spins (the thread
+    // is on the CPU most of the time) and gets the outcome.
+    let mut heaps: Vec<_> = (0..20).map(|_| stream.submit(small_heap()).unwrap()).collect();
+    let spun = heaps.pop().unwrap();
+    let (bytes, wall, cpu) = timed_wait(|| spun.wait_spinning(Duration::from_secs(5)));
+    assert_eq!(bytes, 57);
+    assert!(cpu >= wall / 3, "spun {cpu:?} of {wall:?}");
+    // Spinning for 1 us on a heap ~40 ms away: it sleeps almost all the way.
+    let mut heaps: Vec<_> = (0..40).map(|_| stream.submit(small_heap()).unwrap()).collect();
+    let slept = heaps.pop().unwrap();
+    let (bytes, wall, cpu) = timed_wait(|| slept.wait_spinning(Duration::from_micros(1)));
+    assert_eq!(bytes, 57);
+    assert!(wall >= Duration::from_millis(20), "{wall:?}");
+    assert!(cpu <= wall / 4, "busy {cpu:?} of {wall:?}");
     stream.flush();
-    assert_eq!(last.wait_spinning(Duration::from_secs(1)).unwrap(), 57);
 }
 
 /// Wakes a parked thread: the least an executor does.
@@ -394,10 +419,23 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     let mut cx = std::task::Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
     loop {
-        match future.as_mut().poll(&mut cx) {
+        match std::future::Future::poll(future.as_mut(), &mut cx) {
             std::task::Poll::Ready(out) => return out,
             std::task::Poll::Pending => std::thread::park(),
         }
+    }
+}
+
+/// Counts wakes and unparks the thread that polls.
+struct CountingWaker {
+    thread: std::thread::Thread,
+    wakes: AtomicUsize,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
     }
 }
 
@@ -407,14 +445,31 @@ fn completions_are_futures_for_any_executor() {
     let (transport, _) = gated(Some(Arc::clone(&gate)), 0);
     let stream = Stream::new(transport, StreamConfig::default()).unwrap();
     let completion = stream.submit(small_heap()).unwrap();
-    let opener = std::thread::spawn(move || {
-        gate.wait();
-        std::thread::sleep(Duration::from_millis(20));
-        gate.wait();
+    // The worker is inside its first batch, held at the gate.
+    gate.wait();
+    let counter = Arc::new(CountingWaker {
+        thread: std::thread::current(),
+        wakes: AtomicUsize::new(0),
     });
-    // Pending until the gate opens, then woken and ready.
-    assert_eq!(block_on(completion).unwrap(), 57);
-    opener.join().unwrap();
+    let waker = std::task::Waker::from(Arc::clone(&counter));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(completion);
+    assert!(
+        std::future::Future::poll(future.as_mut(), &mut cx).is_pending(),
+        "pending while the heap is held"
+    );
+    assert_eq!(counter.wakes.load(Ordering::SeqCst), 0);
+    gate.wait();
+    // Woken once the heap is sent, then ready with its bytes.
+    while counter.wakes.load(Ordering::SeqCst) == 0 {
+        std::thread::park();
+    }
+    match std::future::Future::poll(future.as_mut(), &mut cx) {
+        std::task::Poll::Ready(result) => assert_eq!(result.unwrap(), 57),
+        std::task::Poll::Pending => panic!("woken but not ready"),
+    }
+    // And a blocking executor gets the same.
+    assert_eq!(block_on(stream.submit(small_heap()).unwrap()).unwrap(), 57);
 }
 
 #[test]

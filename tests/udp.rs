@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{HeapRef, SendError, Stream, StreamConfig};
-use spead_xdp::transport::{MulticastInterface, TcpTransport, UdpConfig, UdpTransport};
+use spead_xdp::transport::{
+    MulticastInterface, PacketSource, PacketSpec, TcpTransport, Transport, UdpConfig, UdpTransport,
+};
 
 /// Receives up to `count` datagrams (or stops after a quiet second).
 fn receiver(bind: &str, count: usize) -> (SocketAddr, JoinHandle<Vec<Vec<u8>>>) {
@@ -51,6 +53,8 @@ fn round_trip(bind: &str, max_packet_size: usize, gso: bool) {
     let mut config = UdpConfig::new(vec![a, b]);
     config.gso = gso;
     let transport = UdpTransport::new(&config).unwrap();
+    // Every kernel this runs on (Linux >= 4.18) has UDP_SEGMENT.
+    assert_eq!(transport.gso(), gso, "GSO as asked");
     let using_gso = transport.gso();
     let stream_config = StreamConfig {
         max_packet_size,
@@ -71,6 +75,45 @@ fn round_trip(bind: &str, max_packet_size: usize, gso: bool) {
         if using_gso { "on" } else { "off" },
         expected[0].len() + expected[1].len()
     );
+}
+
+/// Full-size packets to one destination: `count` of `len` bytes.
+struct FullPackets {
+    len: usize,
+    left: usize,
+}
+
+impl PacketSource for FullPackets {
+    fn next_packet(&mut self) -> Option<PacketSpec> {
+        (self.left > 0).then_some(PacketSpec {
+            len: self.len,
+            substream: 0,
+        })
+    }
+
+    fn write(&mut self, buf: &mut [u8]) {
+        buf.fill(self.left as u8);
+        self.left -= 1;
+    }
+}
+
+#[test]
+fn runs_of_full_packets_go_as_gso_messages_only_when_gso_is_on() {
+    for gso in [true, false] {
+        let (addr, rx) = receiver("127.0.0.1:0", 40);
+        let mut config = UdpConfig::new(vec![addr]);
+        config.gso = gso;
+        let mut transport = UdpTransport::new(&config).unwrap();
+        transport.prepare(1472).unwrap();
+        let sent = transport.send(&mut FullPackets { len: 1472, left: 40 }).unwrap();
+        assert_eq!(sent, 40);
+        // 40 full packets to one destination: one GSO message with GSO on
+        // (the kernel splits it), none without.
+        assert_eq!(transport.gso_messages(), u64::from(gso), "GSO {gso}");
+        let got = rx.join().unwrap();
+        assert_eq!(got.len(), 40, "GSO {gso}: datagrams");
+        assert!(got.iter().all(|d| d.len() == 1472), "GSO {gso}: each one packet");
+    }
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub struct UdpTransport {
     gso: bool,
     /// GSO was refused and the batch is being retried without it.
     probing_gso: bool,
+    /// Messages sent as GSO runs so far.
+    gso_messages: u64,
     /// Bytes per packet slot in `buffer` (the prepared max packet size).
     slot: usize,
     buffer: Vec<u8>,
@@ -225,6 +227,7 @@ impl UdpTransport {
             destinations: destinations.iter().map(|d| SockAddr::from(*d)).collect(),
             gso: gso && Self::kernel_has_gso_for(destinations),
             probing_gso: false,
+            gso_messages: 0,
             slot: 0,
             buffer: Vec::new(),
             packets: Vec::with_capacity(MAX_BATCH),
@@ -268,6 +271,12 @@ impl UdpTransport {
     /// Whether GSO is in use.
     pub fn gso(&self) -> bool {
         self.gso
+    }
+
+    /// Messages the kernel took as GSO runs (several packets to one
+    /// destination in one message) so far.
+    pub fn gso_messages(&self) -> u64 {
+        self.gso_messages
     }
 
     /// The socket, to read (or set) options this crate does not cover.
@@ -369,6 +378,8 @@ impl UdpTransport {
                     );
                     self.probing_gso = false;
                 }
+                let taken = &self.headers[sent..sent + rc as usize];
+                self.gso_messages += taken.iter().filter(|h| h.msg_hdr.msg_controllen != 0).count() as u64;
                 sent += rc as usize;
                 continue;
             }
