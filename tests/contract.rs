@@ -306,7 +306,7 @@ fn af_xdp_refuses_lying_sources_and_copies_pieces_outside_its_umem() {
         assert_eq!(len, 5100);
         assert!(buf[..100].iter().all(|b| *b == 0x5A));
         assert_eq!(&buf[100..len], payload);
-        let referenced = counters.by_reference.load(std::sync::atomic::Ordering::Relaxed);
+        let referenced = counters.by_reference();
         assert_eq!(referenced, by_reference, "packets sent by reference so far");
     }
     drop(in_umem);

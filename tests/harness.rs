@@ -495,7 +495,7 @@ fn umem_buffers_go_by_reference(tag: &str, subnet: u8, mtu: u32, packet_size: us
         got == expected,
         "by-reference datagrams differ from ordinary ones"
     );
-    let by_reference = counters.by_reference.load(std::sync::atomic::Ordering::Relaxed);
+    let by_reference = counters.by_reference();
     assert_eq!(
         by_reference,
         expected.len() as u64,

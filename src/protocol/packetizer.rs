@@ -30,16 +30,27 @@ pub const MAX_PARTS: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub struct PacketParts<'p> {
     /// Bytes of header and item pointers written at the start of the frame.
-    pub header_len: usize,
+    header_len: usize,
     /// The payload pieces, in order (`count` of them).
-    pub payload: [&'p [u8]; MAX_PARTS],
+    payload: [&'p [u8]; MAX_PARTS],
     /// Pieces in `payload`.
-    pub count: usize,
+    count: usize,
     /// Zero bytes of padding after the payload pieces.
-    pub padding: usize,
+    padding: usize,
 }
 
 impl<'p> PacketParts<'p> {
+    /// Bytes of header and item pointers written at the start of the frame.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// Zero bytes of padding after the payload pieces (written by
+    /// [`write_payload`](Self::write_payload), never referenced).
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
+
     /// The payload pieces.
     pub fn pieces(&self) -> &[&'p [u8]] {
         &self.payload[..self.count]

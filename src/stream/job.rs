@@ -410,7 +410,7 @@ impl Cursor {
             // Padding is written, not referenced: the whole packet then
             // (into a buffer of its length; a shorter one, which no
             // transport of this crate gives, fails the batch instead).
-            Ok(Some(parts)) if parts.padding > 0 => match buf.get_mut(..parts.len()) {
+            Ok(Some(parts)) if parts.padding() > 0 => match buf.get_mut(..parts.len()) {
                 Some(packet) => {
                     parts.write_payload(packet);
                     PacketPieces::new(parts.len())
@@ -418,7 +418,7 @@ impl Cursor {
                 None => PacketPieces::new(0),
             },
             Ok(Some(parts)) => {
-                let mut pieces = PacketPieces::new(parts.header_len);
+                let mut pieces = PacketPieces::new(parts.header_len());
                 for piece in parts.pieces() {
                     // At most MAX_PARTS pieces, as many as PacketPieces holds.
                     let _ = pieces.push(piece);

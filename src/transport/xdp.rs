@@ -113,10 +113,20 @@ impl XdpConfig {
 /// (updated once a batch).
 #[derive(Debug, Default)]
 pub struct XdpCounters {
-    /// Packets handed to the kernel.
-    pub packets: AtomicU64,
+    packets: AtomicU64,
+    by_reference: AtomicU64,
+}
+
+impl XdpCounters {
+    /// Packets handed to the kernel so far.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+
     /// Of them, packets whose payload went by reference to user buffers.
-    pub by_reference: AtomicU64,
+    pub fn by_reference(&self) -> u64 {
+        self.by_reference.load(Ordering::Relaxed)
+    }
 }
 
 /// The bound socket and its rings, made when the packet size is known.
@@ -425,18 +435,26 @@ impl XdpTransport {
     /// Waits (bounded) until a slot is free.
     fn wait_for_slot(&mut self) -> Result<(), TransportError> {
         self.stalls += 1;
+        self.kick_until("no UMEM frame completed", |t| !t.free.is_empty())
+    }
+
+    /// Wakes the kernel and reaps completions until `ready` holds, for at
+    /// most [`STALL_TIMEOUT`]; then fails, saying what did not happen.
+    fn kick_until(
+        &mut self,
+        what: &str,
+        mut ready: impl FnMut(&mut Self) -> bool,
+    ) -> Result<(), TransportError> {
         let deadline = Instant::now() + STALL_TIMEOUT;
-        loop {
+        while !ready(self) {
             self.kick()?;
             self.reap();
-            if !self.free.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(self.stalled("no UMEM frame completed"));
+            if Instant::now() > deadline && !ready(self) {
+                return Err(self.stalled(what));
             }
             std::hint::spin_loop();
         }
+        Ok(())
     }
 
     fn stalled(&self, what: &str) -> TransportError {
@@ -453,49 +471,41 @@ impl XdpTransport {
 
     /// Waits (bounded) until every packet in flight has completed.
     fn drain(&mut self) -> Result<(), TransportError> {
-        let deadline = Instant::now() + STALL_TIMEOUT;
-        while !self.in_flight.is_empty() {
-            self.kick()?;
-            self.reap();
-            if Instant::now() > deadline {
-                return Err(self.stalled("packets did not complete"));
-            }
-            std::hint::spin_loop();
-        }
-        Ok(())
+        self.kick_until("packets did not complete", |t| t.in_flight.is_empty())
     }
 
     /// Puts the descriptors queued (those of a packet cut off by an
     /// earlier stall, `carried` of them, then those of the batch's `batch`
     /// packets, the newest in flight) in the TX ring as a flat stream. If
-    /// the ring stays full, the batch is cut where the ring stopped
-    /// ([`cut_batch`](Self::cut_batch)) and fails.
+    /// the ring stays full (or waking the kernel fails), the batch is cut
+    /// where the ring stopped ([`cut_batch`](Self::cut_batch)) and fails.
     fn submit(&mut self, batch: usize, carried: usize) -> Result<(), TransportError> {
         let mut done = 0;
-        let deadline = Instant::now() + STALL_TIMEOUT;
         let mut waited = false;
-        while done < self.descriptors.len() {
-            {
-                let rings = self.rings.as_mut().expect("bound before sending");
-                let remaining = &self.descriptors[done..];
-                let mut writer = rings.tx.transmit(remaining.len() as u32);
-                done += writer.insert(remaining.iter().copied()) as usize;
-                writer.commit();
+        let filled = self.kick_until("the TX ring stayed full", |t| {
+            done += t.insert(done);
+            if done < t.descriptors.len() && !waited {
+                waited = true;
+                t.stalls += 1;
             }
-            if done < self.descriptors.len() {
-                if !waited {
-                    waited = true;
-                    self.stalls += 1;
-                }
-                self.kick()?;
-                self.reap();
-                if Instant::now() > deadline {
-                    self.cut_batch(batch, carried, done);
-                    return Err(self.stalled("the TX ring stayed full"));
-                }
-            }
+            done == t.descriptors.len()
+        });
+        if let Err(stalled) = filled {
+            self.cut_batch(batch, carried, done);
+            return Err(stalled);
         }
         self.kick()
+    }
+
+    /// Puts as many of the queued descriptors from `from` on in the TX ring
+    /// as it has room for, and returns how many.
+    fn insert(&mut self, from: usize) -> usize {
+        let rings = self.rings.as_mut().expect("bound before sending");
+        let remaining = &self.descriptors[from..];
+        let mut writer = rings.tx.transmit(remaining.len() as u32);
+        let inserted = writer.insert(remaining.iter().copied()) as usize;
+        writer.commit();
+        inserted
     }
 
     /// After a stall with the first `inserted` of the queued descriptors
