@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::harness::{settle, Harness};
 use common::netns::{privileged, run_ip as ip};
 use spead_xdp::protocol::{Flavour, Heap, Item};
-use spead_xdp::stream::{Stream, StreamConfig};
-use spead_xdp::transport::{UdpConfig, UdpTransport, XdpConfig, XdpTransport};
+use spead_xdp::stream::{SendError, Stream, StreamConfig};
+use spead_xdp::transport::{TransportError, UdpConfig, UdpTransport, XdpConfig, XdpTransport};
 
 /// Heaps of 100,000 bytes: 70 packets at MTU 1500.
 const HEAP_BYTES: usize = 100_000;
@@ -40,17 +40,32 @@ fn udp_stream(harness: &Harness) -> Stream {
     Stream::new(UdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap()
 }
 
+/// How a heap is to fail: the transport's error it must carry, and the
+/// words its message must hold.
+struct Failing<'a> {
+    error: fn(&TransportError, &str) -> bool,
+    interface: &'a str,
+    says: String,
+}
+
 /// Sends `count` heaps one at a time; each must succeed (or, with
-/// `failing`, fail with an error containing it, within a second).
-fn send(stream: &Stream, count: u8, failing: Option<&str>) {
+/// `failing`, fail as it says, within a second).
+fn send(stream: &Stream, count: u8, failing: Option<&Failing<'_>>) {
     for i in 0..count {
         let started = Instant::now();
         let result = stream.send_heap(heap(i));
         match failing {
             None => assert!(result.is_ok(), "heap {i}: {result:?}"),
-            Some(why) => {
-                let error = result.expect_err("the heap should fail").to_string();
-                assert!(error.contains(why), "heap {i}: {error}");
+            Some(failing) => {
+                let error = result.expect_err("the heap should fail");
+                let SendError::Transport(transport) = &error else {
+                    panic!("heap {i}: not the transport's error: {error}");
+                };
+                assert!(
+                    (failing.error)(transport, failing.interface),
+                    "heap {i}: {error:?}"
+                );
+                assert!(error.to_string().contains(&failing.says), "heap {i}: {error}");
                 assert!(
                     started.elapsed() < Duration::from_secs(2),
                     "heap {i} took {:?}",
@@ -59,6 +74,18 @@ fn send(stream: &Stream, count: u8, failing: Option<&str>) {
             }
         }
     }
+}
+
+fn link_down(e: &TransportError, name: &str) -> bool {
+    matches!(e, TransportError::LinkDown { interface } if interface == name)
+}
+
+fn no_carrier(e: &TransportError, name: &str) -> bool {
+    matches!(e, TransportError::NoCarrier { interface } if interface == name)
+}
+
+fn gone(e: &TransportError, name: &str) -> bool {
+    matches!(e, TransportError::InterfaceGone { interface } if interface == name)
 }
 
 /// Takes the link down (the host end, then the peer end, which leaves the
@@ -74,16 +101,22 @@ fn heaps_fail_while_the_link_is_down(tag: &str, subnet: u8, stream: fn(&Harness)
     let stream = stream(&harness);
     send(&stream, 3, None);
     ip(&["link", "set", host, "down"]);
-    send(&stream, 3, Some(&format!("interface {host} is down")));
+    let down = Failing {
+        error: link_down,
+        interface: host,
+        says: format!("interface {host} is down"),
+    };
+    send(&stream, 3, Some(&down));
     ip(&["link", "set", host, "up"]);
     wait_until_running(host);
     send(&stream, 3, None);
     ip(&["-n", netns, "link", "set", peer, "down"]);
-    send(
-        &stream,
-        2,
-        Some(&format!("interface {host} is up but has no carrier")),
-    );
+    let no_carrier = Failing {
+        error: no_carrier,
+        interface: host,
+        says: format!("interface {host} is up but has no carrier"),
+    };
+    send(&stream, 2, Some(&no_carrier));
     ip(&["-n", netns, "link", "set", peer, "up"]);
     wait_until_running(host);
     send(&stream, 3, None);
@@ -142,7 +175,12 @@ fn the_destination_disappears(tag: &str, subnet: u8, stream: fn(&Harness) -> Str
     wait_for(&format!("{host} going with its peer's namespace"), || {
         !std::path::Path::new(&format!("/sys/class/net/{host}")).exists()
     });
-    send(&stream, 3, Some(&format!("interface {host} no longer exists")));
+    let gone = Failing {
+        error: gone,
+        interface: host,
+        says: format!("interface {host} no longer exists"),
+    };
+    send(&stream, 3, Some(&gone));
     let stats = stream.stats();
     assert_eq!((stats.heaps, stats.errors), (3, 3), "{stats:?}");
     let dropped = Instant::now();
@@ -224,16 +262,20 @@ fn af_xdp_heaps_fail_after_a_bounded_wait_when_the_tx_ring_stays_full() {
     };
     let stream = Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
     let started = Instant::now();
-    let failed = stream
-        .send_heap(heap(7))
-        .expect_err("no TX queue to send on")
-        .to_string();
+    let failed = stream.send_heap(heap(7)).expect_err("no TX queue to send on");
     let waited = started.elapsed();
-    assert!(failed.contains("stalled for 1s"), "{failed}");
     assert!(
-        failed.contains("took no descriptors from the TX ring"),
-        "{failed}"
+        matches!(
+            &failed,
+            SendError::Transport(TransportError::RingStalled {
+                queue: 1,
+                what: "the kernel took no descriptors from the TX ring",
+                ..
+            })
+        ),
+        "{failed:?}"
     );
+    assert!(failed.to_string().contains("stalled for 1s"), "{failed}");
     assert!(
         waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
         "{waited:?}"

@@ -11,7 +11,7 @@ use common::netns::{privileged, Netns};
 use socket2::{Domain, Protocol, Socket, Type};
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{SendError, Stream, StreamConfig};
-use spead_xdp::transport::{MulticastInterface, UdpConfig, UdpTransport};
+use spead_xdp::transport::{MulticastInterface, TransportError, UdpConfig, UdpTransport};
 
 /// The address of the namespace's veth0.
 const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -130,7 +130,13 @@ fn oversized_packets_fail_their_heap_with_emsgsize_when_not_fragmenting() {
         };
         let stream = Stream::new(UdpTransport::new(&config).unwrap(), stream_config).unwrap();
         let err = stream.send_heap(heap(1, 20_000)).unwrap_err();
-        assert!(matches!(err, SendError::Transport(_)), "{err}");
+        assert!(
+            matches!(
+                &err,
+                SendError::Transport(TransportError::MessageTooLong { len: 8192, .. })
+            ),
+            "{err:?}"
+        );
         // A heap whose one packet fits the MTU still goes.
         stream.send_heap(heap(2, 500)).unwrap();
         err.to_string()

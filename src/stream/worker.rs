@@ -299,12 +299,8 @@ impl SharedFailure {
 }
 
 fn shared_batch_failed(e: &TransportError) -> SharedFailure {
-    let kind = match e {
-        TransportError::Io { source, .. } => source.kind(),
-        _ => std::io::ErrorKind::Other,
-    };
     SharedFailure {
-        kind,
+        kind: e.kind(),
         message: e.to_string(),
     }
 }

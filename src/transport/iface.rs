@@ -65,25 +65,25 @@ impl LinkWatch {
             return Ok(());
         }
         self.well_at = None;
-        let down = |what: String, errno: i32| TransportError::Io {
-            what,
-            source: std::io::Error::from_raw_os_error(errno),
-        };
+        let interface = || self.name.clone();
         let flags = interface_flags(&self.socket, &self.name).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENODEV) => down(format!("interface {} no longer exists", self.name), libc::ENODEV),
-            _ => down(
-                format!("reading the flags of interface {}: {e}", self.name),
-                libc::EIO,
-            ),
+            Some(libc::ENODEV) => TransportError::InterfaceGone {
+                interface: interface(),
+            },
+            _ => TransportError::Io {
+                what: format!("reading the flags of interface {}", self.name),
+                source: e,
+            },
         })?;
         if flags & libc::IFF_UP == 0 {
-            return Err(down(format!("interface {} is down", self.name), libc::ENETDOWN));
+            return Err(TransportError::LinkDown {
+                interface: interface(),
+            });
         }
         if flags & libc::IFF_RUNNING == 0 {
-            return Err(down(
-                format!("interface {} is up but has no carrier (link down)", self.name),
-                libc::ENETDOWN,
-            ));
+            return Err(TransportError::NoCarrier {
+                interface: interface(),
+            });
         }
         self.well_at = Some(Instant::now());
         Ok(())

@@ -220,6 +220,58 @@ pub enum TransportError {
     /// was sent.
     #[error("bad packet: {0}")]
     BadPacket(#[from] BadPacket),
+    /// The interface the transport sends through is administratively
+    /// down.
+    #[error("interface {interface} is down")]
+    LinkDown {
+        /// Its name.
+        interface: String,
+    },
+    /// The interface is up but has no carrier.
+    #[error("interface {interface} is up but has no carrier (link down)")]
+    NoCarrier {
+        /// Its name.
+        interface: String,
+    },
+    /// The interface has gone (deleted, or moved to another namespace).
+    #[error("interface {interface} no longer exists")]
+    InterfaceGone {
+        /// Its name.
+        interface: String,
+    },
+    /// The kernel stopped taking or completing an AF_XDP socket's packets.
+    #[error("AF_XDP TX on {interface} queue {queue} stalled for {waited:?}: {what} ({in_flight} packets in flight)")]
+    RingStalled {
+        /// The interface.
+        interface: String,
+        /// Its TX queue.
+        queue: u32,
+        /// How long the transport waited.
+        waited: std::time::Duration,
+        /// What did not happen.
+        what: &'static str,
+        /// Packets handed to the kernel and not completed.
+        in_flight: usize,
+    },
+    /// The operating system refused for want of privilege.
+    #[error("{what} (AF_XDP needs root or CAP_NET_RAW): {source}")]
+    Permission {
+        /// What was refused.
+        what: String,
+        /// EPERM or EACCES.
+        source: std::io::Error,
+    },
+    /// A datagram larger than the path allows (EMSGSIZE; with
+    /// don't-fragment set, larger than the path MTU).
+    #[error("sending a UDP packet of {len} bytes to {destination}: {source}")]
+    MessageTooLong {
+        /// The datagram's length.
+        len: usize,
+        /// Where it was going.
+        destination: String,
+        /// The kernel's EMSGSIZE.
+        source: std::io::Error,
+    },
     /// An operating-system error, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -228,6 +280,25 @@ pub enum TransportError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl TransportError {
+    /// The kind of I/O failure this is, as `std::io::ErrorKind` names it.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        use std::io::ErrorKind;
+        match self {
+            TransportError::LinkDown { .. } | TransportError::NoCarrier { .. } => ErrorKind::NetworkDown,
+            TransportError::InterfaceGone { .. } => ErrorKind::NotFound,
+            TransportError::RingStalled { .. } => ErrorKind::TimedOut,
+            TransportError::Permission { .. } => ErrorKind::PermissionDenied,
+            TransportError::MessageTooLong { source, .. } | TransportError::Io { source, .. } => {
+                source.kind()
+            }
+            TransportError::PacketTooLarge { .. }
+            | TransportError::BadPacket(_)
+            | TransportError::Config { .. } => ErrorKind::InvalidInput,
+        }
+    }
 }
 
 /// Largest UDP payload over IPv4 (65535 less the IPv4 and UDP headers).

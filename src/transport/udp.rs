@@ -401,13 +401,18 @@ impl UdpTransport {
                 self.probing_gso = false;
             }
             let packet = self.packets[self.message_start[sent]];
-            let destination = self.destinations[packet.substream].as_socket();
+            let destination = self.destinations[packet.substream]
+                .as_socket()
+                .map_or_else(|| "?".into(), |d| d.to_string());
+            if error.raw_os_error() == Some(libc::EMSGSIZE) {
+                return Err(TransportError::MessageTooLong {
+                    len: packet.len,
+                    destination,
+                    source: error,
+                });
+            }
             return Err(TransportError::Io {
-                what: format!(
-                    "sending a UDP packet of {} bytes to {}",
-                    packet.len,
-                    destination.map_or_else(|| "?".into(), |d| d.to_string())
-                ),
+                what: format!("sending a UDP packet of {} bytes to {destination}", packet.len),
                 source: error,
             });
         }

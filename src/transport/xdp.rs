@@ -183,14 +183,11 @@ fn os_error(what: impl Into<String>) -> impl FnOnce(xdpilone::Errno) -> Transpor
     let what = what.into();
     move |errno| {
         let raw = errno.get_raw();
-        let what = if raw == libc::EPERM || raw == libc::EACCES {
-            format!("{what} (AF_XDP needs root or CAP_NET_RAW)")
+        let source = std::io::Error::from_raw_os_error(raw);
+        if raw == libc::EPERM || raw == libc::EACCES {
+            TransportError::Permission { what, source }
         } else {
-            what
-        };
-        TransportError::Io {
-            what,
-            source: std::io::Error::from_raw_os_error(raw),
+            TransportError::Io { what, source }
         }
     }
 }
@@ -442,7 +439,7 @@ impl XdpTransport {
     /// most [`STALL_TIMEOUT`]; then fails, saying what did not happen.
     fn kick_until(
         &mut self,
-        what: &str,
+        what: &'static str,
         mut ready: impl FnMut(&mut Self) -> bool,
     ) -> Result<(), TransportError> {
         let deadline = Instant::now() + STALL_TIMEOUT;
@@ -457,15 +454,13 @@ impl XdpTransport {
         Ok(())
     }
 
-    fn stalled(&self, what: &str) -> TransportError {
-        TransportError::Io {
-            what: format!(
-                "AF_XDP TX on {} queue {} stalled for {STALL_TIMEOUT:?}: {what} ({} packets in flight)",
-                self.config.interface,
-                self.config.queue,
-                self.in_flight.len()
-            ),
-            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+    fn stalled(&self, what: &'static str) -> TransportError {
+        TransportError::RingStalled {
+            interface: self.config.interface.clone(),
+            queue: self.config.queue,
+            waited: STALL_TIMEOUT,
+            what,
+            in_flight: self.in_flight.len(),
         }
     }
 
