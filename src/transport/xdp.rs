@@ -771,18 +771,17 @@ fn queue_descriptors(
     let first = descriptors.len();
     let written = HEADERS_LEN + pieces.written();
     push_chunks(descriptors, base, written);
-    let mut by_reference = !pieces.pieces().is_empty();
-    for piece in pieces.pieces() {
-        match area.user_offset(piece) {
-            Some(offset) => push_chunks(descriptors, offset, piece.len()),
-            None => by_reference = false,
-        }
-        if !by_reference || descriptors.len() - first > MAX_FRAGS {
-            by_reference = false;
-            break;
-        }
+    if pieces.pieces().is_empty() {
+        return false;
     }
-    if by_reference {
+    let referenced = pieces.pieces().iter().all(|piece| match area.user_offset(piece) {
+        Some(offset) => {
+            push_chunks(descriptors, offset, piece.len());
+            descriptors.len() - first <= MAX_FRAGS
+        }
+        None => false,
+    });
+    if referenced {
         return true;
     }
     descriptors.truncate(first);
