@@ -202,7 +202,7 @@ impl ActiveJob {
 
     /// Whether every packet has been taken or passed over.
     pub fn is_done(&self) -> bool {
-        self.remaining() == 0
+        self.cursor.is_done(&self.work)
     }
 
     /// The next packet, if any.
@@ -290,6 +290,15 @@ impl Cursor {
                 })
             }
             Work::Datagrams { .. } => Ok(Cursor::Datagrams { next: 0 }),
+        }
+    }
+
+    /// Whether nothing is left, without counting what is.
+    fn is_done(&self, work: &Work) -> bool {
+        match (self, work) {
+            (Cursor::Heaps { unfinished, .. }, _) => *unfinished == 0,
+            (Cursor::Datagrams { next }, Work::Datagrams { datagrams, .. }) => *next == datagrams.len(),
+            _ => true,
         }
     }
 

@@ -80,8 +80,6 @@ pub(super) struct Worker<T, C> {
 /// What sending one batch came to.
 struct BatchOutcome {
     result: Result<usize, TransportError>,
-    /// Bytes of the packets in it.
-    bytes: u64,
     /// The job (in the window) a failure is first of all.
     culprit: usize,
     /// When the pacing lets the next packet go, if it ended the batch.
@@ -126,12 +124,13 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// Sends jobs until the stream is dropped and the queue is empty.
     pub fn run(mut self, queue: Receiver<WorkerShare>) {
         loop {
-            self.complete_finished();
             if self.window.is_empty() {
                 let Some(share) = self.wait_for_job(&queue) else {
                     return;
                 };
                 self.window.push_back(ActiveJob::start(share, self.sizing));
+                // A job with no packet for this worker completes at once.
+                self.complete_finished();
                 continue;
             }
             let reach = self.fill_window(&queue);
@@ -198,7 +197,6 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             limiter: &mut self.limiter,
             clock: &self.clock,
             taking: None,
-            bytes: 0,
             pause: None,
         };
         let result = self.transport.send(&mut batch);
@@ -210,7 +208,6 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         };
         BatchOutcome {
             result,
-            bytes: batch.bytes,
             culprit,
             pause: batch.pause,
         }
@@ -220,7 +217,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// packets in it; then completes what it finished and waits as long as
     /// the pacing says.
     fn settle(&mut self, reach: usize, batch: BatchOutcome) {
-        self.book(reach, batch.result, batch.bytes, batch.culprit);
+        self.book(reach, batch.result, batch.culprit);
         self.complete_finished();
         if let Some(deadline) = batch.pause {
             self.clock.wait_until(deadline);
@@ -228,7 +225,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     }
 
     /// Books a batch's outcome to its jobs and this worker's counters.
-    fn book(&mut self, reach: usize, result: Result<usize, TransportError>, bytes: u64, culprit: usize) {
+    fn book(&mut self, reach: usize, result: Result<usize, TransportError>, culprit: usize) {
         let counters = &self.stream.counters.workers[self.share.index];
         // Counted once a batch, and only once the transport took it.
         counters
@@ -236,11 +233,14 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             .store(self.transport.ring_stalls(), Ordering::Relaxed);
         match result {
             Ok(sent) => {
+                let mut bytes = 0;
+                for job in self.window.iter_mut().take(reach) {
+                    let in_batch = std::mem::take(&mut job.in_batch);
+                    job.sent += in_batch;
+                    bytes += in_batch;
+                }
                 counters.packets.fetch_add(sent as u64, Ordering::Relaxed);
                 counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-                for job in self.window.iter_mut().take(reach) {
-                    job.sent += std::mem::take(&mut job.in_batch);
-                }
             }
             Err(error) => self.fail_batch(reach, error, culprit),
         }
@@ -250,8 +250,8 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// else the first, which the batch was for: it fails even when the
     /// transport failed before taking a packet, say on a link gone down)
     /// with the transport's error, and every other job with packets in the
-    /// batch as sharing it. Their remaining packets are passed over (counted, so the
-    /// workers' shares stay in step).
+    /// batch as sharing it. Their remaining packets are passed over
+    /// (counted, so the workers' shares stay in step).
     fn fail_batch(&mut self, reach: usize, error: TransportError, culprit: usize) {
         let shared = shared_batch_failed(&error);
         let mut error = Some(error);
@@ -317,8 +317,6 @@ struct Batch<'w, C> {
     clock: &'w C,
     /// The packet described to the transport, not yet written.
     taking: Option<NextPacket>,
-    /// Bytes of the packets written.
-    bytes: u64,
     /// When the pacing lets the next packet go, if it ended the batch.
     pause: Option<u64>,
 }
@@ -343,7 +341,6 @@ impl<C: Clock> Batch<'_, C> {
         let workers = self.share.workers as f64;
         self.limiter.sent(packet.len, packet.nanos_per_byte * workers);
         self.share.position += 1;
-        self.bytes += packet.len as u64;
         Some(&mut self.window[self.at])
     }
 }
