@@ -85,17 +85,17 @@ struct TscClock {
 /// (on a VM, its vCPU preempted), which would skew the scale.
 const MAX_BRACKET: Duration = Duration::from_micros(1);
 
-/// A TSC reading and the CLOCK_MONOTONIC time it was taken at (ns after
-/// `origin`): the TSC read between two monotonic readings at most
+/// A reading of `read` and the CLOCK_MONOTONIC time it was taken at (ns
+/// after `origin`): `read` called between two monotonic readings at most
 /// [`MAX_BRACKET`] apart, paired with their midpoint. `None` when four
 /// tries were all interrupted.
-fn paired_reading(clock: &quanta::Clock, origin: Instant) -> Option<(u64, f64)> {
+fn paired_reading<T>(origin: Instant, mut read: impl FnMut() -> T) -> Option<(T, f64)> {
     (0..4).find_map(|_| {
         let before = origin.elapsed();
-        let raw = clock.raw();
+        let value = read();
         let after = origin.elapsed();
         let mid = (before.as_nanos() + after.as_nanos()) as f64 / 2.0;
-        (after - before <= MAX_BRACKET).then_some((raw, mid))
+        (after - before <= MAX_BRACKET).then_some((value, mid))
     })
 }
 
@@ -103,7 +103,7 @@ impl TscClock {
     fn new() -> Self {
         let clock = quanta::Clock::new();
         let origin = Instant::now();
-        let (origin_tsc, origin_offset) = paired_reading(&clock, origin)
+        let (origin_tsc, origin_offset) = paired_reading(origin, || clock.raw())
             .unwrap_or_else(|| (clock.raw(), origin.elapsed().as_nanos() as f64));
         // quanta's calibration: nanoseconds for a million ticks.
         let scale = clock.delta_as_nanos(0, 1_000_000) as f64 / 1e6;
@@ -144,7 +144,7 @@ impl TscClock {
     /// bent to the scale measured over the whole baseline; `None` (try
     /// again on the next reading) when the pairing was interrupted.
     fn recalibrated(&self, segment: Segment) -> Option<Segment> {
-        let (raw, monotonic) = paired_reading(&self.clock, self.origin)?;
+        let (raw, monotonic) = paired_reading(self.origin, || self.clock.raw())?;
         let value = segment.value + raw.saturating_sub(segment.tsc) as f64 * segment.scale;
         let scale = (monotonic - self.origin_offset) / raw.saturating_sub(self.origin_tsc).max(1) as f64;
         Some(Segment {
@@ -323,11 +323,8 @@ mod tests {
         // CLOCK_MONOTONIC close together (this VM's host can stop a vCPU
         // for milliseconds between any two instructions).
         let together = || loop {
-            let before = origin.elapsed().as_nanos();
-            let ours = tsc.now();
-            let after = origin.elapsed().as_nanos();
-            if after - before < 5_000 {
-                return (ours as f64, (before + after) as f64 / 2.0);
+            if let Some((ours, monotonic)) = paired_reading(origin, || tsc.now()) {
+                return (ours as f64, monotonic);
             }
         };
         // After a few recalibrations the scale matches CLOCK_MONOTONIC to
