@@ -95,10 +95,8 @@ pub struct UdpTransport {
     probing_gso: bool,
     /// Messages sent as GSO runs so far.
     gso_messages: u64,
-    /// Bytes per packet slot in `buffer` (the prepared max packet size).
-    slot: usize,
     buffer: Vec<u8>,
-    /// The batch's packets: packet `i` is in slot `i`.
+    /// The batch's packets: packet `i` is in slot `i` of `buffer`.
     packets: Vec<PacketSpec>,
     limits: Limits,
     iovecs: Vec<libc::iovec>,
@@ -228,7 +226,6 @@ impl UdpTransport {
             gso: gso && Self::kernel_has_gso_for(destinations),
             probing_gso: false,
             gso_messages: 0,
-            slot: 0,
             buffer: Vec::new(),
             packets: Vec::with_capacity(MAX_BATCH),
             iovecs: Vec::with_capacity(MAX_BATCH),
@@ -268,6 +265,12 @@ impl UdpTransport {
         rc == 0
     }
 
+    /// Bytes per packet slot in `buffer`: the prepared max packet size,
+    /// which every packet is checked against.
+    fn slot(&self) -> usize {
+        self.limits.max_len
+    }
+
     /// Whether GSO is in use.
     pub fn gso(&self) -> bool {
         self.gso
@@ -294,7 +297,7 @@ impl UdpTransport {
         self.iovecs.clear();
         self.headers.clear();
         self.message_start.clear();
-        let max_segments = MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / self.slot.max(1));
+        let max_segments = MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / self.slot().max(1));
         let mut i = first;
         while i < self.packets.len() {
             let substream = self.packets[i].substream;
@@ -302,14 +305,14 @@ impl UdpTransport {
             if self.gso {
                 while end < self.packets.len()
                     && end - i < max_segments
-                    && self.packets[end - 1].len == self.slot
+                    && self.packets[end - 1].len == self.slot()
                     && self.packets[end].substream == substream
                 {
                     end += 1;
                 }
             }
-            let start = i * self.slot;
-            let stop = (end - 1) * self.slot + self.packets[end - 1].len;
+            let start = i * self.slot();
+            let stop = (end - 1) * self.slot() + self.packets[end - 1].len;
             self.iovecs.push(libc::iovec {
                 iov_base: self.buffer[start..].as_mut_ptr().cast(),
                 iov_len: stop - start,
@@ -336,7 +339,7 @@ impl UdpTransport {
                     std::ptr::write(bytes.cast::<libc::cmsghdr>(), cmsg);
                     std::ptr::write_unaligned(
                         bytes.add(mem::size_of::<libc::cmsghdr>()).cast::<u16>(),
-                        self.slot as u16,
+                        self.slot() as u16,
                     );
                 }
                 header.msg_hdr.msg_control = bytes.cast();
@@ -455,7 +458,6 @@ impl Transport for UdpTransport {
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         check_udp_payload(max_packet_size)?;
-        self.slot = max_packet_size;
         self.limits.max_len = max_packet_size;
         self.buffer = vec![0; MAX_BATCH * max_packet_size];
         Ok(())
@@ -472,7 +474,7 @@ impl Transport for UdpTransport {
             let Some(spec) = self.limits.next(source)? else {
                 break;
             };
-            let start = self.packets.len() * self.slot;
+            let start = self.packets.len() * self.slot();
             source.write(&mut self.buffer[start..start + spec.len]);
             self.packets.push(spec);
         }
