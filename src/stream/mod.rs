@@ -145,6 +145,12 @@ pub enum SendError {
     /// The transport failed while sending; the submission was not (all) sent.
     #[error("transport failed: {0}")]
     Transport(#[from] TransportError),
+    /// The batch this submission's packets shared with another failed
+    /// (the other's packet was refused, or the transport failed part-way);
+    /// the other submission failed with the same error, as
+    /// [`Transport`](Self::Transport).
+    #[error("the batch it shared with another submission failed: {0}")]
+    SharedBatch(#[source] TransportError),
     /// The stream's worker has stopped.
     #[error("the stream's worker has stopped")]
     Closed,
@@ -347,11 +353,9 @@ impl Stream {
         }
         let substreams = transports[0].substreams();
         if let Some(other) = transports.iter().find(|t| t.substreams() != substreams) {
-            return Err(TransportError::Config {
-                what: format!(
-                    "a stream's transports need the same substreams ({substreams} and {})",
-                    other.substreams()
-                ),
+            return Err(TransportError::SubstreamsDiffer {
+                first: substreams,
+                other: other.substreams(),
             }
             .into());
         }
@@ -380,10 +384,7 @@ impl Stream {
                     let clock = clock(&worker_config);
                     worker::Worker::new(transport, &config, clock, sizing, shared, placement).run(queue)
                 })
-                .map_err(|source| TransportError::Io {
-                    what: "starting a stream worker thread".into(),
-                    source,
-                })?;
+                .map_err(TransportError::doing("starting a stream worker thread"))?;
             stream.jobs.push(jobs);
             stream.workers.push(handle);
         }

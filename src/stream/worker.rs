@@ -253,16 +253,16 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// batch as sharing it. Their remaining packets are passed over
     /// (counted, so the workers' shares stay in step).
     fn fail_batch(&mut self, reach: usize, error: TransportError, culprit: usize) {
-        let shared = shared_batch_failed(&error);
-        let mut error = Some(error);
         for (k, job) in self.window.iter_mut().take(reach).enumerate() {
             let in_batch = std::mem::take(&mut job.in_batch);
-            let failure = match error.take_if(|_| k == culprit) {
-                Some(error) => error,
-                None if in_batch > 0 => shared.for_job(),
-                None => continue,
+            let failure = if k == culprit {
+                SendError::Transport(error.clone())
+            } else if in_batch > 0 {
+                SendError::SharedBatch(error.clone())
+            } else {
+                continue;
             };
-            job.failed.get_or_insert(SendError::from(failure));
+            job.failed.get_or_insert(failure);
             self.share.position += job.skip_rest();
         }
     }
@@ -279,29 +279,6 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 job.finish();
             }
         }
-    }
-}
-
-/// The error for a job whose packets were in a batch that failed because
-/// of an earlier job's.
-struct SharedFailure {
-    kind: std::io::ErrorKind,
-    message: String,
-}
-
-impl SharedFailure {
-    fn for_job(&self) -> TransportError {
-        TransportError::Io {
-            what: "the batch it shared with another submission failed".into(),
-            source: std::io::Error::new(self.kind, self.message.clone()),
-        }
-    }
-}
-
-fn shared_batch_failed(e: &TransportError) -> SharedFailure {
-    SharedFailure {
-        kind: e.kind(),
-        message: e.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@
 //! only.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::frame::MacAddress;
@@ -18,7 +19,7 @@ pub struct Interface {
     pub name: String,
     /// Index.
     pub index: u32,
-    /// MAC address.
+    /// MAC address (all zeros where the interface has none).
     pub mac: MacAddress,
     /// MTU (bytes of IP packet).
     pub mtu: usize,
@@ -47,10 +48,8 @@ pub(crate) struct LinkWatch {
 impl LinkWatch {
     /// Watches `name`, checking at most once per `every` while it is well.
     pub fn new(name: &str, every: Duration) -> Result<Self, TransportError> {
-        let socket = UdpSocket::bind("0.0.0.0:0").map_err(|source| TransportError::Io {
-            what: "opening a socket to watch the link".into(),
-            source,
-        })?;
+        let socket = UdpSocket::bind("0.0.0.0:0")
+            .map_err(TransportError::doing("opening a socket to watch the link"))?;
         Ok(LinkWatch {
             name: name.to_owned(),
             socket,
@@ -70,10 +69,7 @@ impl LinkWatch {
             Some(libc::ENODEV) => TransportError::InterfaceGone {
                 interface: interface(),
             },
-            _ => TransportError::Io {
-                what: format!("reading the flags of interface {}", self.name),
-                source: e,
-            },
+            _ => TransportError::io(format!("reading the flags of interface {}", self.name), e),
         })?;
         if flags & libc::IFF_UP == 0 {
             return Err(TransportError::LinkDown {
@@ -111,22 +107,19 @@ fn interface_flags(socket: &UdpSocket, name: &str) -> std::io::Result<i32> {
     Ok(i32::from(unsafe { request.ifr_ifru.ifru_flags }))
 }
 
-fn config_error(what: String) -> TransportError {
-    TransportError::Config { what }
-}
-
 impl Interface {
     /// Looks an interface up by name.
     pub fn lookup(name: &str) -> Result<Self, TransportError> {
-        let index = nix::net::if_::if_nametoindex(name)
-            .map_err(|e| config_error(format!("unknown interface {name:?}: {e}")))?;
+        let index = nix::net::if_::if_nametoindex(name).map_err(|errno| TransportError::NoSuchInterface {
+            name: name.to_owned(),
+            source: Arc::new(errno.into()),
+        })?;
         Self::with_index(index)
     }
 
     /// The interface the kernel's route to `destination` leaves by.
     pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
-        let route = netlink::route_to(destination, None)
-            .map_err(|e| config_error(format!("no route to {destination}: {e}")))?;
+        let route = netlink::route_to(destination, None).map_err(no_route(destination, None))?;
         Self::with_index(route.interface)
     }
 
@@ -134,10 +127,9 @@ impl Interface {
     /// IPv4 addresses from getifaddrs.
     fn with_index(index: u32) -> Result<Self, TransportError> {
         let netlink::Link { name, mac, mtu } =
-            netlink::link(index).map_err(|e| config_error(format!("describing interface {index}: {e}")))?;
-        let mac = mac.ok_or_else(|| config_error(format!("interface {name} has no Ethernet address")))?;
+            netlink::link(index).map_err(TransportError::doing(format!("describing interface {index}")))?;
         let ipv4 = nix::ifaddrs::getifaddrs()
-            .map_err(|e| config_error(format!("listing interface addresses: {e}")))?
+            .map_err(|errno| TransportError::io("listing interface addresses", errno.into()))?
             .filter(|a| a.interface_name == name)
             .filter_map(|a| {
                 let addr = a.address?.as_sockaddr_in()?.ip();
@@ -148,7 +140,8 @@ impl Interface {
         Ok(Interface {
             name,
             index,
-            mac,
+            // No link-layer address (a tunnel, say): no Ethernet frames.
+            mac: mac.unwrap_or(MacAddress([0; 6])),
             mtu,
             ipv4,
         })
@@ -160,16 +153,18 @@ impl Interface {
     pub fn source_address(&self, wanted: Option<Ipv4Addr>) -> Result<Ipv4Addr, TransportError> {
         match wanted {
             Some(ip) if self.ipv4.iter().any(|(a, _)| *a == ip) => Ok(ip),
-            Some(ip) => Err(config_error(format!(
-                "{ip} is not an address of interface {} (it has {:?})",
-                self.name,
-                self.ipv4.iter().map(|(a, _)| *a).collect::<Vec<_>>()
-            ))),
+            Some(address) => Err(TransportError::NotInterfaceAddress {
+                address,
+                interface: self.name.clone(),
+                addresses: self.ipv4.iter().map(|(a, _)| *a).collect(),
+            }),
             None => self
                 .ipv4
                 .first()
                 .map(|(a, _)| *a)
-                .ok_or_else(|| config_error(format!("interface {} has no IPv4 address", self.name))),
+                .ok_or_else(|| TransportError::NoIpv4Address {
+                    interface: self.name.clone(),
+                }),
         }
     }
 
@@ -188,20 +183,21 @@ impl Interface {
         if destination.is_multicast() {
             return Ok(MacAddress::for_multicast(destination));
         }
-        let route = netlink::route_to(destination, Some(source))
-            .map_err(|e| config_error(format!("no route to {destination} from {}: {e}", self.name)))?;
+        let route =
+            netlink::route_to(destination, Some(source)).map_err(no_route(destination, Some(source)))?;
         if route.interface != self.index {
-            return Err(config_error(format!(
-                "the kernel routes {destination} out of {}, not {}",
-                netlink::link(route.interface)
+            return Err(TransportError::RoutedElsewhere {
+                destination,
+                route_interface: netlink::link(route.interface)
                     .map_or_else(|_| format!("interface {}", route.interface), |l| l.name),
-                self.name
-            )));
+                interface: self.name.clone(),
+            });
         }
         let hop = route.gateway.unwrap_or(destination);
         let neighbour = || {
-            netlink::neighbour(hop, self.index)
-                .map_err(|e| config_error(format!("reading the neighbour table for {hop}: {e}")))
+            netlink::neighbour(hop, self.index).map_err(TransportError::doing(format!(
+                "reading the neighbour table for {hop}"
+            )))
         };
         if let Some(mac) = neighbour()? {
             return Ok(mac);
@@ -210,10 +206,10 @@ impl Interface {
         let probe =
             UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&[], SocketAddrV4::new(hop, 9)).map(|_| s));
         if let Err(e) = probe {
-            return Err(config_error(format!(
-                "probing the neighbour {hop} on {}: {e}",
-                self.name
-            )));
+            return Err(TransportError::io(
+                format!("probing the neighbour {hop} on {}", self.name),
+                e,
+            ));
         }
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
@@ -222,10 +218,21 @@ impl Interface {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Err(config_error(format!(
-            "no neighbour entry for {hop} on {} (ARP unanswered after {wait:?})",
-            self.name
-        )))
+        Err(TransportError::NeighbourUnresolved {
+            hop,
+            interface: self.name.clone(),
+            waited: wait,
+        })
+    }
+}
+
+/// A closure turning rtnetlink's answer to a route lookup into
+/// [`TransportError::NoRoute`].
+fn no_route(destination: Ipv4Addr, from: Option<Ipv4Addr>) -> impl FnOnce(std::io::Error) -> TransportError {
+    move |source| TransportError::NoRoute {
+        destination,
+        from,
+        source: Arc::new(source),
     }
 }
 
@@ -241,14 +248,15 @@ mod tests {
         assert_eq!(lo.source_address(None).unwrap(), Ipv4Addr::LOCALHOST);
         let other = lo.source_address(Some(Ipv4Addr::new(127, 0, 0, 2))).unwrap_err();
         assert!(
-            other
-                .to_string()
-                .contains("127.0.0.2 is not an address of interface lo"),
+            matches!(&other, TransportError::NotInterfaceAddress { interface, .. } if interface == "lo"),
             "{other}"
         );
         assert_eq!(Interface::towards(Ipv4Addr::new(127, 9, 9, 9)).unwrap(), lo);
         let err = Interface::lookup("no-such-if0").unwrap_err();
-        assert!(err.to_string().contains("no-such-if0"), "{err}");
+        assert!(
+            matches!(&err, TransportError::NoSuchInterface { name, .. } if name == "no-such-if0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! so no layer copies a packet twice.
 
 use arrayvec::ArrayVec;
-use thiserror::Error;
 
+mod error;
 pub mod frame;
 #[allow(unsafe_code)]
 pub mod iface;
@@ -20,6 +20,7 @@ pub mod umem;
 #[allow(unsafe_code)]
 pub mod xdp;
 
+pub use error::{BadPacket, TransportError};
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
@@ -116,42 +117,6 @@ pub trait PacketSource {
     }
 }
 
-/// How a packet offered to a transport broke the contract.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BadPacket {
-    /// Longer than the size the transport was prepared for.
-    #[error("a packet of {len} bytes exceeds the {max} bytes the transport was prepared for")]
-    TooLong {
-        /// The length asked for.
-        len: usize,
-        /// The prepared max packet size.
-        max: usize,
-    },
-    /// A packet of no bytes.
-    #[error("a packet of 0 bytes")]
-    Empty,
-    /// No such destination.
-    #[error("substream {index} does not exist (the transport has {substreams})")]
-    NoSuchSubstream {
-        /// The index asked for.
-        index: usize,
-        /// Substreams of the transport.
-        substreams: usize,
-    },
-    /// The bytes written and pieces do not add up to the length described.
-    #[error(
-        "a packet described as {described} bytes came as {written} bytes written and {referenced} in pieces"
-    )]
-    LengthMismatch {
-        /// The length from `next_packet`.
-        described: usize,
-        /// Bytes written into the buffer.
-        written: usize,
-        /// Bytes in pieces.
-        referenced: usize,
-    },
-}
-
 /// A transport's limits, against which every packet offered is checked
 /// before a buffer is taken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,108 +162,6 @@ pub(crate) fn check_pieces(spec: PacketSpec, pieces: &PacketPieces<'_>) -> Resul
         written: pieces.written(),
         referenced: pieces.len() - pieces.written(),
     }))
-}
-
-/// Why a transport could not take packets.
-#[derive(Debug, Error)]
-pub enum TransportError {
-    /// The transport cannot carry packets this large.
-    #[error("packets of {packet} bytes do not fit the transport's limit of {limit} bytes")]
-    PacketTooLarge {
-        /// Requested packet size.
-        packet: usize,
-        /// The transport's limit.
-        limit: usize,
-    },
-    /// The transport was asked for something it cannot do.
-    #[error("{what}")]
-    Config {
-        /// What is wrong.
-        what: String,
-    },
-    /// A packet source broke the transport contract; nothing of the packet
-    /// was sent.
-    #[error("bad packet: {0}")]
-    BadPacket(#[from] BadPacket),
-    /// The interface the transport sends through is administratively
-    /// down.
-    #[error("interface {interface} is down")]
-    LinkDown {
-        /// Its name.
-        interface: String,
-    },
-    /// The interface is up but has no carrier.
-    #[error("interface {interface} is up but has no carrier (link down)")]
-    NoCarrier {
-        /// Its name.
-        interface: String,
-    },
-    /// The interface has gone (deleted, or moved to another namespace).
-    #[error("interface {interface} no longer exists")]
-    InterfaceGone {
-        /// Its name.
-        interface: String,
-    },
-    /// The kernel stopped taking or completing an AF_XDP socket's packets.
-    #[error("AF_XDP TX on {interface} queue {queue} stalled for {waited:?}: {what} ({in_flight} packets in flight)")]
-    RingStalled {
-        /// The interface.
-        interface: String,
-        /// Its TX queue.
-        queue: u32,
-        /// How long the transport waited.
-        waited: std::time::Duration,
-        /// What did not happen.
-        what: &'static str,
-        /// Packets handed to the kernel and not completed.
-        in_flight: usize,
-    },
-    /// The operating system refused for want of privilege.
-    #[error("{what} (AF_XDP needs root or CAP_NET_RAW): {source}")]
-    Permission {
-        /// What was refused.
-        what: String,
-        /// EPERM or EACCES.
-        source: std::io::Error,
-    },
-    /// A datagram larger than the path allows (EMSGSIZE; with
-    /// don't-fragment set, larger than the path MTU).
-    #[error("sending a UDP packet of {len} bytes to {destination}: {source}")]
-    MessageTooLong {
-        /// The datagram's length.
-        len: usize,
-        /// Where it was going.
-        destination: String,
-        /// The kernel's EMSGSIZE.
-        source: std::io::Error,
-    },
-    /// An operating-system error, with what was being done.
-    #[error("{what}: {source}")]
-    Io {
-        /// What failed.
-        what: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-impl TransportError {
-    /// The kind of I/O failure this is, as `std::io::ErrorKind` names it.
-    pub fn kind(&self) -> std::io::ErrorKind {
-        use std::io::ErrorKind;
-        match self {
-            TransportError::LinkDown { .. } | TransportError::NoCarrier { .. } => ErrorKind::NetworkDown,
-            TransportError::InterfaceGone { .. } => ErrorKind::NotFound,
-            TransportError::RingStalled { .. } => ErrorKind::TimedOut,
-            TransportError::Permission { .. } => ErrorKind::PermissionDenied,
-            TransportError::MessageTooLong { source, .. } | TransportError::Io { source, .. } => {
-                source.kind()
-            }
-            TransportError::PacketTooLarge { .. }
-            | TransportError::BadPacket(_)
-            | TransportError::Config { .. } => ErrorKind::InvalidInput,
-        }
-    }
 }
 
 /// Largest UDP payload over IPv4 (65535 less the IPv4 and UDP headers).

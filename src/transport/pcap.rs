@@ -68,15 +68,17 @@ impl PcapTransport {
     /// Creates the file and writes the pcap header.
     pub fn create(config: &PcapConfig) -> Result<Self, TransportError> {
         if config.destinations.is_empty() {
-            return Err(TransportError::Config {
-                what: "a pcap transport needs at least one destination".into(),
-            });
+            return Err(TransportError::NoDestinations { transport: "pcap" });
         }
-        let io = |what: String| move |source| TransportError::Io { what, source };
-        let file = File::create(&config.path).map_err(io(format!("creating {}", config.path.display())))?;
-        let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| TransportError::Io {
-            what: format!("writing the pcap header to {}", config.path.display()),
-            source: std::io::Error::other(e.to_string()),
+        let file = File::create(&config.path).map_err(TransportError::doing(format!(
+            "creating {}",
+            config.path.display()
+        )))?;
+        let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| {
+            TransportError::io(
+                format!("writing the pcap header to {}", config.path.display()),
+                pcap_io_error(e),
+            )
         })?;
         let templates = config
             .destinations
@@ -133,12 +135,23 @@ impl Transport for PcapTransport {
             let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             self.writer
                 .write_packet(&PcapPacket::new(time, len as u32, &self.frame[..len]))
-                .map_err(|e| TransportError::Io {
-                    what: format!("writing a packet to {}", self.path.display()),
-                    source: std::io::Error::other(e.to_string()),
+                .map_err(|e| {
+                    TransportError::io(
+                        format!("writing a packet to {}", self.path.display()),
+                        pcap_io_error(e),
+                    )
                 })?;
             sent += 1;
         }
         Ok(sent)
+    }
+}
+
+/// The I/O error under a pcap writer's error, or the pcap error itself
+/// as the source of one.
+fn pcap_io_error(error: pcap_file::PcapError) -> std::io::Error {
+    match error {
+        pcap_file::PcapError::IoError(e) => e,
+        other => std::io::Error::other(other),
     }
 }

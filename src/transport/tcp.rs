@@ -2,7 +2,7 @@
 //! written back to back (each carries its own length), a batch of packets
 //! per write.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,24 +30,25 @@ impl TcpTransport {
         bind: Option<SocketAddr>,
         buffer_size: usize,
     ) -> Result<Self, TransportError> {
-        let fail = |what: String| move |source| TransportError::Io { what, source };
         let socket = Socket::new(
             Domain::for_address(destination),
             Type::STREAM,
             Some(Protocol::TCP),
         )
-        .map_err(fail("creating a TCP socket".into()))?;
+        .map_err(TransportError::doing("creating a TCP socket"))?;
         socket
             .set_send_buffer_size(buffer_size)
-            .map_err(fail(format!("setting the send buffer to {buffer_size} bytes")))?;
+            .map_err(TransportError::doing(format!(
+                "setting the send buffer to {buffer_size} bytes"
+            )))?;
         if let Some(bind) = bind {
             socket
                 .bind(&bind.into())
-                .map_err(fail(format!("binding to {bind}")))?;
+                .map_err(TransportError::doing(format!("binding to {bind}")))?;
         }
         socket
             .connect(&destination.into())
-            .map_err(fail(format!("connecting to {destination}")))?;
+            .map_err(TransportError::doing(format!("connecting to {destination}")))?;
         Ok(Self::from_stream(socket.into()))
     }
 
@@ -99,10 +100,10 @@ impl Transport for TcpTransport {
         }
         self.stream
             .write_all(&self.buffer[..used])
-            .map_err(|source: io::Error| TransportError::Io {
-                what: format!("writing {packets} packets ({used} bytes) to {}", self.peer),
-                source,
-            })?;
+            .map_err(TransportError::doing(format!(
+                "writing {packets} packets ({used} bytes) to {}",
+                self.peer
+            )))?;
         Ok(packets)
     }
 }

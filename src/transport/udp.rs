@@ -11,6 +11,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -81,11 +82,6 @@ impl UdpConfig {
     }
 }
 
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> TransportError {
-    let what = what.into();
-    move |source| TransportError::Io { what, source }
-}
-
 /// Sends packets over UDP.
 pub struct UdpTransport {
     socket: Socket,
@@ -129,35 +125,34 @@ impl UdpTransport {
         let first = config
             .destinations
             .first()
-            .ok_or_else(|| TransportError::Config {
-                what: "a UDP transport needs at least one destination".into(),
-            })?;
+            .ok_or(TransportError::NoDestinations { transport: "UDP" })?;
         if let Some(other) = config
             .destinations
             .iter()
             .find(|d| d.is_ipv4() != first.is_ipv4())
         {
-            return Err(TransportError::Config {
-                what: format!("destinations {first} and {other} are of different address families"),
+            return Err(TransportError::MixedAddressFamilies {
+                first: *first,
+                other: *other,
             });
         }
         let socket = Socket::new(Domain::for_address(*first), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(io_error("creating a UDP socket"))?;
+            .map_err(TransportError::doing("creating a UDP socket"))?;
         socket
             .set_send_buffer_size(config.buffer_size)
-            .map_err(io_error(format!(
+            .map_err(TransportError::doing(format!(
                 "setting the send buffer to {} bytes",
                 config.buffer_size
             )))?;
         if let Some(interface) = &config.interface {
             socket
                 .bind_device(Some(interface.as_bytes()))
-                .map_err(io_error(format!("binding to interface {interface}")))?;
+                .map_err(TransportError::doing(format!("binding to interface {interface}")))?;
         }
         if let Some(bind) = config.bind {
             socket
                 .bind(&bind.into())
-                .map_err(io_error(format!("binding to {bind}")))?;
+                .map_err(TransportError::doing(format!("binding to {bind}")))?;
         }
         let v4 = first.is_ipv4();
         if let Some(ttl) = config.ttl {
@@ -170,24 +165,20 @@ impl UdpTransport {
                     .set_multicast_hops_v6(ttl)
                     .and_then(|()| socket.set_unicast_hops_v6(ttl))
             };
-            result.map_err(io_error(format!("setting TTL {ttl}")))?;
+            result.map_err(TransportError::doing(format!("setting TTL {ttl}")))?;
         }
         if let Some(interface) = config.multicast_interface {
             let result = match (interface, v4) {
                 (MulticastInterface::Address(addr), true) => socket.set_multicast_if_v4(&addr),
                 (MulticastInterface::Index(index), false) => socket.set_multicast_if_v6(index),
-                (MulticastInterface::Index(index), true) => {
-                    return Err(TransportError::Config {
-                        what: format!("IPv4 multicast needs an interface address, not index {index}"),
-                    })
-                }
-                (MulticastInterface::Address(addr), false) => {
-                    return Err(TransportError::Config {
-                        what: format!("IPv6 multicast needs an interface index, not address {addr}"),
+                (MulticastInterface::Index(_), true) | (MulticastInterface::Address(_), false) => {
+                    return Err(TransportError::MulticastInterfaceFamily {
+                        interface,
+                        family: if v4 { "IPv4" } else { "IPv6" },
                     })
                 }
             };
-            result.map_err(io_error(format!(
+            result.map_err(TransportError::doing(format!(
                 "setting the multicast interface to {interface:?}"
             )))?;
         }
@@ -197,10 +188,10 @@ impl UdpTransport {
             } else {
                 socket.set_multicast_loop_v6(enabled)
             };
-            result.map_err(io_error("setting multicast loopback"))?;
+            result.map_err(TransportError::doing("setting multicast loopback"))?;
         }
         if config.dont_fragment {
-            set_dont_fragment(&socket, v4).map_err(io_error("setting don't-fragment"))?;
+            set_dont_fragment(&socket, v4).map_err(TransportError::doing("setting don't-fragment"))?;
         }
         let mut transport = Self::with_socket(socket, &config.destinations, config.gso);
         if let Some(interface) = &config.interface {
@@ -411,13 +402,13 @@ impl UdpTransport {
                 return Err(TransportError::MessageTooLong {
                     len: packet.len,
                     destination,
-                    source: error,
+                    source: Arc::new(error),
                 });
             }
-            return Err(TransportError::Io {
-                what: format!("sending a UDP packet of {} bytes to {destination}", packet.len),
-                source: error,
-            });
+            return Err(TransportError::io(
+                format!("sending a UDP packet of {} bytes to {destination}", packet.len),
+                error,
+            ));
         }
         Ok(())
     }

@@ -29,8 +29,9 @@ pub enum HugePages {
     Never,
 }
 
-/// What /proc/meminfo says of free huge pages, for an error message.
-fn huge_pages_free() -> String {
+/// Free and reserved huge pages (`HugePages_Free`, `HugePages_Total`), as
+/// /proc/meminfo says, where it does.
+fn huge_pages_counts() -> (Option<u64>, Option<u64>) {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
         meminfo.lines().find_map(|l| {
@@ -41,10 +42,7 @@ fn huge_pages_free() -> String {
                 .ok()
         })
     };
-    match (field("HugePages_Free:"), field("HugePages_Total:")) {
-        (Some(free), Some(total)) => format!("{free} of {total} reserved huge pages are free"),
-        _ => "this kernel reports no huge pages".to_owned(),
-    }
+    (field("HugePages_Free:"), field("HugePages_Total:"))
 }
 
 /// A mapping for one AF_XDP transport's UMEM: packet slots, then user
@@ -92,8 +90,9 @@ impl UmemArea {
         user_bytes: usize,
         pages: HugePages,
     ) -> Result<Arc<Self>, TransportError> {
-        let too_large = || TransportError::Config {
-            what: format!("a UMEM of {slot_bytes} + {user_bytes} bytes is too large to map"),
+        let too_large = || TransportError::UmemTooLarge {
+            slot_bytes,
+            user_bytes,
         };
         let slot_bytes = slot_bytes.checked_next_multiple_of(CHUNK).ok_or_else(too_large)?;
         let len = user_bytes
@@ -116,24 +115,18 @@ impl UmemArea {
         let (mut map, huge_pages) = match huge {
             Some(map) => (map, true),
             None if pages == HugePages::Require => {
-                let huge_len = len.next_multiple_of(HUGE_PAGE);
-                return Err(TransportError::Config {
-                    what: format!(
-                        "huge pages required for {huge_len} bytes of UMEM ({} 2 MiB pages), but {}; \
-                         reserve them with `echo N > /proc/sys/vm/nr_hugepages`",
-                        huge_len / HUGE_PAGE,
-                        huge_pages_free()
-                    ),
+                let (free, reserved) = huge_pages_counts();
+                return Err(TransportError::HugePagesUnavailable {
+                    bytes: len.next_multiple_of(HUGE_PAGE),
+                    free,
+                    reserved,
                 });
             }
             None => (
                 MmapOptions::new()
                     .len(len)
                     .map_anon()
-                    .map_err(|source| TransportError::Io {
-                        what: format!("mapping {len} bytes of UMEM"),
-                        source,
-                    })?,
+                    .map_err(TransportError::doing(format!("mapping {len} bytes of UMEM")))?,
                 false,
             ),
         };
@@ -171,11 +164,10 @@ impl UmemArea {
     /// Allocates a zeroed user buffer of `len` bytes, or says the area is
     /// full.
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<UmemBuffer, TransportError> {
-        let full = |free: usize| TransportError::Config {
-            what: format!(
-                "UMEM user area full: {len} bytes asked, {free} of {} free",
-                self.map.len() - self.slot_bytes
-            ),
+        let full = |free: usize| TransportError::UmemFull {
+            asked: len,
+            free,
+            user_bytes: self.map.len() - self.slot_bytes,
         };
         // Sizes past the mapping are refused before any arithmetic on them.
         let size = match len.checked_next_multiple_of(ALIGN) {
@@ -205,9 +197,7 @@ impl UmemArea {
     /// Claims the slot part for one transport (once).
     pub(super) fn claim_slots(&self) -> Result<(), TransportError> {
         if self.claimed.swap(true, Ordering::AcqRel) {
-            return Err(TransportError::Config {
-                what: "this UMEM area already belongs to a transport".into(),
-            });
+            return Err(TransportError::UmemTaken);
         }
         Ok(())
     }
@@ -305,12 +295,15 @@ mod tests {
         let area = UmemArea::new(CHUNK, CHUNK).unwrap();
         for len in [usize::MAX, usize::MAX - 10, 2 * CHUNK + 1] {
             let err = area.alloc(len).unwrap_err();
-            assert!(err.to_string().contains("UMEM user area full"), "{err}");
+            assert!(
+                matches!(err, TransportError::UmemFull { asked, user_bytes: CHUNK, .. } if asked == len),
+                "{err}"
+            );
         }
         let err = UmemArea::new(usize::MAX - 100, CHUNK).unwrap_err();
-        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(matches!(err, TransportError::UmemTooLarge { .. }), "{err}");
         let err = UmemArea::new(CHUNK, usize::MAX).unwrap_err();
-        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(matches!(err, TransportError::UmemTooLarge { .. }), "{err}");
         assert_eq!(area.alloc(CHUNK).unwrap().as_ref().len(), CHUNK);
     }
 }

@@ -185,9 +185,12 @@ fn os_error(what: impl Into<String>) -> impl FnOnce(xdpilone::Errno) -> Transpor
         let raw = errno.get_raw();
         let source = std::io::Error::from_raw_os_error(raw);
         if raw == libc::EPERM || raw == libc::EACCES {
-            TransportError::Permission { what, source }
+            TransportError::Permission {
+                what,
+                source: Arc::new(source),
+            }
         } else {
-            TransportError::Io { what, source }
+            TransportError::io(what, source)
         }
     }
 }
@@ -207,18 +210,13 @@ impl XdpTransport {
     /// `config.frames`.
     pub fn with_area(config: &XdpConfig, area: Arc<UmemArea>) -> Result<Self, TransportError> {
         if config.destinations.is_empty() {
-            return Err(TransportError::Config {
-                what: "an AF_XDP transport needs at least one destination".into(),
-            });
+            return Err(TransportError::NoDestinations { transport: "AF_XDP" });
         }
         area.claim_slots()?;
         let interface = Interface::lookup(&config.interface)?;
         if interface.mac == MacAddress([0; 6]) {
-            return Err(TransportError::Config {
-                what: format!(
-                    "interface {} has no Ethernet link layer for AF_XDP frames",
-                    config.interface
-                ),
+            return Err(TransportError::NoEthernet {
+                interface: config.interface.clone(),
             });
         }
         let source = SocketAddrV4::new(interface.source_address(config.source)?, config.source_port);
@@ -418,15 +416,15 @@ impl XdpTransport {
     }
 
     fn wake_failed(&self, source: std::io::Error) -> TransportError {
-        TransportError::Io {
-            what: format!(
+        TransportError::io(
+            format!(
                 "waking AF_XDP TX on {} queue {} ({} packets in flight)",
                 self.config.interface,
                 self.config.queue,
                 self.in_flight.len()
             ),
             source,
-        }
+        )
     }
 
     /// Waits (bounded) until a slot is free.
@@ -601,22 +599,20 @@ impl Transport for XdpTransport {
         check_udp_payload(max_packet_size)?;
         let ip_packet = max_packet_size + HEADERS_LEN - 14;
         if ip_packet > self.interface.mtu {
-            return Err(TransportError::Config {
-                what: format!(
-                    "max packet size {max_packet_size} makes {ip_packet}-byte IP packets, above the MTU of {} ({})",
-                    self.config.interface, self.interface.mtu
-                ),
+            return Err(TransportError::AboveMtu {
+                interface: self.config.interface.clone(),
+                packet: max_packet_size,
+                ip_packet,
+                mtu: self.interface.mtu,
             });
         }
         let slot_chunks = (HEADERS_LEN + max_packet_size).div_ceil(CHUNK);
         let slots = self.area.slot_bytes() / CHUNK / slot_chunks;
         if slots == 0 {
-            return Err(TransportError::Config {
-                what: format!(
-                    "the UMEM's {} bytes of frames hold no packet of {max_packet_size} bytes ({} bytes of frames each)",
-                    self.area.slot_bytes(),
-                    slot_chunks * CHUNK
-                ),
+            return Err(TransportError::UmemTooSmall {
+                slot_bytes: self.area.slot_bytes(),
+                packet: max_packet_size,
+                frame_bytes: slot_chunks * CHUNK,
             });
         }
         // Prepared before: let what is in flight finish and take no packet
