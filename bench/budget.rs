@@ -15,7 +15,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
-use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
+use spead_xdp::transport::internals::UdpFrameTemplate;
+use spead_xdp::transport::MacAddress;
 use spead_xdp::transport::{PacketSource, Transport, TransportError, UmemArea, UmemBuffer};
 
 /// Bytes in front of the SPEAD packet: Ethernet, IPv4, UDP.

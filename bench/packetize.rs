@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
-use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
+use spead_xdp::transport::internals::UdpFrameTemplate;
+use spead_xdp::transport::MacAddress;
 use spead_xdp::transport::UmemArea;
 
 /// Bytes a transport puts in front of the SPEAD packet.

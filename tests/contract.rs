@@ -322,7 +322,7 @@ fn af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames() {
     let harness = VethHarness::up(&format!("sxd{}", std::process::id() % 100_000), 216, 1500, 1);
     let receiver = peer_socket(&harness);
     let mut config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
-    config.frames = 16;
+    config.buffer_size = 16 * 4096;
     let stream = Stream::new(XdpTransport::new(&config).unwrap(), StreamConfig::default()).unwrap();
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::new(0x1800, vec![9u8; 40_000])).unwrap();

@@ -14,8 +14,8 @@ use common::netns::{privileged, run_in, run_ip, Netns};
 use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{Stream, StreamConfig};
-use spead_xdp::transport::frame::MacAddress;
-use spead_xdp::transport::iface::Interface;
+use spead_xdp::transport::internals::Interface;
+use spead_xdp::transport::MacAddress;
 use spead_xdp::transport::{TransportError, XdpConfig, XdpTransport};
 
 /// veth0 10.9.0.1/24 with a host 10.9.0.7 and a gateway 10.9.0.254 (to

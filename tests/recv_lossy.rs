@@ -9,7 +9,8 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing, ReassemblerConfig};
 use spead_xdp::receive::{Event, Receiver, Source, UdpOptions};
-use spead_xdp::transport::frame::{MacAddress, UdpFrameTemplate};
+use spead_xdp::transport::internals::UdpFrameTemplate;
+use spead_xdp::transport::MacAddress;
 
 #[test]
 fn drops_duplicates_reordering_and_junk_are_counted_exactly() {

@@ -238,7 +238,7 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
 /// heap it reports sent is in the capture, whole, and nothing else is.
 #[test]
 fn ctrl_c_flushes_queued_heaps_and_reports_them() {
-    use spead_xdp::receive::source::PcapSource;
+    use spead_xdp::receive::PcapSource;
     use spead_xdp::receive::{Event, Receiver, Source};
     let pcap = std::env::temp_dir().join(format!("spead-send-sigint-{}.pcap", std::process::id()));
     // Until interrupted: 1 MiB heaps at 200 Mb/s, about 24 a second.

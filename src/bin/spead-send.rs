@@ -18,10 +18,8 @@ use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
 use spead_xdp::stream::{
     Completion, HeapRef, ItemGroup, Selection, StatsHandle, Stream, StreamConfig, WorkerConfig,
 };
-use spead_xdp::transport::iface::Interface;
-use spead_xdp::transport::umem::CHUNK;
 use spead_xdp::transport::{
-    tcp, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
+    self, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
     XdpConfig, XdpTransport,
 };
 
@@ -359,7 +357,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
                 return Err("only one destination is supported with TCP".into());
             };
             let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
-            let buffer = args.buffer.unwrap_or(tcp::DEFAULT_BUFFER_SIZE);
+            let buffer = args.buffer.unwrap_or(TcpTransport::DEFAULT_BUFFER_SIZE);
             let worker = single(args, "TCP")?;
             let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
             return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
@@ -418,7 +416,7 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
     let v4 = ipv4_destinations(destinations, "AF_XDP")?;
     let interface = match &args.interface {
         Some(name) => name.clone(),
-        None => Interface::towards(*v4[0].ip()).map_err(|e| e.to_string())?.name,
+        None => transport::interface_towards(*v4[0].ip()).map_err(|e| e.to_string())?,
     };
     let source = match args.bind {
         None => None,
@@ -429,8 +427,7 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
     xdp.source = source;
     // As spead2's --buffer sizes its ibverbs memory region.
     if let Some(buffer) = args.buffer {
-        xdp.frames = u32::try_from(buffer.div_ceil(CHUNK))
-            .map_err(|_| format!("--buffer {buffer} is too large for a UMEM"))?;
+        xdp.buffer_size = buffer;
     }
     xdp.huge_pages = match args.huge_pages {
         HugePagesArg::Auto => HugePages::Auto,

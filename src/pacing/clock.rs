@@ -35,7 +35,7 @@ pub enum ClockChoice {
 }
 
 /// Whether /proc/cpuinfo lists both `constant_tsc` and `nonstop_tsc`.
-pub fn cpu_has_invariant_tsc() -> bool {
+fn cpu_has_invariant_tsc() -> bool {
     let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
         return false;
     };

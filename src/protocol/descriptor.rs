@@ -567,7 +567,7 @@ fn decode_shape(bytes: &[u8], entry: usize) -> Result<Vec<Option<u64>>, Descript
 
 /// The meaning of a numpy header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NumpyHeader {
+struct NumpyHeader {
     /// Element type.
     pub dtype: NumpyDtype,
     /// True for Fortran order.
@@ -579,7 +579,7 @@ pub struct NumpyHeader {
 /// Parses the Python dict literal spead2 writes as a numpy header, e.g.
 /// `{'descr': '<u2', 'fortran_order': False, 'shape': (3, 4)}`. Keys may come
 /// in any order; all three are required, as in spead2.
-pub fn parse_numpy_header(header: &str) -> Result<NumpyHeader, DescriptorError> {
+fn parse_numpy_header(header: &str) -> Result<NumpyHeader, DescriptorError> {
     let fail = |why: &str| DescriptorError::NumpyHeader {
         header: header.to_owned(),
         why: why.to_owned(),

@@ -3,13 +3,13 @@
 //! packetizer that writes spead2's exact packets into frames, and the
 //! decoder and reassembler that read them back.
 
-pub mod decoder;
-pub mod descriptor;
-pub mod flavour;
-pub mod heap;
-pub mod packetizer;
-pub mod reassembler;
-pub mod wire;
+mod decoder;
+mod descriptor;
+mod flavour;
+mod heap;
+pub(crate) mod packetizer;
+mod reassembler;
+mod wire;
 
 pub use decoder::{DecodeError, PacketInfo};
 pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDtype};

@@ -19,10 +19,10 @@ use crate::pacing::{Clock, SystemClock};
 use crate::protocol::{Heap, PacketSizing, PacketizeError};
 use crate::transport::{Transport, TransportError};
 
-pub mod config;
-pub mod item_group;
+mod config;
+mod item_group;
 mod job;
-pub mod stats;
+mod stats;
 mod worker;
 
 pub use config::{ConfigError, StreamConfig, WorkerConfig};

@@ -6,27 +6,42 @@
 use arrayvec::ArrayVec;
 
 mod error;
-pub mod frame;
+mod frame;
 #[allow(unsafe_code)]
-pub mod iface;
-pub mod memory;
-pub mod netlink;
-pub mod pcap;
-pub mod tcp;
+mod iface;
+mod memory;
+mod netlink;
+mod pcap;
+mod tcp;
 #[allow(unsafe_code)]
-pub mod udp;
+mod udp;
 #[allow(unsafe_code)]
-pub mod umem;
+mod umem;
 #[allow(unsafe_code)]
-pub mod xdp;
+mod xdp;
 
 pub use error::{BadPacket, TransportError};
+pub use frame::MacAddress;
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 pub use umem::{HugePages, UmemArea, UmemBuffer};
 pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
+
+/// The interface the kernel's route to `destination` leaves by (the one an
+/// AF_XDP transport to it must send on).
+pub fn interface_towards(destination: std::net::Ipv4Addr) -> Result<String, TransportError> {
+    Ok(iface::Interface::towards(destination)?.name)
+}
+
+/// Internals the crate's own tests and benchmarks reach; not part of the
+/// API, free to change.
+#[doc(hidden)]
+pub mod internals {
+    pub use super::frame::{UdpFrameTemplate, HEADERS_LEN};
+    pub use super::iface::Interface;
+}
 
 /// Most pieces of payload one packet can reference.
 pub const MAX_REF_PIECES: usize = crate::protocol::packetizer::MAX_PARTS;

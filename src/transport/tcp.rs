@@ -9,8 +9,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Limits, PacketSource, Transport, TransportError};
 
-/// spead2's default TCP send buffer.
-pub const DEFAULT_BUFFER_SIZE: usize = 212_992;
 const MAX_BATCH: usize = 64;
 
 /// Sends packets over one TCP connection.
@@ -23,6 +21,9 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
+    /// spead2's default TCP send buffer, in bytes.
+    pub const DEFAULT_BUFFER_SIZE: usize = 212_992;
+
     /// Connects to `destination`, from `bind` if given, with a send buffer
     /// of `buffer_size` bytes.
     pub fn connect(

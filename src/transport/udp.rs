@@ -26,8 +26,6 @@ const UDP_SEGMENT: libc::c_int = 103;
 const MAX_BATCH: usize = 64;
 /// Segments the kernel takes in one GSO message.
 const MAX_GSO_SEGMENTS: usize = 64;
-/// spead2's default UDP send buffer.
-pub const DEFAULT_BUFFER_SIZE: usize = 512 * 1024;
 
 /// The egress interface for multicast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +64,16 @@ pub struct UdpConfig {
 }
 
 impl UdpConfig {
+    /// spead2's default UDP send buffer, in bytes.
+    pub const DEFAULT_BUFFER_SIZE: usize = 512 * 1024;
+
     /// Defaults (spead2's buffer size, GSO on) for these destinations.
     pub fn new(destinations: Vec<SocketAddr>) -> Self {
         UdpConfig {
             destinations,
             bind: None,
             interface: None,
-            buffer_size: DEFAULT_BUFFER_SIZE,
+            buffer_size: Self::DEFAULT_BUFFER_SIZE,
             ttl: None,
             multicast_interface: None,
             multicast_loop: None,

@@ -81,8 +81,10 @@ pub struct XdpConfig {
     pub source_port: u16,
     /// IPv4 TTL in the frames.
     pub ttl: u8,
-    /// UMEM chunks (4 KiB each, [`CHUNK`]).
-    pub frames: u32,
+    /// Bytes of UMEM for packet frames (rounded up to 4 KiB chunks; a
+    /// packet takes one chunk, or several for jumbo packets), as spead2's
+    /// `buffer_size` sizes its ibverbs memory region.
+    pub buffer_size: usize,
     /// TX and completion ring entries (a power of two).
     pub ring_size: u32,
     /// Copy or zero-copy.
@@ -101,7 +103,7 @@ impl XdpConfig {
             source: None,
             source_port: 49152,
             ttl: 64,
-            frames: 4096,
+            buffer_size: 16 << 20,
             ring_size: 2048,
             mode: XdpMode::Auto,
             huge_pages: HugePages::Auto,
@@ -200,14 +202,14 @@ impl XdpTransport {
     /// the interface; next-hop MACs from the neighbour table) and maps the
     /// UMEM. The socket is bound when the stream starts (`prepare`).
     pub fn new(config: &XdpConfig) -> Result<Self, TransportError> {
-        let area = UmemArea::with_pages(config.frames as usize * CHUNK, 0, config.huge_pages)?;
+        let area = UmemArea::with_pages(config.buffer_size, 0, config.huge_pages)?;
         Self::with_area(config, area)
     }
 
     /// As [`new`](Self::new), with a UMEM area made beforehand: heap items
     /// whose bytes are [`UmemBuffer`](super::umem::UmemBuffer)s of this
     /// area are sent by reference, without copying. Its slot part replaces
-    /// `config.frames`.
+    /// `config.buffer_size`.
     pub fn with_area(config: &XdpConfig, area: Arc<UmemArea>) -> Result<Self, TransportError> {
         if config.destinations.is_empty() {
             return Err(TransportError::NoDestinations { transport: "AF_XDP" });
