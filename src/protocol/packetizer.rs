@@ -14,9 +14,14 @@ use thiserror::Error;
 
 use super::flavour::{item_id, Flavour, POINTER_SIZE};
 use super::heap::{Heap, Item};
+use super::wire::Packet;
+
+/// The pointers every packet carries before its items' (heap cnt, heap
+/// length, payload offset, payload length).
+const BOOKKEEPING_POINTERS: usize = 4;
 
 /// Header word plus the four bookkeeping pointers every packet carries.
-pub const PREFIX_LEN: usize = POINTER_SIZE * 5;
+pub const PREFIX_LEN: usize = POINTER_SIZE * (1 + BOOKKEEPING_POINTERS);
 
 /// The smallest usable packet: the prefix, one pointer and 8 payload bytes.
 pub const MIN_PACKET_SIZE: usize = PREFIX_LEN + 2 * POINTER_SIZE;
@@ -232,8 +237,8 @@ pub(crate) struct HeapCursor {
     pointer_words: Vec<u8>,
     /// The items whose values make the payload, in order: index, length.
     segments: Vec<(usize, usize)>,
-    cnt_word: [u8; 8],
-    heap_length_word: [u8; 8],
+    cnt_word: u64,
+    heap_length_word: u64,
     /// Payload size including padding.
     payload_size: u64,
     payload_offset: u64,
@@ -297,10 +302,8 @@ impl HeapCursor {
             repeat_pointers: heap.repeat_pointers(),
             pointer_words,
             segments,
-            cnt_word: flavour.immediate(item_id::HEAP_CNT, cnt).to_be_bytes(),
-            heap_length_word: flavour
-                .immediate(item_id::HEAP_LENGTH, payload_size)
-                .to_be_bytes(),
+            cnt_word: flavour.immediate(item_id::HEAP_CNT, cnt),
+            heap_length_word: flavour.immediate(item_id::HEAP_LENGTH, payload_size),
             payload_size,
             payload_offset: 0,
             next_pointer: 0,
@@ -470,17 +473,18 @@ impl HeapCursor {
     /// Writes the header word, the four bookkeeping pointers and the next
     /// `n_pointers` item pointers into `header` (exactly their length).
     fn write_header(&self, header: &mut [u8], n_pointers: usize, payload_len: usize) {
-        let (prefix, pointers) = header.split_at_mut(PREFIX_LEN);
         let flavour = self.flavour;
-        prefix[..8].copy_from_slice(&flavour.header_word(n_pointers as u16 + 4).to_be_bytes());
-        prefix[8..16].copy_from_slice(&self.cnt_word);
-        prefix[16..24].copy_from_slice(&self.heap_length_word);
-        let offset_word = flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset);
-        prefix[24..32].copy_from_slice(&offset_word.to_be_bytes());
-        let length_word = flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64);
-        prefix[32..40].copy_from_slice(&length_word.to_be_bytes());
+        let mut packet = Packet::new_unchecked(header);
+        packet.set_header(flavour, (BOOKKEEPING_POINTERS + n_pointers) as u16);
+        packet.set_pointer(0, self.cnt_word);
+        packet.set_pointer(1, self.heap_length_word);
+        packet.set_pointer(2, flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset));
+        packet.set_pointer(3, flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64));
         let first = self.next_pointer * POINTER_SIZE;
-        pointers.copy_from_slice(&self.pointer_words[first..first + n_pointers * POINTER_SIZE]);
+        packet.set_encoded_pointers(
+            BOOKKEEPING_POINTERS,
+            &self.pointer_words[first..first + n_pointers * POINTER_SIZE],
+        );
     }
 
     /// Moves past a packet of `n_pointers` pointers and `payload_len`

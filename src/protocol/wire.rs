@@ -156,6 +156,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[start..start + POINTER_SIZE].copy_from_slice(&raw.to_be_bytes());
     }
 
+    /// Writes item pointers already encoded (big-endian words, a whole
+    /// number of them) from pointer `index` on.
+    pub fn set_encoded_pointers(&mut self, index: usize, words: &[u8]) {
+        debug_assert_eq!(words.len() % POINTER_SIZE, 0);
+        let start = field::POINTERS + index * POINTER_SIZE;
+        self.buffer.as_mut()[start..start + words.len()].copy_from_slice(words);
+    }
+
     /// The bytes after the item pointers, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.payload_start();

@@ -9,17 +9,94 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// Bytes of Ethernet (14), IPv4 (20) and UDP (8) headers.
 pub const HEADERS_LEN: usize = 42;
 
+/// Byte ranges of every header field, Ethernet from the frame's start.
 mod field {
     use core::ops::Range;
     pub const ETH_DST: Range<usize> = 0..6;
     pub const ETH_SRC: Range<usize> = 6..12;
     pub const ETH_TYPE: Range<usize> = 12..14;
+    /// Start of the IPv4 header.
     pub const IP: usize = 14;
+    pub const IP_VERSION_IHL: usize = 14;
     pub const IP_TOTAL_LEN: Range<usize> = 16..18;
     pub const IP_ID: Range<usize> = 18..20;
+    pub const IP_FLAGS_FRAGMENT: Range<usize> = 20..22;
+    pub const IP_TTL: usize = 22;
+    pub const IP_PROTOCOL: usize = 23;
     pub const IP_CHECKSUM: Range<usize> = 24..26;
+    pub const IP_SRC: Range<usize> = 26..30;
+    pub const IP_DST: Range<usize> = 30..34;
+    /// Start of the UDP header.
     pub const UDP: usize = 34;
+    pub const UDP_SRC_PORT: Range<usize> = 34..36;
+    pub const UDP_DST_PORT: Range<usize> = 36..38;
     pub const UDP_LEN: Range<usize> = 38..40;
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+/// IPv4, five 32-bit words of header (no options).
+const IPV4_VERSION_IHL: u8 = 0x45;
+/// The IPv4 "don't fragment" flag, fragment offset 0.
+const IPV4_DONT_FRAGMENT: u16 = 0x4000;
+const IP_PROTOCOL_UDP: u8 = 17;
+/// Bytes of UDP header.
+const UDP_HEADER_LEN: usize = HEADERS_LEN - field::UDP;
+
+/// A writable view of a frame's Ethernet, IPv4 and UDP headers, one
+/// setter a field.
+struct HeadersMut<'a>(&'a mut [u8; HEADERS_LEN]);
+
+impl HeadersMut<'_> {
+    fn set_macs(&mut self, destination: MacAddress, source: MacAddress) {
+        self.0[field::ETH_DST].copy_from_slice(&destination.0);
+        self.0[field::ETH_SRC].copy_from_slice(&source.0);
+    }
+
+    fn set_ethertype(&mut self, ethertype: u16) {
+        self.0[field::ETH_TYPE].copy_from_slice(&ethertype.to_be_bytes());
+    }
+
+    fn set_ip_version_ihl(&mut self, value: u8) {
+        self.0[field::IP_VERSION_IHL] = value;
+    }
+
+    fn set_ip_flags_fragment(&mut self, value: u16) {
+        self.0[field::IP_FLAGS_FRAGMENT].copy_from_slice(&value.to_be_bytes());
+    }
+
+    fn set_ip_ttl(&mut self, ttl: u8) {
+        self.0[field::IP_TTL] = ttl;
+    }
+
+    fn set_ip_protocol(&mut self, protocol: u8) {
+        self.0[field::IP_PROTOCOL] = protocol;
+    }
+
+    fn set_ip_addresses(&mut self, source: Ipv4Addr, destination: Ipv4Addr) {
+        self.0[field::IP_SRC].copy_from_slice(&source.octets());
+        self.0[field::IP_DST].copy_from_slice(&destination.octets());
+    }
+
+    fn set_ip_total_len(&mut self, len: u16) {
+        self.0[field::IP_TOTAL_LEN].copy_from_slice(&len.to_be_bytes());
+    }
+
+    fn set_ip_id(&mut self, id: u16) {
+        self.0[field::IP_ID].copy_from_slice(&id.to_be_bytes());
+    }
+
+    fn set_ip_checksum(&mut self, checksum: u16) {
+        self.0[field::IP_CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+    }
+
+    fn set_udp_ports(&mut self, source: u16, destination: u16) {
+        self.0[field::UDP_SRC_PORT].copy_from_slice(&source.to_be_bytes());
+        self.0[field::UDP_DST_PORT].copy_from_slice(&destination.to_be_bytes());
+    }
+
+    fn set_udp_len(&mut self, len: u16) {
+        self.0[field::UDP_LEN].copy_from_slice(&len.to_be_bytes());
+    }
 }
 
 /// A MAC address.
@@ -79,20 +156,16 @@ impl UdpFrameTemplate {
         ttl: u8,
     ) -> Self {
         let mut h = [0u8; HEADERS_LEN];
-        h[field::ETH_DST].copy_from_slice(&destination_mac.0);
-        h[field::ETH_SRC].copy_from_slice(&source_mac.0);
-        h[field::ETH_TYPE].copy_from_slice(&0x0800u16.to_be_bytes());
-        let ip = field::IP;
-        h[ip] = 0x45; // version 4, 5 words of header
-        h[ip + 6] = 0x40; // don't fragment
-        h[ip + 8] = ttl;
-        h[ip + 9] = 17; // UDP
-        h[ip + 12..ip + 16].copy_from_slice(&source.ip().octets());
-        h[ip + 16..ip + 20].copy_from_slice(&destination.ip().octets());
-        let udp = field::UDP;
-        h[udp..udp + 2].copy_from_slice(&source.port().to_be_bytes());
-        h[udp + 2..udp + 4].copy_from_slice(&destination.port().to_be_bytes());
-        let partial_sum = ones_complement_sum(&h[ip..udp]);
+        let mut view = HeadersMut(&mut h);
+        view.set_macs(destination_mac, source_mac);
+        view.set_ethertype(ETHERTYPE_IPV4);
+        view.set_ip_version_ihl(IPV4_VERSION_IHL);
+        view.set_ip_flags_fragment(IPV4_DONT_FRAGMENT);
+        view.set_ip_ttl(ttl);
+        view.set_ip_protocol(IP_PROTOCOL_UDP);
+        view.set_ip_addresses(*source.ip(), *destination.ip());
+        view.set_udp_ports(source.port(), destination.port());
+        let partial_sum = ones_complement_sum(&h[field::IP..field::UDP]);
         UdpFrameTemplate {
             headers: h,
             partial_sum,
@@ -102,14 +175,14 @@ impl UdpFrameTemplate {
     /// Writes the headers for a UDP payload of `payload_len` bytes with IP
     /// identification `ip_id` into the first 42 bytes of `frame`.
     pub fn write(&self, frame: &mut [u8], payload_len: usize, ip_id: u16) {
-        let frame = &mut frame[..HEADERS_LEN];
-        frame.copy_from_slice(&self.headers);
+        let frame: &mut [u8; HEADERS_LEN] = (&mut frame[..HEADERS_LEN]).try_into().expect("42 bytes");
+        *frame = self.headers;
+        let mut view = HeadersMut(frame);
         let total = (payload_len + HEADERS_LEN - field::IP) as u16;
-        frame[field::IP_TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
-        frame[field::IP_ID].copy_from_slice(&ip_id.to_be_bytes());
-        let checksum = !fold(self.partial_sum + u32::from(total) + u32::from(ip_id));
-        frame[field::IP_CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
-        frame[field::UDP_LEN].copy_from_slice(&((payload_len + 8) as u16).to_be_bytes());
+        view.set_ip_total_len(total);
+        view.set_ip_id(ip_id);
+        view.set_ip_checksum(!fold(self.partial_sum + u32::from(total) + u32::from(ip_id)));
+        view.set_udp_len((payload_len + UDP_HEADER_LEN) as u16);
     }
 }
 

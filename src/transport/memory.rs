@@ -58,16 +58,12 @@ impl Transport for MemoryTransport {
 
     fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
         let mut substreams = self.substreams.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sent = 0;
-        while sent < MAX_BATCH {
-            let Some(spec) = self.limits.next(packets)? else {
-                break;
-            };
-            let packet = &mut self.scratch[..spec.len];
+        let scratch = &mut self.scratch;
+        self.limits.fill(packets, MAX_BATCH, |packets, spec| {
+            let packet = &mut scratch[..spec.len];
             packets.write(packet);
             substreams[spec.substream].extend_from_slice(packet);
-            sent += 1;
-        }
-        Ok(sent)
+            Ok(true)
+        })
     }
 }

@@ -165,6 +165,30 @@ impl Limits {
         };
         Err(TransportError::BadPacket(bad))
     }
+
+    /// Fills a batch: asks `source` for packets until it ends the batch,
+    /// `max` have been taken, or `take` says there is no room for more
+    /// (returning `false`), handing each packet to `take` only once it is
+    /// checked. Returns how many were taken; the first error ends the
+    /// batch.
+    pub(crate) fn fill(
+        &self,
+        source: &mut dyn PacketSource,
+        max: usize,
+        mut take: impl FnMut(&mut dyn PacketSource, PacketSpec) -> Result<bool, TransportError>,
+    ) -> Result<usize, TransportError> {
+        let mut taken = 0;
+        while taken < max {
+            let Some(spec) = self.next(source)? else {
+                break;
+            };
+            taken += 1;
+            if !take(source, spec)? {
+                break;
+            }
+        }
+        Ok(taken)
+    }
 }
 
 /// Checks that written bytes and pieces make the packet described.

@@ -123,11 +123,8 @@ impl Transport for PcapTransport {
     }
 
     fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
-        let mut sent = 0;
-        while sent < MAX_BATCH {
-            let Some(spec) = self.limits.next(packets)? else {
-                break;
-            };
+        let limits = self.limits;
+        limits.fill(packets, MAX_BATCH, |packets, spec| {
             let len = HEADERS_LEN + spec.len;
             packets.write(&mut self.frame[HEADERS_LEN..len]);
             self.templates[spec.substream].write(&mut self.frame, spec.len, self.ip_id);
@@ -141,9 +138,8 @@ impl Transport for PcapTransport {
                         pcap_io_error(e),
                     )
                 })?;
-            sent += 1;
-        }
-        Ok(sent)
+            Ok(true)
+        })
     }
 }
 

@@ -87,15 +87,12 @@ impl Transport for TcpTransport {
     }
 
     fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
-        let (mut used, mut packets) = (0, 0);
-        while packets < MAX_BATCH {
-            let Some(spec) = self.limits.next(source)? else {
-                break;
-            };
-            source.write(&mut self.buffer[used..used + spec.len]);
+        let (buffer, mut used) = (&mut self.buffer, 0);
+        let packets = self.limits.fill(source, MAX_BATCH, |source, spec| {
+            source.write(&mut buffer[used..used + spec.len]);
             used += spec.len;
-            packets += 1;
-        }
+            Ok(true)
+        })?;
         if packets == 0 {
             return Ok(0);
         }

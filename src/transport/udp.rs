@@ -460,16 +460,15 @@ impl Transport for UdpTransport {
             link.check()?;
         }
         self.packets.clear();
-        while self.packets.len() < MAX_BATCH {
-            // Checked against the slot size: every message built below lies
-            // inside `buffer`.
-            let Some(spec) = self.limits.next(source)? else {
-                break;
-            };
-            let start = self.packets.len() * self.slot();
+        // Checked against the slot size: every message built below lies
+        // inside `buffer`.
+        let (limits, slot) = (self.limits, self.slot());
+        limits.fill(source, MAX_BATCH, |source, spec| {
+            let start = self.packets.len() * slot;
             source.write(&mut self.buffer[start..start + spec.len]);
             self.packets.push(spec);
-        }
+            Ok(true)
+        })?;
         if self.packets.is_empty() {
             return Ok(0);
         }

@@ -395,26 +395,22 @@ impl XdpTransport {
             }
             return Ok(());
         }
-        let (mut deadline, mut attempts) = (None, 0);
-        loop {
-            wake(fd).map_err(|e| self.wake_failed(e))?;
-            let pending = self.rings.as_ref().map_or(0, |r| r.tx.pending());
-            if pending == 0 {
-                return Ok(());
-            }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + STALL_TIMEOUT);
-            if Instant::now() > deadline {
-                return Err(self.stalled("the kernel took no descriptors from the TX ring"));
+        let mut attempts = 0;
+        self.retry_until("the kernel took no descriptors from the TX ring", |t| {
+            wake(fd).map_err(|e| t.wake_failed(e))?;
+            if t.rings.as_ref().map_or(0, |r| r.tx.pending()) == 0 {
+                return Ok(true);
             }
             attempts += 1;
             if attempts == 16 {
                 // Not a budget's worth left over: the kernel is not taking.
-                self.stalls += 1;
+                t.stalls += 1;
             }
             if attempts >= 16 {
                 std::thread::sleep(Duration::from_micros(50));
             }
-        }
+            Ok(false)
+        })
     }
 
     fn wake_failed(&self, source: std::io::Error) -> TransportError {
@@ -442,14 +438,30 @@ impl XdpTransport {
         what: &'static str,
         mut ready: impl FnMut(&mut Self) -> bool,
     ) -> Result<(), TransportError> {
+        self.retry_until(what, |t| {
+            if ready(t) {
+                return Ok(true);
+            }
+            t.kick()?;
+            t.reap();
+            std::hint::spin_loop();
+            Ok(ready(t))
+        })
+    }
+
+    /// The one bounded wait: makes `attempt` until it reports done, for at
+    /// most [`STALL_TIMEOUT`]; then fails, saying what did not happen. An
+    /// attempt's error ends the wait at once.
+    fn retry_until(
+        &mut self,
+        what: &'static str,
+        mut attempt: impl FnMut(&mut Self) -> Result<bool, TransportError>,
+    ) -> Result<(), TransportError> {
         let deadline = Instant::now() + STALL_TIMEOUT;
-        while !ready(self) {
-            self.kick()?;
-            self.reap();
-            if Instant::now() > deadline && !ready(self) {
+        while !attempt(self)? {
+            if Instant::now() > deadline {
                 return Err(self.stalled(what));
             }
-            std::hint::spin_loop();
         }
         Ok(())
     }
@@ -647,28 +659,18 @@ impl Transport for XdpTransport {
         // The batch's packets are the newest `batch` entries in flight
         // (reaping takes only the oldest, which completed).
         let (mut batch, mut referenced) = (0, 0u64);
-        while batch < MAX_BATCH {
-            if self.free.is_empty() && batch > 0 {
-                // The slots this batch holds come back only once it is sent.
-                break;
-            }
-            let packet = self.limits.next(source).and_then(|spec| match spec {
-                Some(spec) => self.take_packet(source, spec).map(Some),
-                None => Ok(None),
-            });
-            match packet {
-                Ok(Some(by_reference)) => {
-                    batch += 1;
-                    referenced += u64::from(by_reference);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // Nothing of the batch was submitted: its slots are free
-                    // (and a cut-off packet's rest waits for the next batch).
-                    self.cut_batch(batch, carried, 0);
-                    return Err(e);
-                }
-            }
+        let limits = self.limits;
+        let filled = limits.fill(source, MAX_BATCH, |source, spec| {
+            referenced += u64::from(self.take_packet(source, spec)?);
+            batch += 1;
+            // The slots this batch holds come back only once it is sent.
+            Ok(!self.free.is_empty())
+        });
+        if let Err(e) = filled {
+            // Nothing of the batch was submitted: its slots are free (and a
+            // cut-off packet's rest waits for the next batch).
+            self.cut_batch(batch, carried, 0);
+            return Err(e);
         }
         if batch > 0 || carried > 0 {
             self.submit(batch, carried)?;
