@@ -199,21 +199,26 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
             break rest.trim_end_matches("/metrics").to_string();
         }
     };
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let (status, first) = http_get(&address, "/metrics");
-    assert_eq!(status, "HTTP/1.0 200 OK");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let (_, second) = http_get(&address, "/metrics");
-    let (status, _) = http_get(&address, "/nothing");
-    assert_eq!(status, "HTTP/1.0 404 Not Found");
-
     let packets = r#"spead_send_packets_total{worker="0"}"#;
     let bytes = r#"spead_send_bytes_total{worker="0"}"#;
-    assert!(sample(&first, packets) > 0, "{first}");
-    assert!(
-        sample(&second, packets) > sample(&first, packets),
-        "{first}\n{second}"
-    );
+    // Scraped until the figures show packets, then until they grow: the
+    // figures are live, not a final count.
+    let scrape_until = |done: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, body) = http_get(&address, "/metrics");
+            assert_eq!(status, "HTTP/1.0 200 OK");
+            if done(&body) {
+                return body;
+            }
+            assert!(std::time::Instant::now() < deadline, "figures never moved:\n{body}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let first = scrape_until(&|body| sample(body, packets) > 0);
+    let second = scrape_until(&|body| sample(body, packets) > sample(&first, packets));
+    let (status, _) = http_get(&address, "/nothing");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
     // Packets of at most 1472 bytes (spead2's default), most of them full.
     let (p, b) = (sample(&second, packets), sample(&second, bytes));
     assert!(b <= p * 1472 && b > p * 1400, "{p} packets, {b} bytes");

@@ -285,3 +285,37 @@ fn a_umem_too_small_for_one_packet_is_refused_and_buffer_sizes_it() {
         .unwrap_or_else(|| panic!("no 'Sent N bytes' line: {stdout}"));
     assert!(sent > 2 * 65536, "{stdout}");
 }
+
+#[test]
+fn transport_auto_takes_udp_on_veth_and_says_why() {
+    if !privileged("transport_auto_takes_udp_on_veth_and_says_why") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxau{}", std::process::id() % 100_000), 235, 1500, 1);
+    let receiver = harness.peer_socket(7148);
+    let out = Command::new(env!("CARGO_BIN_EXE_spead-send"))
+        .args(["--quiet", "--transport", "auto", "--heaps", "2", "--heap-size", "14000"])
+        .args(["--interface", harness.get("HOST_IF")])
+        .arg(harness.peer(7148).to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // veth's driver reports XDP features, zero-copy not among them.
+    says(
+        &stderr,
+        &[
+            "--transport auto: UDP, since",
+            harness.get("HOST_IF"),
+            "offers no AF_XDP zero-copy (xdp-features: basic",
+        ],
+    );
+    // Two data heaps of ten 1472-byte packets and an end heap, all there.
+    receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 2048];
+    for k in 0..21 {
+        receiver
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("packet {k} of 21: {e}"));
+    }
+}

@@ -3,29 +3,32 @@
 //! on the wire are the same as spead2_send.py's.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use spead_xdp::pacing::ClockChoice;
 use spead_xdp::protocol::{Descriptor, Flavour, NumpyDtype};
 use spead_xdp::stream::{
-    Completion, HeapRef, ItemGroup, Selection, StatsHandle, Stream, StreamConfig, WorkerConfig,
+    Completion, HeapRef, ItemGroup, MetricsServer, Selection, SendError, StatsHandle, Stream, StreamConfig,
+    WorkerConfig,
 };
 use spead_xdp::transport::{
-    self, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, UdpConfig, UdpTransport,
-    XdpConfig, XdpTransport,
+    self, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, TransportChoice, UdpConfig,
+    UdpTransport, XdpConfig, XdpTransport,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportKind {
-    /// AF_XDP where possible (root, a driver with AF_XDP, IPv4), else UDP.
+    /// AF_XDP where the interface's driver offers AF_XDP zero-copy (and
+    /// AF_XDP can be opened), else UDP; the choice is logged with its reason.
     Auto,
     /// AF_XDP kernel bypass.
     Xdp,
@@ -125,7 +128,7 @@ struct Args {
     /// the interface's IPv4 addresses).
     #[arg(long, help_heading = "Protocol and performance options")]
     bind: Option<IpAddr>,
-    /// Socket buffer size (with AF_XDP: the UMEM's size, in 4 KiB frames).
+    /// Socket buffer size (with AF_XDP: bytes of UMEM for packet frames).
     #[arg(long, help_heading = "Protocol and performance options")]
     buffer: Option<usize>,
     /// Description issue frequency [only at start].
@@ -202,17 +205,16 @@ enum ClockArg {
     Monotonic,
 }
 
-fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
-    if !endpoint.contains(':') {
-        return Err(format!(
-            "destination {endpoint:?} must have the form <host>:<port>"
-        ));
-    }
+fn resolve(endpoint: &str) -> Result<SocketAddr> {
+    ensure!(
+        endpoint.contains(':'),
+        "destination {endpoint:?} must have the form <host>:<port>"
+    );
     endpoint
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {endpoint:?}: {e}"))?
+        .with_context(|| format!("cannot resolve {endpoint:?}"))?
         .next()
-        .ok_or_else(|| format!("{endpoint:?} resolves to no address"))
+        .with_context(|| format!("{endpoint:?} resolves to no address"))
 }
 
 /// Prints the stream's figures every second until `done`.
@@ -237,59 +239,6 @@ fn print_progress(stats: &StatsHandle, done: &AtomicBool) {
         );
         last = now;
     }
-}
-
-/// Answers HTTP requests on `listener` with the stream's figures in
-/// Prometheus text format until `done`, one connection at a time (scrapers
-/// ask once every few seconds).
-fn serve_metrics(listener: TcpListener, stats: &StatsHandle, done: &AtomicBool) {
-    if let Err(e) = listener.set_nonblocking(true) {
-        tracing::warn!("metrics server stopped: {e}");
-        return;
-    }
-    while !done.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((connection, peer)) => {
-                if let Err(e) = answer_scrape(connection, stats) {
-                    tracing::debug!("metrics request from {peer}: {e}");
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => tracing::debug!("metrics accept: {e}"),
-        }
-    }
-}
-
-/// Reads one request's head and writes the figures (or 404 for another path).
-fn answer_scrape(mut connection: TcpStream, stats: &StatsHandle) -> std::io::Result<()> {
-    connection.set_nonblocking(false)?;
-    connection.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        let n = connection.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let request = String::from_utf8_lossy(&head);
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if path == "/metrics" || path == "/" {
-        ("200 OK", stats.snapshot().to_prometheus())
-    } else {
-        (
-            "404 Not Found",
-            format!("no {path}: the figures are at /metrics\n"),
-        )
-    };
-    write!(
-        connection,
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 /// A core for the thread that feeds the stream, when the workers are
@@ -329,55 +278,66 @@ fn worker_configs(args: &Args) -> Vec<WorkerConfig> {
 }
 
 /// One worker: the transports that carry a single stream of bytes.
-fn single(args: &Args, what: &str) -> Result<WorkerConfig, String> {
+fn single(args: &Args, what: &str) -> Result<WorkerConfig> {
     match worker_configs(args).as_slice() {
         [one] => Ok(*one),
-        _ => Err(format!("{what} takes one worker; --workers must be 1")),
+        _ => bail!("{what} takes one worker; --workers must be 1"),
     }
 }
 
-fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
+/// The transport --transport and --tcp name, `auto` decided.
+fn transport_kind(args: &Args, destinations: &[SocketAddr]) -> Result<TransportKind> {
     let kind = match (args.tcp, args.transport) {
         (true, TransportKind::Auto | TransportKind::Tcp) => TransportKind::Tcp,
-        (true, other) => return Err(format!("--tcp contradicts --transport {other:?}")),
+        (true, other) => bail!("--tcp contradicts --transport {other:?}"),
+        (false, TransportKind::Auto) => auto_transport(args, destinations),
         (false, kind) => kind,
     };
-    if args.interface.is_some() && !matches!(kind, TransportKind::Xdp | TransportKind::Auto) {
+    if args.interface.is_some() && kind != TransportKind::Xdp {
         tracing::warn!("--interface applies to the AF_XDP transport only; ignored");
     }
-    match kind {
-        TransportKind::Auto => match open_xdp(args, destinations, config) {
-            Ok(stream) => return Ok(stream),
-            Err(why) => tracing::info!("AF_XDP not possible ({why}); using the UDP transport"),
+    Ok(kind)
+}
+
+/// `--transport auto`: AF_XDP where the interface's driver sends from the
+/// UMEM itself (zero-copy), the UDP transport (faster than copy-mode
+/// AF_XDP) elsewhere; logged with the reason.
+fn auto_transport(args: &Args, destinations: &[SocketAddr]) -> TransportKind {
+    let interface = ipv4_destinations(destinations, "AF_XDP").and_then(|v4| xdp_interface(args, &v4));
+    let choice = match interface {
+        Ok(interface) => TransportChoice::for_interface(&interface),
+        Err(why) => TransportChoice::Udp {
+            reason: format!("{why:#}"),
         },
-        TransportKind::Udp => {}
-        TransportKind::Xdp => return open_xdp(args, destinations, config),
-        TransportKind::Tcp => {
-            let [destination] = destinations else {
-                return Err("only one destination is supported with TCP".into());
-            };
-            let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
-            let buffer = args.buffer.unwrap_or(TcpTransport::DEFAULT_BUFFER_SIZE);
-            let worker = single(args, "TCP")?;
-            let transport = TcpTransport::connect(*destination, bind, buffer).map_err(|e| e.to_string())?;
-            return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
+    };
+    match choice {
+        TransportChoice::Xdp { reason } => {
+            tracing::info!("--transport auto: AF_XDP, since {reason}");
+            TransportKind::Xdp
         }
-        TransportKind::Pcap => {
-            let path = args.pcap.clone().ok_or("--transport pcap needs --pcap FILE")?;
-            let mut pcap = PcapConfig::new(path, ipv4_destinations(destinations, "pcap")?);
-            if let Some(IpAddr::V4(source)) = args.bind {
-                pcap.source.set_ip(source);
-            }
-            if let Some(ttl) = args.ttl {
-                pcap.ttl =
-                    u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
-            }
-            let worker = single(args, "pcap")?;
-            let transport = PcapTransport::create(&pcap).map_err(|e| e.to_string())?;
-            return Stream::with_worker(transport, config, worker).map_err(|e| e.to_string());
+        TransportChoice::Udp { reason } => {
+            tracing::info!("--transport auto: UDP, since {reason}");
+            TransportKind::Udp
         }
     }
+}
 
+fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
+    match transport_kind(args, destinations)? {
+        TransportKind::Xdp if args.transport == TransportKind::Auto => open_xdp(args, destinations, config)
+            .or_else(|why| {
+                tracing::info!("AF_XDP not possible ({why:#}); using the UDP transport");
+                open_udp(args, destinations, config)
+            }),
+        TransportKind::Xdp => open_xdp(args, destinations, config),
+        TransportKind::Udp | TransportKind::Auto => open_udp(args, destinations, config),
+        TransportKind::Tcp => open_tcp(args, destinations, config),
+        TransportKind::Pcap => open_pcap(args, destinations, config),
+    }
+}
+
+/// A stream over kernel UDP sockets, one per worker.
+fn open_udp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
     let mut udp = UdpConfig::new(destinations.to_vec());
     if let Some(buffer) = args.buffer {
         udp.buffer_size = buffer;
@@ -395,36 +355,73 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
     let transports = (0..workers.len())
         .map(|_| UdpTransport::new(&udp))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
+        .context("opening the UDP transport")?;
+    Ok(Stream::with_workers(transports, config, workers)?)
+}
+
+/// A stream over one TCP connection.
+fn open_tcp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
+    let [destination] = destinations else {
+        bail!("only one destination is supported with TCP");
+    };
+    let bind = args.bind.map(|ip| SocketAddr::new(ip, 0));
+    let buffer = args.buffer.unwrap_or(TcpTransport::DEFAULT_BUFFER_SIZE);
+    let worker = single(args, "TCP")?;
+    let transport = TcpTransport::connect(*destination, bind, buffer)?;
+    Ok(Stream::with_worker(transport, config, worker)?)
+}
+
+/// A stream into a pcap file.
+fn open_pcap(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
+    let path = args.pcap.clone().context("--transport pcap needs --pcap FILE")?;
+    let mut pcap = PcapConfig::new(path, ipv4_destinations(destinations, "pcap")?);
+    if let Some(IpAddr::V4(source)) = args.bind {
+        pcap.source.set_ip(source);
+    }
+    if let Some(ttl) = args.ttl {
+        pcap.ttl = ipv4_ttl(ttl)?;
+    }
+    let worker = single(args, "pcap")?;
+    Ok(Stream::with_worker(
+        PcapTransport::create(&pcap)?,
+        config,
+        worker,
+    )?)
 }
 
 /// The destinations as IPv4 addresses, for transports that write IPv4 frames.
-fn ipv4_destinations(destinations: &[SocketAddr], transport: &str) -> Result<Vec<SocketAddrV4>, String> {
+fn ipv4_destinations(destinations: &[SocketAddr], transport: &str) -> Result<Vec<SocketAddrV4>> {
     destinations
         .iter()
         .map(|d| match d {
             SocketAddr::V4(v4) => Ok(*v4),
-            SocketAddr::V6(_) => Err(format!("{transport} frames are IPv4; {d} is not")),
+            SocketAddr::V6(_) => Err(anyhow!("{transport} frames are IPv4; {d} is not")),
         })
         .collect()
 }
 
-/// A stream over AF_XDP: one socket (TX queue) per worker, on --interface or
-/// the interface the route to the first destination leaves by.
-fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream, String> {
+fn ipv4_ttl(ttl: u32) -> Result<u8> {
+    u8::try_from(ttl).map_err(|_| anyhow!("--ttl {ttl} does not fit IPv4's 8 bits"))
+}
+
+/// --interface, or the interface the route to the first destination
+/// leaves by.
+fn xdp_interface(args: &Args, destinations: &[SocketAddrV4]) -> Result<String> {
+    match &args.interface {
+        Some(name) => Ok(name.clone()),
+        None => Ok(transport::interface_towards(*destinations[0].ip())?),
+    }
+}
+
+/// A stream over AF_XDP: one socket (TX queue) per worker.
+fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
     let v4 = ipv4_destinations(destinations, "AF_XDP")?;
-    let interface = match &args.interface {
-        Some(name) => name.clone(),
-        None => transport::interface_towards(*v4[0].ip()).map_err(|e| e.to_string())?,
-    };
-    let source = match args.bind {
+    let mut xdp = XdpConfig::new(xdp_interface(args, &v4)?, v4);
+    xdp.source = match args.bind {
         None => None,
         Some(IpAddr::V4(source)) => Some(source),
-        Some(IpAddr::V6(source)) => return Err(format!("--bind {source}: AF_XDP frames are IPv4")),
+        Some(IpAddr::V6(source)) => bail!("--bind {source}: AF_XDP frames are IPv4"),
     };
-    let mut xdp = XdpConfig::new(interface, v4);
-    xdp.source = source;
     // As spead2's --buffer sizes its ibverbs memory region.
     if let Some(buffer) = args.buffer {
         xdp.buffer_size = buffer;
@@ -435,34 +432,34 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> R
         HugePagesArg::Never => HugePages::Never,
     };
     if let Some(ttl) = args.ttl {
-        xdp.ttl = u8::try_from(ttl).map_err(|_| format!("--ttl {ttl} does not fit IPv4's 8 bits"))?;
+        xdp.ttl = ipv4_ttl(ttl)?;
     }
     let workers = worker_configs(args);
-    let transports = (0..workers.len())
-        .map(|queue| {
-            // One TX queue per worker; the rest as above.
-            let xdp = XdpConfig {
-                queue: queue as u32,
-                ..xdp.clone()
-            };
-            XdpTransport::new(&xdp).map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Stream::with_workers(transports, config, workers).map_err(|e| e.to_string())
+    let transports = (0..workers.len() as u32)
+        .map(|queue| XdpTransport::new(&XdpConfig { queue, ..xdp.clone() }))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("opening AF_XDP on {}", xdp.interface))?;
+    Ok(Stream::with_workers(transports, config, workers)?)
 }
 
-/// Sends, and says whether it ran to the end (false: interrupted).
-fn run(args: Args) -> Result<bool, String> {
-    let destinations = args
-        .destination
-        .iter()
-        .map(|d| resolve(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let flavour = Flavour::new(args.addr_bits).map_err(|e| e.to_string())?;
-    let dtype = NumpyDtype::new(&args.dtype).map_err(|e| e.to_string())?;
-    if args.items == 0 {
-        return Err("--items must be at least 1".into());
-    }
+fn stream_config(args: &Args) -> Result<StreamConfig> {
+    let config = StreamConfig {
+        max_packet_size: args.packet,
+        rate: args.rate * 1e9 / 8.0,
+        burst_size: args.burst,
+        max_heaps: args.max_heaps,
+        burst_rate_ratio: args.burst_rate_ratio,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// spead2_send's items: --items of --dtype, filling --heap-size between
+/// them (rounded down to whole elements), all sharing one zero buffer.
+fn item_group(args: &Args) -> Result<ItemGroup> {
+    let flavour = Flavour::new(args.addr_bits)?;
+    let dtype = NumpyDtype::new(&args.dtype)?;
+    ensure!(args.items > 0, "--items must be at least 1");
     let elements = args.heap_size / (args.items * dtype.itemsize());
     let heap_size = elements * args.items * dtype.itemsize();
     if heap_size != args.heap_size {
@@ -471,14 +468,6 @@ fn run(args: Args) -> Result<bool, String> {
             args.heap_size
         );
     }
-    let config = StreamConfig {
-        max_packet_size: args.packet,
-        rate: args.rate * 1e9 / 8.0,
-        burst_size: args.burst,
-        max_heaps: args.max_heaps,
-        burst_rate_ratio: args.burst_rate_ratio,
-    };
-    config.validate().map_err(|e| e.to_string())?;
     let mut group = ItemGroup::new(flavour);
     if let Some(every) = args.descriptors {
         group = group.with_descriptor_frequency(every);
@@ -493,114 +482,194 @@ fn run(args: Args) -> Result<bool, String> {
             vec![elements],
             dtype.as_str(),
             false,
-        )
-        .map_err(|e| e.to_string())?;
-        group
-            .add(descriptor, Some(zeros.clone()))
-            .map_err(|e| e.to_string())?;
+        )?;
+        group.add(descriptor, Some(zeros.clone()))?;
     }
-    let stream = open_stream(&args, &destinations, config)?;
-    // Keep this thread (building heaps, waiting on completions) off the
-    // pinned workers' cores where it can, so it does not preempt pacing.
-    if let Some(core) = spare_core(&args) {
-        core_affinity::set_for_current(core);
-    }
-    let substreams = stream.substreams() as u64;
+    Ok(group)
+}
 
-    let done = Arc::new(AtomicBool::new(false));
-    let mut helpers = Vec::new();
-    if let Some(address) = args.metrics {
-        let listener =
-            TcpListener::bind(address).map_err(|e| format!("--metrics: cannot listen on {address}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("metrics at http://{bound}/metrics");
-        let (stats, done) = (stream.stats_handle(), Arc::clone(&done));
-        helpers.push(std::thread::spawn(move || serve_metrics(listener, &stats, &done)));
-    }
-    if !args.quiet {
-        let (stats, done) = (stream.stats_handle(), Arc::clone(&done));
-        helpers.push(std::thread::spawn(move || print_progress(&stats, &done)));
-    }
+/// What reports on the stream while it runs: the metrics server and the
+/// progress printer.
+struct Reporters {
+    _metrics: Option<MetricsServer>,
+    progress: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
 
-    // Ctrl-C stops new data heaps; what is queued is flushed and counted,
-    // and the end heaps still go. A second Ctrl-C exits at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = Arc::clone(&interrupted);
-        ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                eprintln!("spead-send: interrupted again: exiting without waiting for queued heaps");
-                std::process::exit(130);
-            }
+impl Reporters {
+    fn start(args: &Args, stream: &Stream) -> Result<Self> {
+        let metrics = args
+            .metrics
+            .map(|address| {
+                let server = stream
+                    .serve_metrics(address)
+                    .with_context(|| format!("--metrics: cannot listen on {address}"))?;
+                tracing::info!("metrics at http://{}/metrics", server.local_addr());
+                anyhow::Ok(server)
+            })
+            .transpose()?;
+        let progress = (!args.quiet).then(|| {
+            let (stats, done) = (stream.stats_handle(), Arc::new(AtomicBool::new(false)));
+            let thread = std::thread::spawn({
+                let done = Arc::clone(&done);
+                move || print_progress(&stats, &done)
+            });
+            (done, thread)
+        });
+        Ok(Reporters {
+            _metrics: metrics,
+            progress,
         })
-        .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     }
 
+    fn stop(self) {
+        if let Some((done, thread)) = self.progress {
+            done.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A flag Ctrl-C raises: it stops new data heaps; what is queued is
+/// flushed and counted, and the end heaps still go. A second Ctrl-C exits
+/// at once.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let raised = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || {
+        if raised.swap(true, Ordering::SeqCst) {
+            eprintln!("spead-send: interrupted again: exiting without waiting for queued heaps");
+            std::process::exit(130);
+        }
+    })
+    .context("cannot handle Ctrl-C")?;
+    Ok(interrupted)
+}
+
+/// How sending went.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Heaps submitted, data and end heaps.
+    submitted: u64,
+    /// Data heaps submitted.
+    data_heaps: u64,
+    bytes: u64,
+    completed: u64,
+    failed: u64,
+    last_error: Option<SendError>,
+    interrupted: bool,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    /// Waits for a heap and counts how it went.
+    fn settle(&mut self, completion: Completion, spin: Duration) {
+        match completion.wait_spinning(spin) {
+            Ok(sent) => {
+                self.bytes += sent;
+                self.completed += 1;
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.last_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Sends --heaps data heaps (or until interrupted), then an end heap per
+/// substream, with at most --max-heaps in flight.
+fn send_heaps(
+    args: &Args,
+    stream: &Stream,
+    mut group: ItemGroup,
+    interrupted: &AtomicBool,
+) -> Result<Outcome> {
+    let substreams = stream.substreams() as u64;
+    let spin = idle_poll(args);
     let start = Instant::now();
-    let mut in_flight: VecDeque<Completion> = VecDeque::new();
-    let (mut bytes, mut completed, mut failed) = (0u64, 0u64, 0u64);
-    let mut last_error = None;
-    let spin = idle_poll(&args);
-    let mut settle = |completion: Completion| match completion.wait_spinning(spin) {
-        Ok(sent) => {
-            bytes += sent;
-            completed += 1;
-        }
-        Err(e) => {
-            failed += 1;
-            last_error = Some(e.to_string());
-        }
+    let mut outcome = Outcome {
+        data_heaps: args.heaps.unwrap_or(u64::MAX),
+        ..Outcome::default()
     };
-    let mut data_heaps = args.heaps.unwrap_or(u64::MAX);
     let mut total = args.heaps.map_or(u64::MAX, |n| n + substreams);
+    let mut in_flight: VecDeque<Completion> = VecDeque::new();
     let mut i = 0u64;
     while i < total {
-        if i < data_heaps && interrupted.load(Ordering::Relaxed) {
-            data_heaps = i;
+        if i < outcome.data_heaps && interrupted.load(Ordering::Relaxed) {
+            outcome.data_heaps = i;
             total = i + substreams;
         }
         if in_flight.len() >= args.max_heaps {
-            settle(in_flight.pop_front().expect("non-empty"));
+            outcome.settle(in_flight.pop_front().expect("non-empty"), spin);
         }
-        let heap = if i >= data_heaps {
+        let heap = if i >= outcome.data_heaps {
             group.get_end()
         } else {
+            // Every substream gets the descriptors in its first heap.
             let descriptors = if i < substreams {
                 Selection::All
             } else {
                 Selection::Stale
             };
-            group
-                .get_heap(descriptors, Selection::All)
-                .map_err(|e| e.to_string())?
+            group.get_heap(descriptors, Selection::All)?
         };
         let heap = HeapRef::new(heap).substream((i % substreams) as usize);
-        in_flight.push_back(stream.submit(heap).map_err(|e| e.to_string())?);
+        in_flight.push_back(stream.submit(heap)?);
         i += 1;
     }
     while let Some(completion) = in_flight.pop_front() {
-        settle(completion);
+        outcome.settle(completion, spin);
     }
-    let interrupted = interrupted.load(Ordering::SeqCst);
-    let elapsed = start.elapsed().as_secs_f64();
-    done.store(true, Ordering::Relaxed);
-    for helper in helpers {
-        let _ = helper.join();
-    }
-    if let Some(error) = last_error {
+    outcome.submitted = i;
+    outcome.elapsed = start.elapsed();
+    outcome.interrupted = interrupted.load(Ordering::SeqCst);
+    Ok(outcome)
+}
+
+/// spead2_send's closing line, and what an interruption left.
+fn report(stream: &Stream, outcome: &Outcome) {
+    if let Some(error) = &outcome.last_error {
         tracing::warn!("{} errors, last one: {error}", stream.stats().errors);
     }
+    let seconds = outcome.elapsed.as_secs_f64();
     println!(
-        "Sent {bytes} bytes in {elapsed:.6}s, {:.6} Gb/s",
-        bytes as f64 * 8.0 / elapsed / 1e9
+        "Sent {} bytes in {seconds:.6}s, {:.6} Gb/s",
+        outcome.bytes,
+        outcome.bytes as f64 * 8.0 / seconds / 1e9
     );
-    if interrupted {
+    if outcome.interrupted {
         eprintln!(
-            "spead-send: interrupted: {i} heaps submitted ({data_heaps} data heaps, then {substreams} end heap(s)), \
-             {completed} sent, {failed} failed, none left queued"
+            "spead-send: interrupted: {} heaps submitted ({} data heaps, then {} end heap(s)), \
+             {} sent, {} failed, none left queued",
+            outcome.submitted,
+            outcome.data_heaps,
+            stream.substreams(),
+            outcome.completed,
+            outcome.failed
         );
     }
-    Ok(!interrupted)
+}
+
+/// Sends, and says whether it ran to the end (false: interrupted).
+fn run(args: &Args) -> Result<bool> {
+    let destinations = args
+        .destination
+        .iter()
+        .map(|d| resolve(d))
+        .collect::<Result<Vec<_>>>()?;
+    let group = item_group(args)?;
+    let stream = open_stream(args, &destinations, stream_config(args)?)?;
+    // Keep this thread (building heaps, waiting on completions) off the
+    // pinned workers' cores where it can, so it does not preempt pacing.
+    if let Some(core) = spare_core(args) {
+        core_affinity::set_for_current(core);
+    }
+    let reporters = Reporters::start(args, &stream)?;
+    let interrupted = interrupt_flag()?;
+    let outcome = send_heaps(args, &stream, group, &interrupted)?;
+    reporters.stop();
+    report(&stream, &outcome);
+    Ok(!outcome.interrupted)
 }
 
 fn main() -> ExitCode {
@@ -610,12 +679,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(args) {
+    match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         // As a shell reports a process ended by SIGINT.
         Ok(false) => ExitCode::from(130),
-        Err(message) => {
-            eprintln!("spead-send: {message}");
+        Err(error) => {
+            eprintln!("spead-send: {error:#}");
             ExitCode::FAILURE
         }
     }

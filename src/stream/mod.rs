@@ -22,11 +22,13 @@ use crate::transport::{Transport, TransportError};
 mod config;
 mod item_group;
 mod job;
+mod metrics;
 mod stats;
 mod worker;
 
 pub use config::{ConfigError, StreamConfig, WorkerConfig};
 pub use item_group::{ItemGroup, ItemGroupError, ItemKey, Selection};
+pub use metrics::MetricsServer;
 pub use stats::{StatsHandle, StreamStats, WorkerStats};
 
 /// How the packets of a group of heaps are ordered.
@@ -400,6 +402,13 @@ impl Stream {
     /// after the stream is dropped.
     pub fn stats_handle(&self) -> StatsHandle {
         StatsHandle(Arc::clone(&self.shared.counters))
+    }
+
+    /// Serves this stream's statistics over HTTP in Prometheus text format
+    /// at `http://ADDRESS/metrics` until the server is dropped (also after
+    /// the stream is).
+    pub fn serve_metrics(&self, address: impl std::net::ToSocketAddrs) -> std::io::Result<MetricsServer> {
+        MetricsServer::start(address, self.stats_handle())
     }
 
     /// This stream's statistics now.

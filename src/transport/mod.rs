@@ -19,6 +19,7 @@ mod udp;
 mod umem;
 #[allow(unsafe_code)]
 mod xdp;
+mod xdp_features;
 
 pub use error::{BadPacket, TransportError};
 pub use frame::MacAddress;
@@ -28,6 +29,7 @@ pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
 pub use umem::{HugePages, UmemArea, UmemBuffer};
 pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
+pub use xdp_features::{TransportChoice, XdpFeatures};
 
 /// The interface the kernel's route to `destination` leaves by (the one an
 /// AF_XDP transport to it must send on).

@@ -8,7 +8,10 @@
 use std::io;
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -181,10 +184,19 @@ fn ask<T>(
         })
 }
 
-/// Sends one request and gathers the kernel's answers: the first for a
-/// plain request, all of them up to the end marker for a dump.
+/// Sends one rtnetlink request and gathers the kernel's answers.
 fn exchange(request: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    exchange_on(NETLINK_ROUTE, request, flags)
+}
+
+/// Sends one request over a netlink socket of `protocol` and gathers the
+/// kernel's answers: the first for a plain request, all of them up to the
+/// end marker for a dump.
+pub(super) fn exchange_on<M>(protocol: isize, request: M, flags: u16) -> io::Result<Vec<M>>
+where
+    M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
+{
+    let mut socket = Socket::new(protocol)?;
     // The kernel answers at once; a bound on the wait turns a lost answer
     // into an error instead of a hang.
     setsockopt(
@@ -197,7 +209,7 @@ fn exchange(request: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNet
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     header.sequence_number = 1;
-    let mut message = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
     message.finalize();
     let mut bytes = vec![0; message.buffer_len()];
     message.serialize(&mut bytes);
@@ -208,8 +220,8 @@ fn exchange(request: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNet
         let (received, _) = socket.recv_from_full()?;
         let mut rest = received.as_slice();
         while !rest.is_empty() {
-            let answer = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("rtnetlink answer: {e}")))?;
+            let answer = NetlinkMessage::<M>::deserialize(rest)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink answer: {e}")))?;
             // Messages are padded to 4 bytes.
             let length = (answer.header.length as usize).next_multiple_of(4);
             match answer.payload {

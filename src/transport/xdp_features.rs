@@ -1,0 +1,322 @@
+//! What an interface's driver offers for XDP, as the kernel reports it in
+//! the netdev generic-netlink family's `xdp-features` (Linux 6.3 and
+//! later), and the choice it makes between the AF_XDP and UDP transports:
+//! AF_XDP pays only where the driver sends from the UMEM itself
+//! (zero-copy); in copy mode the kernel builds an skb a packet, and our UDP
+//! transport with GSO is the faster path.
+
+use std::fmt;
+use std::io;
+
+use netlink_packet_core::{
+    DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, NlasIterator, Parseable,
+    ParseableParametrized, NLM_F_REQUEST,
+};
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
+use netlink_sys::protocols::NETLINK_GENERIC;
+
+use super::netlink::exchange_on;
+
+/// The netdev family's name and version (include/uapi/linux/netdev.h).
+const NETDEV_FAMILY: &str = "netdev";
+const NETDEV_FAMILY_VERSION: u8 = 1;
+/// `NETDEV_CMD_DEV_GET`.
+const NETDEV_CMD_DEV_GET: u8 = 1;
+/// `NETDEV_A_DEV_IFINDEX` (u32) and `NETDEV_A_DEV_XDP_FEATURES` (u64).
+const NETDEV_A_DEV_IFINDEX: u16 = 1;
+const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
+
+/// The bits of `enum netdev_xdp_act`, with the names `ynl` gives them.
+const FEATURE_NAMES: [(u64, &str); 7] = [
+    (1, "basic"),
+    (2, "redirect"),
+    (4, "ndo-xmit"),
+    (8, "xsk-zerocopy"),
+    (16, "hw-offload"),
+    (32, "rx-sg"),
+    (64, "ndo-xmit-sg"),
+];
+const XSK_ZEROCOPY: u64 = 8;
+
+/// An interface's XDP features (`NETDEV_XDP_ACT_*` bits) as its driver
+/// reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpFeatures(u64);
+
+impl XdpFeatures {
+    /// Features from the kernel's bits.
+    pub fn from_bits(bits: u64) -> Self {
+        XdpFeatures(bits)
+    }
+
+    /// The kernel's bits.
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Whether the driver sends AF_XDP frames from the UMEM itself.
+    pub fn zero_copy(self) -> bool {
+        self.0 & XSK_ZEROCOPY != 0
+    }
+
+    /// Asks the kernel for interface `index`'s features. Fails where the
+    /// kernel has no netdev family (before Linux 6.3) or no such interface.
+    pub fn query(index: u32) -> io::Result<Self> {
+        let family = netdev_family_id()?;
+        let mut request = GenlMessage::from_payload(NetdevDevice {
+            command: NETDEV_CMD_DEV_GET,
+            attributes: vec![NetdevAttribute::Index(index)],
+        });
+        request.set_resolved_family_id(family);
+        request.finalize();
+        let answers = exchange_on(NETLINK_GENERIC, request, NLM_F_REQUEST)?;
+        answers
+            .iter()
+            .flat_map(|answer| &answer.payload.attributes)
+            .find_map(|attribute| match attribute {
+                NetdevAttribute::XdpFeatures(bits) => Some(XdpFeatures(*bits)),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no xdp-features in the kernel's answer",
+                )
+            })
+    }
+}
+
+impl fmt::Display for XdpFeatures {
+    /// The features' names, as `ynl --family netdev` shows them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = FEATURE_NAMES.iter().filter(|(bit, _)| self.0 & bit != 0);
+        match names.next() {
+            None => f.write_str("none"),
+            Some((_, first)) => {
+                f.write_str(first)?;
+                names.try_for_each(|(_, name)| write!(f, ", {name}"))
+            }
+        }
+    }
+}
+
+/// The transport `--transport auto` takes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportChoice {
+    /// AF_XDP: the driver sends from the UMEM itself.
+    Xdp {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The UDP transport: faster than copy-mode AF_XDP, or AF_XDP cannot
+    /// serve.
+    Udp {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+impl TransportChoice {
+    /// The choice for an interface with these reported features (the
+    /// query's error where the kernel would not say).
+    pub fn for_features(interface: &str, features: io::Result<XdpFeatures>) -> Self {
+        match features {
+            Ok(features) if features.zero_copy() => TransportChoice::Xdp {
+                reason: format!("{interface}'s driver offers AF_XDP zero-copy (xdp-features: {features})"),
+            },
+            Ok(features) => TransportChoice::Udp {
+                reason: format!(
+                    "{interface}'s driver offers no AF_XDP zero-copy (xdp-features: {features}), \
+                     and copy-mode AF_XDP is slower than UDP with GSO"
+                ),
+            },
+            Err(e) => TransportChoice::Udp {
+                reason: format!("the kernel does not report {interface}'s xdp-features ({e})"),
+            },
+        }
+    }
+
+    /// The choice for interface `name`, asking the kernel for its
+    /// features.
+    pub fn for_interface(name: &str) -> Self {
+        let features = nix::net::if_::if_nametoindex(name)
+            .map_err(io::Error::from)
+            .and_then(XdpFeatures::query);
+        Self::for_features(name, features)
+    }
+}
+
+/// The netdev family's ID, which the kernel assigns when it registers it.
+fn netdev_family_id() -> io::Result<u16> {
+    let mut request = GenlMessage::from_payload(GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(NETDEV_FAMILY.to_owned())],
+    });
+    request.finalize();
+    exchange_on(NETLINK_GENERIC, request, NLM_F_REQUEST)?
+        .iter()
+        .flat_map(|answer| &answer.payload.nlas)
+        .find_map(|attribute| match attribute {
+            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+            _ => None,
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the kernel has no netdev netlink family"))
+}
+
+/// A netdev family message about one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NetdevDevice {
+    command: u8,
+    attributes: Vec<NetdevAttribute>,
+}
+
+/// The device attributes this crate reads or sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NetdevAttribute {
+    Index(u32),
+    XdpFeatures(u64),
+    Other(DefaultNla),
+}
+
+impl Nla for NetdevAttribute {
+    fn value_len(&self) -> usize {
+        match self {
+            NetdevAttribute::Index(_) => 4,
+            NetdevAttribute::XdpFeatures(_) => 8,
+            NetdevAttribute::Other(nla) => nla.value_len(),
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        match self {
+            NetdevAttribute::Index(_) => NETDEV_A_DEV_IFINDEX,
+            NetdevAttribute::XdpFeatures(_) => NETDEV_A_DEV_XDP_FEATURES,
+            NetdevAttribute::Other(nla) => nla.kind(),
+        }
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        // Netlink attributes are in host byte order.
+        match self {
+            NetdevAttribute::Index(index) => buffer[..4].copy_from_slice(&index.to_ne_bytes()),
+            NetdevAttribute::XdpFeatures(bits) => buffer[..8].copy_from_slice(&bits.to_ne_bytes()),
+            NetdevAttribute::Other(nla) => nla.emit_value(buffer),
+        }
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for NetdevAttribute {
+    fn parse(buffer: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
+        let value = buffer.value();
+        Ok(match buffer.kind() {
+            NETDEV_A_DEV_IFINDEX => NetdevAttribute::Index(u32::from_ne_bytes(
+                value
+                    .try_into()
+                    .map_err(|_| DecodeError::from("ifindex is not 4 bytes"))?,
+            )),
+            NETDEV_A_DEV_XDP_FEATURES => NetdevAttribute::XdpFeatures(u64::from_ne_bytes(
+                value
+                    .try_into()
+                    .map_err(|_| DecodeError::from("xdp-features is not 8 bytes"))?,
+            )),
+            _ => NetdevAttribute::Other(DefaultNla::parse(buffer)?),
+        })
+    }
+}
+
+impl GenlFamily for NetdevDevice {
+    fn family_name() -> &'static str {
+        NETDEV_FAMILY
+    }
+
+    fn command(&self) -> u8 {
+        self.command
+    }
+
+    fn version(&self) -> u8 {
+        NETDEV_FAMILY_VERSION
+    }
+}
+
+impl Emitable for NetdevDevice {
+    fn buffer_len(&self) -> usize {
+        self.attributes.as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attributes.as_slice().emit(buffer)
+    }
+}
+
+impl ParseableParametrized<[u8], GenlHeader> for NetdevDevice {
+    fn parse_with_param(buffer: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+        let attributes = NlasIterator::new(buffer)
+            .map(|nla| nla.and_then(|nla| NetdevAttribute::parse(&nla)))
+            .collect::<Result<Vec<_>, _>>()
+            .context("netdev device attributes")?;
+        Ok(NetdevDevice {
+            command: header.cmd,
+            attributes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_name_their_bits() {
+        assert_eq!(XdpFeatures::from_bits(0).to_string(), "none");
+        assert_eq!(
+            XdpFeatures::from_bits(1 | 2 | 4 | 32 | 64).to_string(),
+            "basic, redirect, ndo-xmit, rx-sg, ndo-xmit-sg"
+        );
+        assert!(XdpFeatures::from_bits(1 | 2 | 8).zero_copy());
+        assert!(!XdpFeatures::from_bits(127 & !8).zero_copy());
+    }
+
+    #[test]
+    fn auto_takes_af_xdp_only_with_zero_copy() {
+        // As mlx5 / ice / i40e report: basic, redirect, ndo-xmit, xsk-zerocopy, rx-sg.
+        let zero_copy =
+            TransportChoice::for_features("ens1f0", Ok(XdpFeatures::from_bits(1 | 2 | 4 | 8 | 32)));
+        match zero_copy {
+            TransportChoice::Xdp { reason } => {
+                assert!(
+                    reason.contains("ens1f0") && reason.contains("xsk-zerocopy"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // As veth reports: everything but zero-copy.
+        let veth = TransportChoice::for_features("veth0", Ok(XdpFeatures::from_bits(1 | 2 | 4 | 32 | 64)));
+        match veth {
+            TransportChoice::Udp { reason } => {
+                assert!(reason.contains("no AF_XDP zero-copy"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let old_kernel = TransportChoice::for_features(
+            "eth0",
+            Err(io::Error::new(io::ErrorKind::NotFound, "no netdev family")),
+        );
+        assert!(
+            matches!(old_kernel, TransportChoice::Udp { .. }),
+            "{old_kernel:?}"
+        );
+    }
+
+    #[test]
+    fn the_kernel_reports_loopback_without_zero_copy() {
+        let index = nix::net::if_::if_nametoindex("lo").expect("lo exists");
+        // This kernel (6.18) has the netdev family; loopback has no XDP
+        // driver features at all.
+        let features = XdpFeatures::query(index).expect("the kernel reports xdp-features");
+        assert!(!features.zero_copy(), "{features}");
+        assert!(XdpFeatures::query(u32::MAX).is_err());
+    }
+}
