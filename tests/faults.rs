@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::harness::{settle, Harness};
 use common::netns::{privileged, run_ip as ip};
+use common::wait_for;
 use spead_xdp::protocol::{Flavour, Heap, Item};
 use spead_xdp::stream::{SendError, Stream, StreamConfig};
 use spead_xdp::transport::{TransportError, UdpConfig, UdpTransport, XdpConfig, XdpTransport};
@@ -129,15 +130,6 @@ fn heaps_fail_while_the_link_is_down(tag: &str, subnet: u8, stream: fn(&Harness)
         (stats.packets(), 9, 0),
         "{seen:?}"
     );
-}
-
-/// Waits (at most 5 s) until `done`, or fails saying what did not happen.
-fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} did not happen within 5 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits until the kernel reports `interface` running.
@@ -312,7 +304,7 @@ fn af_xdp_a_heap_in_flight_fails_when_the_link_goes_down_under_it() {
     let mut big = Heap::new(Flavour::SPEAD_64_48);
     big.add(Item::new(0x1800, vec![1u8; 4 << 20])).unwrap();
     let in_flight = stream.submit(big).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for("the heap's first packets leaving", || stream.stats().packets() > 0);
     ip(&["link", "set", host, "down"]);
     let error = in_flight.wait().expect_err("the link went down under it");
     assert!(

@@ -33,7 +33,14 @@ fn two_monitors_on_one_group_decode_every_heap_from_spead2() {
                 .expect("start spead-recv")
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Both monitors joined before anything is sent.
+    common::wait_for("two monitors joining the group", || {
+        let out = Command::new("ip")
+            .args(["-n", ns.name(), "maddr", "show"])
+            .output()
+            .expect("ip maddr");
+        String::from_utf8_lossy(&out.stdout).contains("239.10.1.1 users 2")
+    });
     let python = common::python();
     let sent = Command::new("ip")
         .args(["netns", "exec", ns.name()])

@@ -264,7 +264,10 @@ fn ctrl_c_flushes_queued_heaps_and_reports_them() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start spead-send");
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Interrupted once heaps are going out (the first written whole).
+    common::wait_for("the first heap in the capture", || {
+        std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 1 << 20)
+    });
     // SAFETY: kill sends a signal to a child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let started = std::time::Instant::now();

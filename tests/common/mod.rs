@@ -8,6 +8,17 @@ pub mod netns;
 pub mod veth;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Waits (at most 10 s) until `done`, checking every 10 ms, or fails
+/// saying what did not happen.
+pub fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// The Python with spead2: `SPEAD2_PYTHON`, or the venv that
 /// `scripts/test.sh` creates at `.venv/`. Fails with what to do if absent.
