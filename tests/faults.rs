@@ -304,7 +304,9 @@ fn af_xdp_a_heap_in_flight_fails_when_the_link_goes_down_under_it() {
     let mut big = Heap::new(Flavour::SPEAD_64_48);
     big.add(Item::new(0x1800, vec![1u8; 4 << 20])).unwrap();
     let in_flight = stream.submit(big).unwrap();
-    wait_for("the heap's first packets leaving", || stream.stats().packets() > 0);
+    wait_for("the heap's first packets leaving", || {
+        stream.stats().packets() > 0
+    });
     ip(&["link", "set", host, "down"]);
     let error = in_flight.wait().expect_err("the link went down under it");
     assert!(

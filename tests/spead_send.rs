@@ -211,7 +211,10 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
             if done(&body) {
                 return body;
             }
-            assert!(std::time::Instant::now() < deadline, "figures never moved:\n{body}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "figures never moved:\n{body}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     };

@@ -294,7 +294,15 @@ fn transport_auto_takes_udp_on_veth_and_says_why() {
     let harness = VethHarness::up(&format!("sxau{}", std::process::id() % 100_000), 235, 1500, 1);
     let receiver = harness.peer_socket(7148);
     let out = Command::new(env!("CARGO_BIN_EXE_spead-send"))
-        .args(["--quiet", "--transport", "auto", "--heaps", "2", "--heap-size", "14000"])
+        .args([
+            "--quiet",
+            "--transport",
+            "auto",
+            "--heaps",
+            "2",
+            "--heap-size",
+            "14000",
+        ])
         .args(["--interface", harness.get("HOST_IF")])
         .arg(harness.peer(7148).to_string())
         .output()
@@ -311,7 +319,9 @@ fn transport_auto_takes_udp_on_veth_and_says_why() {
         ],
     );
     // Two data heaps of ten 1472-byte packets and an end heap, all there.
-    receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 2048];
     for k in 0..21 {
         receiver
