@@ -10,8 +10,8 @@ use std::process::Command;
 use common::netns::privileged;
 use common::veth::VethHarness;
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
-use spead_xdp::stream::{HeapRef, Stream, StreamConfig};
-use spead_xdp::transport::{HugePages, MemoryTransport, UmemArea, XdpConfig, XdpTransport};
+use spead_xdp::stream::{HeapRef, Stream, StreamConfig, StreamError};
+use spead_xdp::transport::{HugePages, MemoryTransport, TransportError, UmemArea, XdpConfig, XdpTransport};
 
 fn config_error(config: StreamConfig) -> String {
     Stream::new(MemoryTransport::new(1), config)
@@ -149,11 +149,13 @@ fn missing_huge_pages_are_named_when_required() {
         .find_map(|l| l.strip_prefix("HugePages_Free:")?.trim().parse().ok())
         .unwrap_or(0);
     // One 2 MiB page more than are free.
-    let error = UmemArea::with_pages((free + 1) * (2 << 20), 0, HugePages::Require)
-        .unwrap_err()
-        .to_string();
+    let error = UmemArea::with_pages((free + 1) * (2 << 20), 0, HugePages::Require).unwrap_err();
+    assert!(
+        matches!(error, TransportError::HugePagesUnavailable { free: Some(f), .. } if f as usize == free),
+        "{error}"
+    );
     says(
-        &error,
+        &error.to_string(),
         &["huge pages required", "nr_hugepages", &format!("{free} of")],
     );
     assert!(UmemArea::with_pages(1 << 20, 0, HugePages::Never).is_ok());
@@ -170,12 +172,22 @@ fn a_packet_above_the_mtu_is_refused_before_sending() {
         max_packet_size: 8192,
         ..Default::default()
     };
-    let error = Stream::new(XdpTransport::new(&config).unwrap(), stream_config)
-        .unwrap_err()
-        .to_string();
+    let error = Stream::new(XdpTransport::new(&config).unwrap(), stream_config).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            StreamError::Transport(TransportError::AboveMtu {
+                interface,
+                packet: 8192,
+                ip_packet: 8220,
+                mtu: 1500,
+            }) if interface == harness.get("HOST_IF")
+        ),
+        "{error}"
+    );
     says(
-        &error,
-        &["max packet size 8192", "8220-byte IP packets", "MTU", "(1500)"],
+        &error.to_string(),
+        &["packets of 8192 bytes", "8220-byte IP packets", "MTU", "(1500)"],
     );
 }
 
