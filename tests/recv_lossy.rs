@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing, ReassemblerConfig};
-use spead_xdp::receive::{Event, Receiver, Source, UdpOptions};
+use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
+use spead_xdp::receive::{Event, Receiver, ReceiverConfig, Source, UdpOptions};
 use spead_xdp::transport::internals::UdpFrameTemplate;
 use spead_xdp::transport::MacAddress;
 
@@ -64,7 +64,11 @@ fn drops_duplicates_reordering_and_junk_are_counted_exactly() {
         }
     }
     let source = Source::open(path.to_str().unwrap(), &UdpOptions::default()).unwrap();
-    let mut receiver = Receiver::new(vec![source], ReassemblerConfig::default());
+    let config = ReceiverConfig {
+        deliver_incomplete: true,
+        ..Default::default()
+    };
+    let mut receiver = Receiver::new(vec![source], config).unwrap();
     let mut delivered = Vec::new();
     loop {
         match receiver.next_event(Duration::from_secs(1)).unwrap() {

@@ -1,8 +1,13 @@
 //! spead-recv: receive SPEAD heaps from UDP (unicast or multicast groups,
 //! shared with other monitors) or pcap files, print them as spead2_recv
 //! does, and report per-second and final figures: heaps complete and
-//! incomplete, packets, bytes, malformed packets, gaps in heap cnts.
+//! incomplete, packets, bytes, malformed packets, gaps in heap cnts, and
+//! what was dropped where (the kernel at the socket, the ring to this
+//! printer). Each source is drained by a reader thread of the library's;
+//! printing happens here and never stalls a reader.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context, Result};
 use clap::Parser;
-use spead_xdp::protocol::{DataType, ReassemblerConfig, StreamControl};
-use spead_xdp::receive::{Event, Receiver, ReceiverStats, Source, UdpOptions};
+use spead_xdp::protocol::{DataType, Descriptor, ReassemblerConfig, ReceivedHeap};
+use spead_xdp::receive::{Event, Receiver, ReceiverConfig, ReceiverStats, Source, UdpOptions};
 
 /// Receive SPEAD packets and show the heaps (options as spead2_recv).
 #[derive(Debug, Parser)]
@@ -46,8 +52,21 @@ struct Args {
     #[arg(long, default_value_t = 8 << 20, help_heading = "Input options")]
     buffer: usize,
     /// Heaps under reassembly at once.
-    #[arg(long, default_value_t = 4, help_heading = "Input options")]
+    #[arg(
+        long,
+        alias = "concurrent-heaps",
+        default_value_t = 4,
+        help_heading = "Input options"
+    )]
     heaps: usize,
+    /// Heaps the ring between the readers and the printer holds; when it
+    /// is full, further heaps are dropped (and counted), never the socket
+    /// left to overflow.
+    #[arg(long, default_value_t = 64, help_heading = "Input options")]
+    ring_heaps: usize,
+    /// Also show heaps that arrived incomplete (marked so).
+    #[arg(long, help_heading = "Output options")]
+    incomplete: bool,
     /// Also write what is received to this pcap file (one stream only).
     #[arg(long, value_name = "FILE", help_heading = "Output options")]
     capture: Option<PathBuf>,
@@ -55,27 +74,86 @@ struct Args {
 
 fn figures(stats: &ReceiverStats) -> String {
     format!(
-        "heaps: {} complete, {} incomplete; packets: {}; bytes: {}; malformed: {}; duplicates: {}; cnt gaps: {}",
+        "heaps: {} complete, {} incomplete; packets: {}; bytes: {}; malformed: {}; duplicates: {}; cnt gaps: {}; \
+         kernel drops: {}; ring drops: {}",
         stats.heaps_complete,
         stats.heaps_incomplete,
         stats.packets,
         stats.bytes,
         stats.malformed,
         stats.duplicates,
-        stats.cnt_gaps
+        stats.cnt_gaps,
+        stats.kernel_drops,
+        stats.ring_drops
     )
 }
 
+/// A descriptor as spead2_recv prints it.
+fn describe(out: &mut String, d: &Descriptor) {
+    let (format, dtype) = match &d.data_type {
+        DataType::Format(f) => (
+            format!(
+                "{:?}",
+                f.iter().map(|x| (char::from(x.code), x.bits)).collect::<Vec<_>>()
+            ),
+            "None".to_owned(),
+        ),
+        DataType::Numpy { dtype, fortran_order } => (
+            "None".to_owned(),
+            format!("{} (fortran_order {fortran_order})", dtype.as_str()),
+        ),
+    };
+    let dims: Vec<String> = d
+        .shape
+        .iter()
+        .map(|x| x.map_or("None".into(), |n| n.to_string()))
+        .collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "    Descriptor for {} ({:#x})\n      description: {}\n      format:      {format}\n      dtype:       {dtype}\n      shape:       {shape}",
+        d.name, d.id, d.description
+    );
+}
+
+/// A heap as spead2_recv prints it: its cnt, descriptors if asked for,
+/// then its items (names, and values if asked for).
+fn render(out: &mut String, name: &str, heap: &ReceivedHeap, receiver: &Receiver, args: &Args) {
+    let state = if heap.is_complete() { "" } else { " (incomplete)" };
+    let _ = writeln!(out, "Received heap {} on stream {name}{state}", heap.cnt());
+    if args.descriptors {
+        for d in heap.descriptors().unwrap_or_default() {
+            describe(out, &d);
+        }
+    }
+    for item in heap.items() {
+        let _ = match receiver.decode(&item) {
+            Some((name, Some(value))) if args.values => writeln!(out, "{name} = {value}"),
+            Some((name, None)) if args.values => writeln!(out, "{name} = {:02x?}", item.value()),
+            Some((name, _)) => writeln!(out, "{name}"),
+            None if args.values => writeln!(out, "{:#x} = {:02x?}", item.id(), item.value()),
+            None => writeln!(out, "{:#x}", item.id()),
+        };
+    }
+}
+
+/// Prints a stream's heaps until it ends, --max-heaps, or Ctrl-C; each
+/// heap's text goes out in one write.
 fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool) {
     let mut heaps = 0u64;
     let started = Instant::now();
     let mut last_report = started;
+    let mut text = String::new();
     while !stop.load(Ordering::Relaxed) && args.max_heaps.is_none_or(|max| heaps < max) {
         let event = match receiver.next_event(Duration::from_millis(200)) {
             Ok(event) => event,
             Err(e) => {
                 eprintln!("spead-recv: {name}: {e}");
-                break;
+                continue;
             }
         };
         if !args.quiet && last_report.elapsed() >= Duration::from_secs(1) {
@@ -91,58 +169,18 @@ fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool
             Event::Timeout => continue,
             Event::End => break,
         };
-        if heap.stream_control() == Some(StreamControl::Stop) {
-            break;
-        }
         heaps += 1;
-        let state = if heap.is_complete() { "" } else { " (incomplete)" };
-        println!("Received heap {} on stream {name}{state}", heap.cnt());
-        if args.descriptors {
-            for d in heap.descriptors().unwrap_or_default() {
-                let (format, dtype) = match &d.data_type {
-                    DataType::Format(f) => (
-                        format!(
-                            "{:?}",
-                            f.iter().map(|x| (char::from(x.code), x.bits)).collect::<Vec<_>>()
-                        ),
-                        "None".to_owned(),
-                    ),
-                    DataType::Numpy { dtype, fortran_order } => (
-                        "None".to_owned(),
-                        format!("{} (fortran_order {fortran_order})", dtype.as_str()),
-                    ),
-                };
-                let dims: Vec<String> = d
-                    .shape
-                    .iter()
-                    .map(|x| x.map_or("None".into(), |n| n.to_string()))
-                    .collect();
-                let shape = if dims.len() == 1 {
-                    format!("({},)", dims[0])
-                } else {
-                    format!("({})", dims.join(", "))
-                };
-                println!(
-                    "    Descriptor for {} ({:#x})\n      description: {}\n      format:      {format}\n      dtype:       {dtype}\n      shape:       {shape}",
-                    d.name, d.id, d.description
-                );
-            }
-        }
-        for item in heap.items() {
-            match receiver.decode(&item) {
-                Some((name, Some(value))) if args.values => println!("{name} = {value}"),
-                Some((name, None)) if args.values => println!("{name} = {:02x?}", item.value()),
-                Some((name, _)) => println!("{name}"),
-                None if args.values => println!("{:#x} = {:02x?}", item.id(), item.value()),
-                None => println!("{:#x}", item.id()),
-            }
+        text.clear();
+        render(&mut text, name, &heap, &receiver, args);
+        if std::io::stdout().write_all(text.as_bytes()).is_err() {
+            break;
         }
     }
     println!("Shutting down stream {name} after {heaps} heaps");
     println!("{}", figures(&receiver.stats()));
 }
 
-fn open(args: &Args, specs: &[String]) -> Result<Receiver, String> {
+fn open(args: &Args, specs: &[String]) -> Result<Receiver> {
     let options = UdpOptions {
         bind: args.bind,
         interface: args.interface,
@@ -151,35 +189,35 @@ fn open(args: &Args, specs: &[String]) -> Result<Receiver, String> {
     let sources = specs
         .iter()
         .map(|s| Source::open(s, &options))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let config = ReassemblerConfig {
-        max_heaps: args.heaps,
-        ..Default::default()
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ReceiverConfig {
+        reassembly: ReassemblerConfig {
+            max_heaps: args.heaps,
+            ..Default::default()
+        },
+        ring_heaps: args.ring_heaps,
+        deliver_incomplete: args.incomplete,
+        capture: args.capture.clone(),
     };
-    let mut receiver = Receiver::new(sources, config);
-    if let Some(path) = &args.capture {
-        receiver.capture_to(path).map_err(|e| e.to_string())?;
-    }
-    Ok(receiver)
+    Receiver::new(sources, config).with_context(|| format!("receiving from {}", specs.join(", ")))
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
-    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).map_err(|e| e.to_string())?;
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).context("cannot handle Ctrl-C")?;
     let groups: Vec<Vec<String>> = if args.joint {
         vec![args.source.clone()]
     } else {
         args.source.iter().map(|s| vec![s.clone()]).collect()
     };
     if args.capture.is_some() && groups.len() > 1 {
-        return Err("--capture takes one stream: use one source or --joint".into());
+        bail!("--capture takes one stream: use one source or --joint");
     }
     let receivers = groups
         .iter()
         .map(|g| open(&args, g).map(|r| (g[0].clone(), r)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     std::thread::scope(|scope| {
         for (name, receiver) in receivers {
             let (args, stop) = (&args, &stop);
@@ -192,8 +230,8 @@ fn run(args: Args) -> Result<(), String> {
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("spead-recv: {message}");
+        Err(error) => {
+            eprintln!("spead-recv: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,22 +1,63 @@
-//! The receiver: packets from one or more sources (treated as one stream)
-//! through the heap reassembler, with descriptors learned from the heaps
-//! that carry them, items named and decoded, and counters of what arrived:
-//! packets, bytes, malformed and duplicate packets, complete and
-//! incomplete heaps, and gaps in the heap cnt sequence.
+//! The receiver: packets from one or more sources (treated as one stream),
+//! each drained by a reader thread of its own in batches and reassembled
+//! there ([`reader`](super::reader)), complete heaps handed over through a
+//! bounded ring; here, on the consumer's thread, descriptors are learned
+//! from the heaps that carry them and items named and decoded. Its
+//! counters say what arrived and what was lost where: packets, bytes,
+//! malformed and duplicate packets, complete and incomplete heaps, gaps in
+//! the heap cnt sequence, datagrams the kernel dropped at the sockets, and
+//! heaps dropped because the consumer left the ring full.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use pcap_file::pcap::{PcapPacket, PcapWriter};
+use crossbeam_channel::RecvTimeoutError;
+use pcap_file::pcap::PcapWriter;
 
-use super::source::{Received, Source, SourceError};
+use super::reader::{self, Capture, Delivery, Ring, Shared};
+use super::source::{Source, SourceError};
 use super::values::{decode, Value};
 use crate::protocol::{Descriptor, Reassembler, ReassemblerConfig, ReceivedHeap, ReceivedItem};
+use crate::transport::UdpBatchReceiver;
 
-/// What arrived so far.
+/// How a receiver reassembles and delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverConfig {
+    /// Bounds on the heaps under reassembly.
+    pub reassembly: ReassemblerConfig,
+    /// Heaps the ring between the readers and the consumer holds. A heap
+    /// a socket's reader completes while the ring is full is dropped and
+    /// counted ([`ReceiverStats::ring_drops`]): the reader never waits, so
+    /// the socket never overflows for a slow consumer.
+    pub ring_heaps: usize,
+    /// Deliver heaps that were incomplete when evicted (spead2's
+    /// `contiguous_only=False`); by default they are only counted.
+    pub deliver_incomplete: bool,
+    /// Also write every datagram received to this pcap file (as
+    /// Ethernet/IPv4/UDP frames with placeholder addresses).
+    pub capture: Option<PathBuf>,
+}
+
+impl Default for ReceiverConfig {
+    /// spead2's reassembly bounds, a ring of 16 heaps, complete heaps only.
+    fn default() -> Self {
+        ReceiverConfig {
+            reassembly: ReassemblerConfig::default(),
+            ring_heaps: 16,
+            deliver_incomplete: false,
+            capture: None,
+        }
+    }
+}
+
+/// What arrived so far, and what was lost where.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
     /// Datagrams received.
@@ -27,200 +68,144 @@ pub struct ReceiverStats {
     pub malformed: u64,
     /// Packets whose payload had already arrived (ignored).
     pub duplicates: u64,
-    /// Heaps delivered complete.
+    /// Heaps assembled complete (the stop heap not counted).
     pub heaps_complete: u64,
-    /// Heaps delivered incomplete (packets lost).
+    /// Heaps evicted or flushed incomplete (packets lost).
     pub heaps_incomplete: u64,
     /// Heap cnts missing from the sequence (heaps never seen at all): the
     /// span from the lowest to the highest cnt, in steps of the greatest
     /// common divisor of their differences, less the heaps seen. Order of
     /// arrival does not matter.
     pub cnt_gaps: u64,
-}
-
-/// The heap cnts seen: lowest, highest, how many, and the greatest common
-/// divisor of their differences (the sequence's step).
-#[derive(Debug, Clone, Copy, Default)]
-struct CntSpan {
-    first: Option<u64>,
-    low: u64,
-    high: u64,
-    step: u64,
-    seen: u64,
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-impl CntSpan {
-    fn add(&mut self, cnt: u64) {
-        self.seen += 1;
-        let first = *self.first.get_or_insert(cnt);
-        if self.seen == 1 {
-            (self.low, self.high) = (cnt, cnt);
-            return;
-        }
-        self.step = gcd(self.step, cnt.abs_diff(first));
-        self.low = self.low.min(cnt);
-        self.high = self.high.max(cnt);
-    }
-
-    fn missing(&self) -> u64 {
-        if self.step == 0 {
-            return 0;
-        }
-        ((self.high - self.low) / self.step + 1).saturating_sub(self.seen)
-    }
+    /// Datagrams the kernel dropped at the sources' sockets for want of
+    /// buffer space (the sockets' own counters).
+    pub kernel_drops: u64,
+    /// Heaps dropped because the ring to the consumer was full.
+    pub ring_drops: u64,
 }
 
 /// The result of waiting for a heap.
 #[derive(Debug)]
 pub enum Event {
-    /// A heap (complete, or incomplete after packets were lost).
+    /// A heap (complete, or incomplete where asked for).
     Heap(ReceivedHeap),
     /// Nothing within the timeout.
     Timeout,
-    /// Every source has ended (pcap files read to their end).
+    /// The stream ended: a stop heap arrived, or every source ended (pcap
+    /// files read to their end).
     End,
 }
 
-/// Receives heaps from sources.
+/// Receives heaps from sources, one reader thread a source.
 pub struct Receiver {
-    sources: Vec<Source>,
-    ended: Vec<bool>,
-    next_source: usize,
-    reassembler: Reassembler,
+    ring: crossbeam_channel::Receiver<Delivery>,
+    shared: Arc<Shared>,
+    readers: Vec<JoinHandle<()>>,
+    local_addrs: Vec<Option<SocketAddr>>,
     descriptors: HashMap<u64, Descriptor>,
-    cnts: CntSpan,
-    stats: ReceiverStats,
-    buf: Vec<u8>,
-    capture: Option<PcapWriter<BufWriter<File>>>,
+    ended: bool,
 }
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
-            .field("sources", &self.sources)
-            .field("stats", &self.stats)
+            .field("local_addrs", &self.local_addrs)
+            .field("stats", &self.stats())
             .finish()
     }
 }
 
 impl Receiver {
-    /// A receiver over `sources`, reassembling within `config`'s bounds.
-    pub fn new(sources: Vec<Source>, config: ReassemblerConfig) -> Self {
-        Receiver {
-            ended: vec![false; sources.len()],
-            sources,
-            next_source: 0,
-            reassembler: Reassembler::new(config),
+    /// A receiver over `sources` (one stream), its readers started.
+    pub fn new(sources: Vec<Source>, config: ReceiverConfig) -> Result<Self, SourceError> {
+        let capture = config.capture.as_deref().map(open_capture).transpose()?;
+        let reassembler = Reassembler::new(config.reassembly);
+        let shared = Arc::new(Shared::new(
+            reassembler,
+            sources.len(),
+            config.deliver_incomplete,
+            capture,
+        ));
+        let (sender, ring) = crossbeam_channel::bounded(config.ring_heaps.max(1));
+        let mut receiver = Receiver {
+            ring,
+            shared: Arc::clone(&shared),
+            readers: Vec::with_capacity(sources.len()),
+            local_addrs: sources.iter().map(Source::local_addr).collect(),
             descriptors: HashMap::new(),
-            cnts: CntSpan::default(),
-            stats: ReceiverStats::default(),
-            buf: Vec::with_capacity(65536),
-            capture: None,
+            ended: sources.is_empty(),
+        };
+        for (index, source) in sources.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let reader = match source {
+                Source::Udp(socket) => {
+                    let socket = udp_reader(socket)?;
+                    let ring = Ring {
+                        sender: sender.clone(),
+                        wait: false,
+                    };
+                    spawn(move || reader::read_udp(socket, index, shared, ring))?
+                }
+                Source::Pcap(pcap) => {
+                    let ring = Ring {
+                        sender: sender.clone(),
+                        wait: true,
+                    };
+                    spawn(move || reader::read_pcap(pcap, shared, ring))?
+                }
+            };
+            receiver.readers.push(reader);
         }
-    }
-
-    /// Also writes every datagram received to a pcap file (as
-    /// Ethernet/IPv4/UDP frames with placeholder addresses).
-    pub fn capture_to(&mut self, path: &Path) -> Result<(), SourceError> {
-        let file = File::create(path).map_err(|source| SourceError::Io {
-            what: format!("creating {}", path.display()),
-            source,
-        })?;
-        let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| SourceError::Pcap {
-            path: path.to_owned(),
-            why: e.to_string(),
-        })?;
-        self.capture = Some(writer);
-        Ok(())
+        Ok(receiver)
     }
 
     /// Waits up to `timeout` for the next heap.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event, SourceError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(heap) = self.reassembler.next_heap() {
-                self.account(&heap);
-                return Ok(Event::Heap(heap));
+        if self.ended {
+            return Ok(Event::End);
+        }
+        match self.ring.recv_timeout(timeout) {
+            Ok(Delivery::Heap(heap)) => {
+                self.learn_descriptors(&heap);
+                Ok(Event::Heap(heap))
             }
-            if self.ended.iter().all(|e| *e) {
-                self.reassembler.flush();
-                return Ok(match self.reassembler.next_heap() {
-                    Some(heap) => {
-                        self.account(&heap);
-                        Event::Heap(heap)
-                    }
-                    None => Event::End,
-                });
+            Ok(Delivery::Failed(error)) => Err(error),
+            Ok(Delivery::End) | Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                Ok(Event::End)
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(Event::Timeout);
-            }
-            let index = self.next_source;
-            self.next_source = (self.next_source + 1) % self.sources.len();
-            if self.ended[index] {
-                continue;
-            }
-            // Share the wait between the sources still open.
-            let open = self.ended.iter().filter(|e| !**e).count() as u32;
-            let slice = ((deadline - now) / open).min(Duration::from_millis(50));
-            match self.sources[index].receive(&mut self.buf, slice)? {
-                Received::Datagram => self.take_datagram(),
-                Received::Timeout => {}
-                Received::End => self.ended[index] = true,
-            }
+            Err(RecvTimeoutError::Timeout) => Ok(Event::Timeout),
         }
     }
 
-    fn take_datagram(&mut self) {
-        self.stats.packets += 1;
-        self.stats.bytes += self.buf.len() as u64;
-        if let Some(writer) = &mut self.capture {
-            let mut frame = vec![0u8; 42 + self.buf.len()];
-            frame[12..14].copy_from_slice(&[0x08, 0x00]);
-            frame[14] = 0x45;
-            frame[16..18].copy_from_slice(&((28 + self.buf.len()) as u16).to_be_bytes());
-            frame[22] = 64;
-            frame[23] = 17;
-            frame[38..40].copy_from_slice(&((8 + self.buf.len()) as u16).to_be_bytes());
-            frame[42..].copy_from_slice(&self.buf);
-            let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            let _ = writer.write_packet(&PcapPacket::new(time, frame.len() as u32, &frame));
+    /// Learns the descriptors a complete heap carries.
+    fn learn_descriptors(&mut self, heap: &ReceivedHeap) {
+        if !heap.is_complete() {
+            return;
         }
-        // Errors are counted by the reassembler (malformed).
-        let _ = self.reassembler.add_packet(&self.buf);
-    }
-
-    /// Learns descriptors and counts the heap and any cnt gap before it.
-    fn account(&mut self, heap: &ReceivedHeap) {
-        if heap.is_complete() {
-            self.stats.heaps_complete += 1;
-            if let Ok(descriptors) = heap.descriptors() {
-                for d in descriptors {
-                    self.descriptors.insert(d.id, d);
-                }
+        if let Ok(descriptors) = heap.descriptors() {
+            for d in descriptors {
+                self.descriptors.insert(d.id, d);
             }
-        } else {
-            self.stats.heaps_incomplete += 1;
         }
-        self.cnts.add(heap.cnt());
     }
 
     /// The counters so far.
     pub fn stats(&self) -> ReceiverStats {
-        let r = self.reassembler.stats();
+        let shared = &self.shared;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let assembly = shared.lock();
+        let r = assembly.reassembler.stats();
         ReceiverStats {
-            malformed: r.malformed,
+            packets: load(&shared.packets),
+            bytes: load(&shared.bytes),
+            malformed: r.malformed + load(&shared.truncated),
             duplicates: r.duplicates,
-            cnt_gaps: self.cnts.missing(),
-            ..self.stats
+            heaps_complete: assembly.complete,
+            heaps_incomplete: r.heaps_incomplete,
+            cnt_gaps: assembly.cnts.missing(),
+            kernel_drops: shared.kernel_drops.iter().map(load).sum(),
+            ring_drops: load(&shared.ring_drops),
         }
     }
 
@@ -236,10 +221,70 @@ impl Receiver {
         Some((d.name.as_str(), decode(d, item.value())))
     }
 
-    /// The sources.
-    pub fn sources(&self) -> &[Source] {
-        &self.sources
+    /// The local address of each source (`None` for files), in order.
+    pub fn local_addrs(&self) -> &[Option<SocketAddr>] {
+        &self.local_addrs
     }
+}
+
+impl Drop for Receiver {
+    /// Stops the readers (within their read timeout) and joins them;
+    /// multicast groups are left as their sockets close.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // A reader waiting for room in the ring (a file's) sees it gone.
+        let (_, gone) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.ring, gone));
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn open_capture(path: &std::path::Path) -> Result<Capture, SourceError> {
+    let file = File::create(path).map_err(|source| SourceError::Io {
+        what: format!("creating {}", path.display()),
+        source,
+    })?;
+    let writer =
+        PcapWriter::new(BufWriter::with_capacity(1 << 20, file)).map_err(|source| SourceError::Pcap {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Capture::new(writer))
+}
+
+/// A socket's batch reader, waiting at most [`reader::READ_TIMEOUT`] a
+/// read so it sees when to stop.
+fn udp_reader(socket: std::net::UdpSocket) -> Result<UdpBatchReceiver, SourceError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| SourceError::Io { what, source }
+    };
+    socket
+        .set_read_timeout(Some(reader::READ_TIMEOUT))
+        .map_err(io("setting a read timeout"))?;
+    let reader = UdpBatchReceiver::new(socket).map_err(io("asking for the socket's drop counter"))?;
+    tracing::debug!(
+        "reading {:?} in batches, UDP GRO {}",
+        reader.socket().local_addr().ok(),
+        if reader.gro() {
+            "on"
+        } else {
+            "off (the kernel refused it)"
+        }
+    );
+    Ok(reader)
+}
+
+fn spawn(body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SourceError> {
+    std::thread::Builder::new()
+        .name("spead-recv".into())
+        .spawn(body)
+        .map_err(|source| SourceError::Io {
+            what: "starting a reader thread".into(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -252,7 +297,7 @@ mod tests {
     fn heaps_values_and_gaps_over_udp() {
         let source = Source::open("127.0.0.1:0", &Default::default()).unwrap();
         let to = source.local_addr().unwrap();
-        let mut receiver = Receiver::new(vec![source], ReassemblerConfig::default());
+        let mut receiver = Receiver::new(vec![source], ReceiverConfig::default()).unwrap();
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let sizing = PacketSizing::new(1472).unwrap();
         let ts = Descriptor::with_format(0x1600, "timestamp", "", vec![], vec![FormatField::new(b'u', 48)]);

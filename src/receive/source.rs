@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -27,12 +26,12 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A pcap file that cannot be read.
-    #[error("reading pcap file {path}: {why}")]
+    #[error("reading pcap file {}: {source}", path.display())]
     Pcap {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        why: String,
+        source: pcap_file::PcapError,
     },
 }
 
@@ -62,14 +61,12 @@ impl Default for UdpOptions {
     }
 }
 
-/// What a wait on a source gave.
+/// What reading a pcap source gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
     /// A datagram, now in the buffer.
     Datagram,
-    /// Nothing within the timeout.
-    Timeout,
-    /// The source has no more (the end of a pcap file).
+    /// The source has no more (the end of the file).
     End,
 }
 
@@ -98,9 +95,9 @@ impl PcapSource {
     /// Opens a pcap file.
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
-        let reader = PcapReader::new(BufReader::new(file)).map_err(|e| SourceError::Pcap {
+        let reader = PcapReader::new(BufReader::new(file)).map_err(|source| SourceError::Pcap {
             path: path.to_owned(),
-            why: e.to_string(),
+            source,
         })?;
         Ok(PcapSource {
             path: path.to_owned(),
@@ -109,19 +106,18 @@ impl PcapSource {
     }
 
     /// The next frame's UDP payload (frames that are not IPv4/UDP are
-    /// skipped), copied into `buf`.
-    pub fn next_payload(&mut self, buf: &mut Vec<u8>) -> Result<Received, SourceError> {
+    /// skipped), appended to `out`.
+    pub fn append_payload(&mut self, out: &mut Vec<u8>) -> Result<Received, SourceError> {
         loop {
             let Some(packet) = self.reader.next_packet() else {
                 return Ok(Received::End);
             };
-            let packet = packet.map_err(|e| SourceError::Pcap {
+            let packet = packet.map_err(|source| SourceError::Pcap {
                 path: self.path.clone(),
-                why: e.to_string(),
+                source,
             })?;
             if let Some(payload) = udp_payload(&packet.data) {
-                buf.clear();
-                buf.extend_from_slice(payload);
+                out.extend_from_slice(payload);
                 return Ok(Received::Datagram);
             }
         }
@@ -182,38 +178,6 @@ impl Source {
                 .map_err(io(format!("binding to {address}")))?,
         }
         Ok(Source::Udp(socket.into()))
-    }
-
-    /// Waits up to `timeout` for a datagram (or reads the next pcap
-    /// frame) into `buf`.
-    pub fn receive(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<Received, SourceError> {
-        match self {
-            Source::Pcap(pcap) => pcap.next_payload(buf),
-            Source::Udp(socket) => {
-                socket
-                    .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))
-                    .map_err(io("setting a read timeout"))?;
-                buf.resize(65536, 0);
-                match socket.recv(buf) {
-                    Ok(len) => {
-                        buf.truncate(len);
-                        Ok(Received::Datagram)
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        Ok(Received::Timeout)
-                    }
-                    Err(e) => Err(SourceError::Io {
-                        what: "receiving a datagram".into(),
-                        source: e,
-                    }),
-                }
-            }
-        }
     }
 
     /// The local address of a UDP source.

@@ -16,6 +16,8 @@ mod tcp;
 #[allow(unsafe_code)]
 mod udp;
 #[allow(unsafe_code)]
+mod udp_rx;
+#[allow(unsafe_code)]
 mod umem;
 #[allow(unsafe_code)]
 mod xdp;
@@ -27,6 +29,7 @@ pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
 pub use udp::{MulticastInterface, UdpConfig, UdpTransport};
+pub(crate) use udp_rx::UdpBatchReceiver;
 pub use umem::{HugePages, UmemArea, UmemBuffer};
 pub use xdp::{XdpConfig, XdpCounters, XdpMode, XdpTransport};
 pub use xdp_features::{TransportChoice, XdpFeatures};

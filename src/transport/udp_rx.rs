@@ -1,0 +1,321 @@
+//! UDP read in batches, for receivers that must keep up: one `recvmmsg`
+//! call fills up to [`MESSAGES`] slots of one buffer allocated once; with
+//! UDP GRO (where the kernel offers it) a slot may hold several datagrams
+//! of one size, coalesced by the kernel, which [`UdpBatch::datagrams`]
+//! splits back apart; and every batch carries the socket's drop counter
+//! (`SO_RXQ_OVFL`), so datagrams the kernel dropped for want of buffer
+//! space are counted, never silent. Nothing is allocated or zeroed per
+//! datagram.
+
+use std::io;
+use std::mem;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{setsockopt, sockopt};
+
+/// Slots filled by one `recvmmsg`.
+pub(crate) const MESSAGES: usize = 64;
+/// Bytes a slot holds: the largest UDP payload, or a GRO message of
+/// coalesced datagrams (at most 64 KiB).
+const SLOT: usize = 1 << 16;
+/// Control bytes a slot holds: room for `SO_RXQ_OVFL` (u32) and `UDP_GRO`
+/// (int), with their headers, and to spare.
+const CONTROL: usize = 64;
+/// `UDP_GRO` from the kernel's `linux/udp.h` (libc lacks it for glibc).
+const UDP_GRO: libc::c_int = 104;
+/// `SO_MEMINFO` from `asm-generic/socket.h`, and its array's length
+/// (`SK_MEMINFO_VARS`).
+const SO_MEMINFO: libc::c_int = 55;
+const SK_MEMINFO_VARS: usize = 9;
+
+/// A UDP socket read in batches.
+pub(crate) struct UdpBatchReceiver {
+    socket: UdpSocket,
+    buffer: Box<[u8]>,
+    control: Box<[u8]>,
+    headers: Box<[libc::mmsghdr]>,
+    iovecs: Box<[libc::iovec]>,
+    /// Per slot of the last batch: bytes, and the GRO segment size (0:
+    /// one datagram).
+    received: [(usize, usize); MESSAGES],
+    count: usize,
+    /// The socket's drop counter as the kernel last reported it.
+    drops: u32,
+    /// Slots cut short (a datagram larger than the slot: never for UDP).
+    truncated: u64,
+    gro: bool,
+}
+
+// SAFETY: the raw pointers in `headers` and `iovecs` point into this
+// value's own boxed buffers (rebuilt before every call), so moving the
+// receiver to another thread moves what they point to with it.
+unsafe impl Send for UdpBatchReceiver {}
+
+impl std::fmt::Debug for UdpBatchReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpBatchReceiver")
+            .field("socket", &self.socket)
+            .field("gro", &self.gro)
+            .finish()
+    }
+}
+
+impl UdpBatchReceiver {
+    /// Reads `socket` in batches, asking the kernel for its drop counter
+    /// and for GRO (kept off where the kernel refuses it). A read waits
+    /// as long as the socket's read timeout.
+    pub fn new(socket: UdpSocket) -> io::Result<Self> {
+        setsockopt(&socket, sockopt::RxqOvfl, &1)?;
+        let gro = setsockopt(&socket, sockopt::UdpGroSegment, &true).is_ok();
+        // SAFETY: mmsghdr and iovec are plain old data; all zeros is valid
+        // (null pointers, zero lengths), and every field is set before use.
+        let headers = (0..MESSAGES).map(|_| unsafe { mem::zeroed() }).collect();
+        // SAFETY: as above.
+        let iovecs = (0..MESSAGES).map(|_| unsafe { mem::zeroed() }).collect();
+        Ok(UdpBatchReceiver {
+            socket,
+            buffer: vec![0; MESSAGES * SLOT].into_boxed_slice(),
+            control: vec![0; MESSAGES * CONTROL].into_boxed_slice(),
+            headers,
+            iovecs,
+            received: [(0, 0); MESSAGES],
+            count: 0,
+            drops: 0,
+            truncated: 0,
+            gro,
+        })
+    }
+
+    /// Whether the kernel coalesces datagrams for this socket (UDP GRO).
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Datagrams the kernel dropped at this socket since it was opened
+    /// (for want of receive-buffer space), as of the last datagram that
+    /// brought news of it (the kernel stamps the count on each datagram
+    /// it queues) or the last [`refresh_drops`](Self::refresh_drops).
+    pub fn kernel_drops(&self) -> u64 {
+        u64::from(self.drops)
+    }
+
+    /// Asks the kernel for the socket's drop counter now (`SO_MEMINFO`):
+    /// one system call, for when no datagram brings it (idle, or at the
+    /// end).
+    pub fn refresh_drops(&mut self) -> io::Result<u64> {
+        let mut meminfo = [0u32; SK_MEMINFO_VARS];
+        let mut len = mem::size_of_val(&meminfo) as libc::socklen_t;
+        // SAFETY: a valid socket, and a buffer of `len` bytes the kernel
+        // fills (at most `len`).
+        let rc = unsafe {
+            libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                meminfo.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.drops = meminfo[libc::SK_MEMINFO_DROPS as usize];
+        Ok(self.kernel_drops())
+    }
+
+    /// Messages cut short so far (longer than a slot).
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+
+    /// Waits (up to the socket's read timeout) for at least one datagram,
+    /// then takes every message already queued, up to [`MESSAGES`].
+    /// `Ok` with an empty batch when the wait timed out.
+    pub fn receive(&mut self) -> io::Result<UdpBatch<'_>> {
+        self.count = 0;
+        self.prepare_headers();
+        // SAFETY: `headers` holds MESSAGES entries, each pointing at its own
+        // iovec (of SLOT bytes inside `buffer`) and CONTROL bytes inside
+        // `control`, all owned by `self` and alive for the call; no name
+        // buffer is given (msg_name null, msg_namelen 0).
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                MESSAGES as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+                    Ok(UdpBatch { receiver: self })
+                }
+                _ => Err(error),
+            };
+        }
+        self.count = rc as usize;
+        for k in 0..self.count {
+            self.received[k] = self.read_header(k);
+        }
+        Ok(UdpBatch { receiver: self })
+    }
+
+    /// Points every header at its slot, its iovec and its control bytes,
+    /// with their full capacities (the kernel overwrites the lengths).
+    fn prepare_headers(&mut self) {
+        let buffer = self.buffer.as_mut_ptr();
+        let control = self.control.as_mut_ptr();
+        for k in 0..MESSAGES {
+            self.iovecs[k] = libc::iovec {
+                // In bounds: k < MESSAGES, and the buffer has MESSAGES slots.
+                iov_base: buffer.wrapping_add(k * SLOT).cast(),
+                iov_len: SLOT,
+            };
+            let header = &mut self.headers[k].msg_hdr;
+            header.msg_name = std::ptr::null_mut();
+            header.msg_namelen = 0;
+            header.msg_iov = &mut self.iovecs[k];
+            header.msg_iovlen = 1;
+            header.msg_control = control.wrapping_add(k * CONTROL).cast();
+            header.msg_controllen = CONTROL as _;
+            header.msg_flags = 0;
+            self.headers[k].msg_len = 0;
+        }
+    }
+
+    /// Slot `k`'s length and GRO segment size, and the drop counter from
+    /// its control messages.
+    fn read_header(&mut self, k: usize) -> (usize, usize) {
+        let mmsg = self.headers[k];
+        let len = (mmsg.msg_len as usize).min(SLOT);
+        if mmsg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            self.truncated += 1;
+        }
+        let header: *const libc::msghdr = &mmsg.msg_hdr;
+        let mut segment = 0;
+        // SAFETY: the kernel filled this header's control bytes (inside
+        // `control`, msg_controllen of them, at most CONTROL) in the call
+        // just made; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen
+        // and return null past it.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
+        while !cmsg.is_null() {
+            // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR points at a
+            // whole header inside the control bytes.
+            let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+            if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
+                // SAFETY: the kernel writes a u32 as SO_RXQ_OVFL's data;
+                // read unaligned, as cmsg data need not be aligned for it.
+                self.drops = unsafe { libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned() };
+            } else if level == libc::SOL_UDP && kind == UDP_GRO {
+                // SAFETY: the kernel writes an int (the segment size) as
+                // UDP_GRO's data.
+                let size = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
+                segment = usize::try_from(size).unwrap_or(0);
+            }
+            // SAFETY: as for CMSG_FIRSTHDR.
+            cmsg = unsafe { libc::CMSG_NXTHDR(header, cmsg) };
+        }
+        (len, segment)
+    }
+}
+
+/// The datagrams of one [`UdpBatchReceiver::receive`].
+#[derive(Debug)]
+pub(crate) struct UdpBatch<'a> {
+    receiver: &'a UdpBatchReceiver,
+}
+
+impl UdpBatch<'_> {
+    /// Messages received (each one datagram, or several coalesced).
+    pub fn messages(&self) -> usize {
+        self.receiver.count
+    }
+
+    /// The datagrams, GRO messages split back into theirs.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let r = self.receiver;
+        r.received[..r.count]
+            .iter()
+            .enumerate()
+            .flat_map(move |(k, &(len, segment))| {
+                let message = &r.buffer[k * SLOT..k * SLOT + len];
+                // A segment size of 0 (no GRO) takes the message whole.
+                message.chunks(if segment == 0 { len.max(1) } else { segment })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (UdpSocket, UdpBatchReceiver) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.connect(socket.local_addr().unwrap()).unwrap();
+        (sender, UdpBatchReceiver::new(socket).unwrap())
+    }
+
+    #[test]
+    fn a_batch_takes_every_queued_datagram_in_order() {
+        let (sender, mut receiver) = pair();
+        for i in 0..10u8 {
+            sender.send(&vec![i; 100 + usize::from(i)]).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let batch = receiver.receive().unwrap();
+            assert!(batch.messages() > 0, "timed out after {}", got.len());
+            got.extend(batch.datagrams().map(<[u8]>::to_vec));
+        }
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d, &vec![i as u8; 100 + i]);
+        }
+        assert_eq!(
+            receiver.receive().unwrap().messages(),
+            0,
+            "a timeout is an empty batch"
+        );
+    }
+
+    #[test]
+    fn a_full_socket_buffer_reports_its_drops() {
+        let (sender, mut receiver) = pair();
+        nix::sys::socket::setsockopt(receiver.socket(), sockopt::RcvBuf, &4096).unwrap();
+        // Far more than a small receive buffer holds, none read meanwhile.
+        for _ in 0..2000 {
+            sender.send(&[7u8; 1000]).unwrap();
+        }
+        let batch = receiver.receive().unwrap();
+        let arrived = batch.datagrams().count() as u64;
+        assert!(arrived > 0);
+        let mut arrived_total = arrived;
+        loop {
+            let batch = receiver.receive().unwrap();
+            if batch.messages() == 0 {
+                break;
+            }
+            arrived_total += batch.datagrams().count() as u64;
+        }
+        // The count as of now, and as the next datagram queued carries it.
+        let drops = receiver.refresh_drops().unwrap();
+        assert!(drops > 0, "no drops reported");
+        assert_eq!(arrived_total + drops, 2000);
+        receiver.drops = 0;
+        sender.send(b"after").unwrap();
+        let batch = receiver.receive().unwrap();
+        assert_eq!(batch.datagrams().collect::<Vec<_>>(), [b"after"]);
+        assert_eq!(receiver.kernel_drops(), drops);
+    }
+}
