@@ -5,7 +5,7 @@
 //! packet takes on a 100 GbE wire, which gives the cores line rate needs
 //! for user space alone.
 //!
-//! `cargo bench --bench budget` (no root). The worker is pinned to core 1;
+//! `cargo bench --features internals --bench budget` (no root). The worker is pinned to core 1;
 //! each figure is the best of several runs (the least disturbed by other
 //! work on a shared machine).
 

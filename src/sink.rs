@@ -55,7 +55,7 @@ impl SinkConfig {
 #[derive(Debug, Error)]
 pub enum SinkError {
     /// The namespace could not be entered (or left).
-    #[error("network namespace {name}: {source}")]
+    #[error("network namespace {name}")]
     Namespace {
         /// Namespace name.
         name: String,
@@ -63,7 +63,7 @@ pub enum SinkError {
         source: std::io::Error,
     },
     /// No such interface.
-    #[error("interface {name}: {source}")]
+    #[error("interface {name}")]
     Interface {
         /// Interface name.
         name: String,
@@ -71,7 +71,7 @@ pub enum SinkError {
         source: nix::Error,
     },
     /// A libbpf step failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Bpf {
         /// What was being done.
         what: &'static str,

@@ -133,7 +133,8 @@ fn oversized_packets_fail_their_heap_with_emsgsize_when_not_fragmenting() {
         assert!(
             matches!(
                 &err,
-                SendError::Transport(TransportError::MessageTooLong { len: 8192, .. })
+                SendError::Transport(TransportError::MessageTooLong { len: 8192, source, .. })
+                    if source.raw_os_error() == Some(libc::EMSGSIZE)
             ),
             "{err:?}"
         );
@@ -145,7 +146,6 @@ fn oversized_packets_fail_their_heap_with_emsgsize_when_not_fragmenting() {
         message.contains("UDP packet of 8192 bytes to 10.9.0.2:7148"),
         "{message}"
     );
-    assert!(message.contains("Message too long"), "{message}");
     let mut buf = [0u8; 2048];
     let len = receiver.recv(&mut buf).unwrap();
     let want = PacketSizing::new(8192)

@@ -137,8 +137,12 @@ fn an_explicit_cnt_beyond_the_flavour_is_refused() {
 #[test]
 fn an_unknown_interface_is_named() {
     let config = XdpConfig::new("nosuchif0", vec!["10.200.99.2:7148".parse().unwrap()]);
-    let error = XdpTransport::new(&config).unwrap_err().to_string();
-    says(&error, &["unknown interface", "nosuchif0"]);
+    let error = XdpTransport::new(&config).unwrap_err();
+    assert!(
+        matches!(&error, TransportError::NoSuchInterface { name, .. } if name == "nosuchif0"),
+        "{error}"
+    );
+    says(&error.to_string(), &["unknown interface", "nosuchif0"]);
 }
 
 #[test]

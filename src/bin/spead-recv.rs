@@ -152,7 +152,7 @@ fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool
         let event = match receiver.next_event(Duration::from_millis(200)) {
             Ok(event) => event,
             Err(e) => {
-                eprintln!("spead-recv: {name}: {e}");
+                eprintln!("spead-recv: {name}: {:#}", anyhow::Error::from(e));
                 continue;
             }
         };

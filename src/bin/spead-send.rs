@@ -22,7 +22,7 @@ use spead_xdp::stream::{
 };
 use spead_xdp::transport::{
     self, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, TransportChoice, UdpConfig,
-    UdpTransport, XdpConfig, XdpTransport,
+    UdpTransport, XdpConfig, XdpMode, XdpTransport,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,7 +143,9 @@ struct Args {
     /// Output file for --transport pcap.
     #[arg(long, value_name = "FILE", help_heading = "Transport options")]
     pcap: Option<PathBuf>,
-    /// Network interface for AF_XDP.
+    /// Network interface: AF_XDP sends on it (default: the one the route
+    /// to the first destination leaves by); the UDP transport binds to it
+    /// (SO_BINDTODEVICE), so packets leave by it or not at all.
     #[arg(long, value_name = "IFACE", help_heading = "Transport options")]
     interface: Option<String>,
     /// UMEM pages for AF_XDP: huge pages when reserved (auto), required, or never.
@@ -290,11 +292,11 @@ fn transport_kind(args: &Args, destinations: &[SocketAddr]) -> Result<TransportK
     let kind = match (args.tcp, args.transport) {
         (true, TransportKind::Auto | TransportKind::Tcp) => TransportKind::Tcp,
         (true, other) => bail!("--tcp contradicts --transport {other:?}"),
-        (false, TransportKind::Auto) => auto_transport(args, destinations),
+        (false, TransportKind::Auto) => auto_transport(args, destinations)?,
         (false, kind) => kind,
     };
-    if args.interface.is_some() && kind != TransportKind::Xdp {
-        tracing::warn!("--interface applies to the AF_XDP transport only; ignored");
+    if args.interface.is_some() && matches!(kind, TransportKind::Tcp | TransportKind::Pcap) {
+        tracing::warn!("--interface applies to the AF_XDP and UDP transports only; ignored");
     }
     Ok(kind)
 }
@@ -302,7 +304,10 @@ fn transport_kind(args: &Args, destinations: &[SocketAddr]) -> Result<TransportK
 /// `--transport auto`: AF_XDP where the interface's driver sends from the
 /// UMEM itself (zero-copy), the UDP transport (faster than copy-mode
 /// AF_XDP) elsewhere; logged with the reason.
-fn auto_transport(args: &Args, destinations: &[SocketAddr]) -> TransportKind {
+fn auto_transport(args: &Args, destinations: &[SocketAddr]) -> Result<TransportKind> {
+    if let Some(name) = &args.interface {
+        nix::net::if_::if_nametoindex(name.as_str()).with_context(|| format!("--interface {name}"))?;
+    }
     let interface = ipv4_destinations(destinations, "AF_XDP").and_then(|v4| xdp_interface(args, &v4));
     let choice = match interface {
         Ok(interface) => TransportChoice::for_interface(&interface),
@@ -313,23 +318,25 @@ fn auto_transport(args: &Args, destinations: &[SocketAddr]) -> TransportKind {
     match choice {
         TransportChoice::Xdp { reason } => {
             tracing::info!("--transport auto: AF_XDP, since {reason}");
-            TransportKind::Xdp
+            Ok(TransportKind::Xdp)
         }
         TransportChoice::Udp { reason } => {
             tracing::info!("--transport auto: UDP, since {reason}");
-            TransportKind::Udp
+            Ok(TransportKind::Udp)
         }
     }
 }
 
 fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
     match transport_kind(args, destinations)? {
-        TransportKind::Xdp if args.transport == TransportKind::Auto => open_xdp(args, destinations, config)
-            .or_else(|why| {
-                tracing::info!("AF_XDP not possible ({why:#}); using the UDP transport");
+        // Chosen for zero-copy: in zero-copy mode only, else UDP.
+        TransportKind::Xdp if args.transport == TransportKind::Auto => {
+            open_xdp(args, destinations, config, XdpMode::ZeroCopy).or_else(|why| {
+                tracing::info!("AF_XDP zero-copy not possible ({why:#}); using the UDP transport");
                 open_udp(args, destinations, config)
-            }),
-        TransportKind::Xdp => open_xdp(args, destinations, config),
+            })
+        }
+        TransportKind::Xdp => open_xdp(args, destinations, config, XdpMode::Auto),
         TransportKind::Udp | TransportKind::Auto => open_udp(args, destinations, config),
         TransportKind::Tcp => open_tcp(args, destinations, config),
         TransportKind::Pcap => open_pcap(args, destinations, config),
@@ -339,6 +346,7 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
 /// A stream over kernel UDP sockets, one per worker.
 fn open_udp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
     let mut udp = UdpConfig::new(destinations.to_vec());
+    udp.interface = args.interface.clone();
     if let Some(buffer) = args.buffer {
         udp.buffer_size = buffer;
     }
@@ -413,10 +421,11 @@ fn xdp_interface(args: &Args, destinations: &[SocketAddrV4]) -> Result<String> {
     }
 }
 
-/// A stream over AF_XDP: one socket (TX queue) per worker.
-fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
+/// A stream over AF_XDP in `mode`: one socket (TX queue) per worker.
+fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig, mode: XdpMode) -> Result<Stream> {
     let v4 = ipv4_destinations(destinations, "AF_XDP")?;
     let mut xdp = XdpConfig::new(xdp_interface(args, &v4)?, v4);
+    xdp.mode = mode;
     xdp.source = match args.bind {
         None => None,
         Some(IpAddr::V4(source)) => Some(source),
@@ -627,9 +636,13 @@ fn send_heaps(
 }
 
 /// spead2_send's closing line, and what an interruption left.
-fn report(stream: &Stream, outcome: &Outcome) {
-    if let Some(error) = &outcome.last_error {
-        tracing::warn!("{} errors, last one: {error}", stream.stats().errors);
+fn report(stream: &Stream, outcome: Outcome) {
+    if let Some(error) = outcome.last_error {
+        tracing::warn!(
+            "{} errors, last one: {:#}",
+            stream.stats().errors,
+            anyhow::Error::from(error)
+        );
     }
     let seconds = outcome.elapsed.as_secs_f64();
     println!(
@@ -668,8 +681,9 @@ fn run(args: &Args) -> Result<bool> {
     let interrupted = interrupt_flag()?;
     let outcome = send_heaps(args, &stream, group, &interrupted)?;
     reporters.stop();
-    report(&stream, &outcome);
-    Ok(!outcome.interrupted)
+    let interrupted = outcome.interrupted;
+    report(&stream, outcome);
+    Ok(!interrupted)
 }
 
 fn main() -> ExitCode {

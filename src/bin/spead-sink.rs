@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
 use spead_xdp::sink::{Sink, SinkConfig, SinkStats};
 
@@ -57,7 +58,7 @@ fn report(label: &str, stats: &SinkStats, seconds: f64) -> String {
     )
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> anyhow::Result<()> {
     let config = SinkConfig {
         interface: args.interface.clone(),
         netns: args.netns.clone(),
@@ -66,10 +67,10 @@ fn run(args: Args) -> Result<(), String> {
         burst_gap: Duration::from_secs_f64(args.burst_gap_us / 1e6),
         settle: Duration::from_secs_f64(args.settle_ms / 1e3),
     };
-    let sink = Sink::attach(&config).map_err(|e| e.to_string())?;
+    let sink = Sink::attach(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
-    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).map_err(|e| e.to_string())?;
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).context("cannot handle Ctrl-C")?;
     println!(
         "attached to {}{}; counting UDP port {} ({})",
         args.interface,
@@ -84,7 +85,7 @@ fn run(args: Args) -> Result<(), String> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let now = Instant::now();
-        let stats = sink.stats().map_err(|e| e.to_string())?;
+        let stats = sink.stats()?;
         if stats.packets != last.packets {
             last_change = now;
         }
@@ -119,7 +120,7 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
     }
-    let stats = sink.stats().map_err(|e| e.to_string())?;
+    let stats = sink.stats()?;
     println!("{}", report("total", &stats, stats.span_seconds()));
     let t = &stats.timing;
     println!(
@@ -144,8 +145,8 @@ fn run(args: Args) -> Result<(), String> {
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("spead-sink: {message}");
+        Err(error) => {
+            eprintln!("spead-sink: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -166,7 +166,7 @@ pub enum DescriptorError {
     #[error("encoded descriptor payload of {0} bytes exceeds the flavour's address range")]
     TooLarge(usize),
     /// The encoded descriptor packet is malformed.
-    #[error("malformed descriptor packet: {0}")]
+    #[error("malformed descriptor packet")]
     Packet(#[from] DecodeError),
     /// A required field is absent from an encoded descriptor.
     #[error("descriptor has no {0} field")]

@@ -209,7 +209,8 @@ impl<'p> HeapPackets<'p> {
     /// `frame` and returns them with the packet's payload as references into
     /// the items' memory, moving on as [`write_next`](Self::write_next)
     /// would. `None` when the heap is done, or (moving nothing) when the
-    /// payload spans more than [`MAX_PARTS`] items: write that one whole.
+    /// payload spans more than [`MAX_REF_PIECES`](crate::transport::MAX_REF_PIECES)
+    /// items: write that one whole.
     pub fn next_packet_parts(&mut self, frame: &mut [u8]) -> Result<Option<PacketParts<'p>>, PacketizeError> {
         self.cursor.next_packet_parts(self.items, frame)
     }

@@ -79,7 +79,7 @@ pub enum ReassemblyError {
         max: usize,
     },
     /// A complete heap whose items do not resolve; it is dropped.
-    #[error("heap {cnt} is complete but malformed: {source}")]
+    #[error("heap {cnt} is complete but malformed")]
     MalformedHeap {
         /// Heap cnt.
         cnt: u64,

@@ -18,7 +18,7 @@ pub enum SourceError {
     #[error("source {0:?} is not a pcap file, PORT or HOST:PORT")]
     Spec(String),
     /// An OS error, with what was being done.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What failed.
         what: String,
@@ -26,7 +26,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A pcap file that cannot be read.
-    #[error("reading pcap file {}: {source}", path.display())]
+    #[error("reading pcap file {}", path.display())]
     Pcap {
         /// The file.
         path: PathBuf,

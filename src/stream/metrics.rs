@@ -8,11 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, T
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::stats::StatsHandle;
 
-/// How long a scraper may take to send its request.
+/// How long a scraper may take over its whole request, and over taking
+/// the answer: no client holds the server (or its shutdown) longer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest request head read.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -57,7 +58,8 @@ impl Drop for MetricsServer {
     /// connection of our own and joined.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let wake = SocketAddr::new(reachable(self.address.ip()), self.address.port());
+        let mut wake = self.address;
+        wake.set_ip(reachable(wake.ip()));
         if TcpStream::connect_timeout(&wake, REQUEST_TIMEOUT).is_ok() {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
@@ -92,10 +94,19 @@ fn serve(listener: &TcpListener, stats: &StatsHandle, stop: &AtomicBool) {
 /// Reads one request's head and writes the figures (or 404 for another
 /// path).
 fn answer(mut connection: TcpStream, stats: &StatsHandle) -> io::Result<()> {
-    connection.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    connection.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request not sent within 1 s",
+            ));
+        }
+        connection.set_read_timeout(Some(left))?;
         let n = connection.read(&mut buf)?;
         if n == 0 {
             break;

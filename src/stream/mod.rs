@@ -145,13 +145,13 @@ pub enum SendError {
         unsent: Unsent,
     },
     /// The transport failed while sending; the submission was not (all) sent.
-    #[error("transport failed: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// The batch this submission's packets shared with another failed
     /// (the other's packet was refused, or the transport failed part-way);
     /// the other submission failed with the same error, as
     /// [`Transport`](Self::Transport).
-    #[error("the batch it shared with another submission failed: {0}")]
+    #[error("the batch it shared with another submission failed")]
     SharedBatch(#[source] TransportError),
     /// The stream's worker has stopped.
     #[error("the stream's worker has stopped")]

@@ -49,7 +49,10 @@ pub enum BadPacket {
 
 /// Why a transport could not be opened or could not take packets. Errors
 /// from the operating system are kept (shared, so an error can be handed to
-/// every heap it failed) and reachable through `source()`.
+/// every heap it failed): [`os_error`](Self::os_error) gives the
+/// `io::Error`, and `source()` the same as the next link of the chain. As
+/// everywhere in this crate, a message does not repeat its source: print
+/// the chain (`anyhow`'s `{:#}` does) to see both.
 #[derive(Debug, Clone, Error)]
 pub enum TransportError {
     /// The transport cannot carry packets this large.
@@ -76,7 +79,7 @@ pub enum TransportError {
     },
     /// A packet source broke the transport contract; nothing of the packet
     /// was sent.
-    #[error("bad packet: {0}")]
+    #[error("bad packet")]
     BadPacket(#[from] BadPacket),
     /// A transport was given no destination.
     #[error("a {transport} transport needs at least one destination")]
@@ -95,7 +98,7 @@ pub enum TransportError {
     /// A multicast interface named the wrong way for the destinations'
     /// family (IPv4 takes an address, IPv6 an index).
     #[error(
-        "{family} multicast needs an interface {}, not {interface:?}",
+        "{family} multicast needs an interface {}, not {interface}",
         if *family == "IPv4" { "address" } else { "index" }
     )]
     MulticastInterfaceFamily {
@@ -114,7 +117,7 @@ pub enum TransportError {
         other: usize,
     },
     /// No interface has this name.
-    #[error("unknown interface {name:?}: {source}")]
+    #[error("unknown interface {name:?}")]
     NoSuchInterface {
         /// The name asked for.
         name: String,
@@ -123,7 +126,7 @@ pub enum TransportError {
     },
     /// The kernel has no route to the destination (from the source, when
     /// one is named).
-    #[error("no route to {destination}{}: {source}", from.map(|f| format!(" from {f}")).unwrap_or_default())]
+    #[error("no route to {destination}{}", from.map(|f| format!(" from {f}")).unwrap_or_default())]
     NoRoute {
         /// Where packets were to go.
         destination: Ipv4Addr,
@@ -258,7 +261,7 @@ pub enum TransportError {
         in_flight: usize,
     },
     /// The operating system refused for want of privilege.
-    #[error("{what} (AF_XDP needs root or CAP_NET_RAW): {source}")]
+    #[error("{what} (AF_XDP needs root or CAP_NET_RAW)")]
     Permission {
         /// What was refused.
         what: String,
@@ -267,7 +270,7 @@ pub enum TransportError {
     },
     /// A datagram larger than the path allows (EMSGSIZE; with
     /// don't-fragment set, larger than the path MTU).
-    #[error("sending a UDP packet of {len} bytes to {destination}: {source}")]
+    #[error("sending a UDP packet of {len} bytes to {destination}")]
     MessageTooLong {
         /// The datagram's length.
         len: usize,
@@ -277,7 +280,7 @@ pub enum TransportError {
         source: Arc<io::Error>,
     },
     /// Any other operating-system error, with what was being done.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What failed, for people to read.
         what: String,
@@ -303,7 +306,23 @@ impl TransportError {
         move |source| TransportError::io(what, source)
     }
 
-    /// The kind of failure this is, as `std::io::ErrorKind` names it.
+    /// The operating system's error under this one, where there is one.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        use TransportError::*;
+        match self {
+            NoSuchInterface { source, .. }
+            | NoRoute { source, .. }
+            | Permission { source, .. }
+            | MessageTooLong { source, .. }
+            | Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The kind of failure this is, as `std::io::ErrorKind` names it:
+    /// the operating system's where it gave one, else this crate's
+    /// reading of the failure (an interface or route that does not exist
+    /// is `NotFound` or `HostUnreachable`, a bad setting `InvalidInput`).
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind;
         use TransportError::*;

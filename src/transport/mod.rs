@@ -40,16 +40,17 @@ pub fn interface_towards(destination: std::net::Ipv4Addr) -> Result<String, Tran
     Ok(iface::Interface::towards(destination)?.name)
 }
 
-/// Internals the crate's own tests and benchmarks reach; not part of the
-/// API, free to change.
-#[doc(hidden)]
+/// Internals the crate's own tests and benchmarks reach (feature
+/// `internals`); not part of the API, free to change.
+#[cfg(feature = "internals")]
 pub mod internals {
     pub use super::frame::{UdpFrameTemplate, HEADERS_LEN};
     pub use super::iface::Interface;
 }
 
 /// Most pieces of payload one packet can reference.
-pub const MAX_REF_PIECES: usize = crate::protocol::packetizer::MAX_PARTS;
+pub const MAX_REF_PIECES: usize = 8;
+const _: () = assert!(MAX_REF_PIECES == crate::protocol::packetizer::MAX_PARTS);
 
 /// The next packet a [`PacketSource`] offers: its length and destination,
 /// stated before the transport hands over a buffer.

@@ -36,6 +36,15 @@ pub enum MulticastInterface {
     Index(u32),
 }
 
+impl std::fmt::Display for MulticastInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MulticastInterface::Address(address) => write!(f, "address {address}"),
+            MulticastInterface::Index(index) => write!(f, "index {index}"),
+        }
+    }
+}
+
 /// How to open a UDP transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpConfig {
@@ -180,7 +189,7 @@ impl UdpTransport {
                 }
             };
             result.map_err(TransportError::doing(format!(
-                "setting the multicast interface to {interface:?}"
+                "setting the multicast interface to {interface}"
             )))?;
         }
         if let Some(enabled) = config.multicast_loop {

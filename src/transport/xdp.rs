@@ -438,10 +438,10 @@ impl XdpTransport {
         what: &'static str,
         mut ready: impl FnMut(&mut Self) -> bool,
     ) -> Result<(), TransportError> {
+        if ready(self) {
+            return Ok(());
+        }
         self.retry_until(what, |t| {
-            if ready(t) {
-                return Ok(true);
-            }
             t.kick()?;
             t.reap();
             std::hint::spin_loop();
@@ -450,15 +450,17 @@ impl XdpTransport {
     }
 
     /// The one bounded wait: makes `attempt` until it reports done, for at
-    /// most [`STALL_TIMEOUT`]; then fails, saying what did not happen. An
-    /// attempt's error ends the wait at once.
+    /// most [`STALL_TIMEOUT`] from the first attempt that was not (the
+    /// clock is read only then); then fails, saying what did not happen.
+    /// An attempt's error ends the wait at once.
     fn retry_until(
         &mut self,
         what: &'static str,
         mut attempt: impl FnMut(&mut Self) -> Result<bool, TransportError>,
     ) -> Result<(), TransportError> {
-        let deadline = Instant::now() + STALL_TIMEOUT;
+        let mut deadline = None;
         while !attempt(self)? {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + STALL_TIMEOUT);
             if Instant::now() > deadline {
                 return Err(self.stalled(what));
             }
