@@ -1,7 +1,8 @@
 //! The hot path allocates nothing: once a heap's packets are planned,
-//! writing every packet into frames makes no allocation, and a running
+//! writing every packet into frames makes no allocation, a running
 //! stream (UDP, and AF_XDP on the veth harness as root) allocates per
-//! submission, never per packet.
+//! submission, never per packet, and a running receiver allocates per
+//! heap, never per packet.
 
 mod common;
 
@@ -41,7 +42,7 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// on the main thread (`harness = false`): libtest's own threads, running
 /// other tests or reporting them, would allocate inside a test's window.
 fn main() {
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "writing_packets_allocates_nothing",
             writing_packets_allocates_nothing,
@@ -53,6 +54,10 @@ fn main() {
         (
             "a_running_af_xdp_stream_allocates_nothing_per_packet",
             a_running_af_xdp_stream_allocates_nothing_per_packet,
+        ),
+        (
+            "a_running_receiver_allocates_nothing_per_packet",
+            a_running_receiver_allocates_nothing_per_packet,
         ),
     ];
     if std::env::args().any(|a| a == "--list") {
@@ -147,14 +152,22 @@ fn a_running_stream_allocates_nothing_per_packet(stream: spead_xdp::stream::Stre
     // up its blocking receive.
     allocations_sending(&stream, 20, 1 << 20);
     std::thread::sleep(std::time::Duration::from_millis(50));
+    let (large, small) = alternate(|heap_bytes| allocations_sending(&stream, 20, heap_bytes));
+    assert_eq!(large, small, "allocations grow with packets ({what})");
+}
+
+/// Runs `window` for 20 heaps of 1 MiB (733 packets each) and of 64 KiB
+/// (46), three times alternating, checks each moved the packets it should
+/// and returns the fewest allocations of each size.
+fn alternate(mut window: impl FnMut(usize) -> (u64, u64)) -> (u64, u64) {
     let mut large = Vec::new();
     let mut small = Vec::new();
     for _ in 0..3 {
-        large.push(allocations_sending(&stream, 20, 1 << 20));
-        small.push(allocations_sending(&stream, 20, 64 << 10));
+        large.push(window(1 << 20));
+        small.push(window(64 << 10));
     }
     println!(
-        "{what}: allocations for 20 heaps of {} packets: {:?}; of {} packets: {:?}",
+        "allocations for 20 heaps of {} packets: {:?}; of {} packets: {:?}",
         large[0].1 / 20,
         large.iter().map(|l| l.0).collect::<Vec<_>>(),
         small[0].1 / 20,
@@ -163,11 +176,7 @@ fn a_running_stream_allocates_nothing_per_packet(stream: spead_xdp::stream::Stre
     assert!(large.iter().all(|l| l.1 == 20 * 733), "{large:?}");
     assert!(small.iter().all(|s| s.1 == 20 * 46), "{small:?}");
     let fewest = |windows: &[(u64, u64)]| windows.iter().map(|w| w.0).min().unwrap();
-    assert_eq!(
-        fewest(&large),
-        fewest(&small),
-        "allocations grow with packets ({what})"
-    );
+    (fewest(&large), fewest(&small))
 }
 
 fn a_running_udp_stream_allocates_nothing_per_packet() {
@@ -190,4 +199,55 @@ fn a_running_af_xdp_stream_allocates_nothing_per_packet() {
     let config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
     let transport = XdpTransport::new(&config).unwrap();
     a_running_stream_allocates_nothing_per_packet(Stream::new(transport, GROUP_OF_20).unwrap(), "AF_XDP");
+}
+
+/// Allocations made (by the reader thread and this one) while a running
+/// receiver takes `heaps` heaps of `heap_bytes` in 1472-byte packets, sent
+/// one heap at a time (each waited for, so the socket never overflows),
+/// their packets made beforehand.
+fn allocations_receiving(heaps: usize, heap_bytes: usize) -> (u64, u64) {
+    use spead_xdp::receive::{Event, Receiver, Source};
+    let payload = vec![5u8; heap_bytes];
+    let sizing = PacketSizing::new(1472).unwrap();
+    let packets: Vec<Vec<Vec<u8>>> = (0..heaps)
+        .map(|i| {
+            let mut heap = Heap::new(Flavour::SPEAD_64_48);
+            heap.add(Item::new(0x1800, &payload[..])).unwrap();
+            sizing.packets(&heap, i as u64 + 1).unwrap().collect()
+        })
+        .collect();
+    let source = Source::open("127.0.0.1:0", &Default::default()).unwrap();
+    let mut receiver = Receiver::new(vec![source], Default::default()).unwrap();
+    let to = receiver.local_addrs()[0].unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let timeout = std::time::Duration::from_secs(5);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for heap in &packets {
+        for packet in heap {
+            sender.send_to(packet, to).unwrap();
+        }
+        match receiver.next_event(timeout).unwrap() {
+            Event::Heap(heap) => assert!(heap.is_complete()),
+            other => panic!("expected a heap, got {other:?}"),
+        }
+    }
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let stats = receiver.stats();
+    assert_eq!(
+        (stats.heaps_complete, stats.kernel_drops),
+        (heaps as u64, 0),
+        "{stats:?}"
+    );
+    (allocations, stats.packets)
+}
+
+/// Receiving 20 heaps of 733 packets allocates no more than 20 heaps of
+/// 46: what is allocated is per heap (its payload, its items), never per
+/// packet (which would add some 13,700 allocations).
+fn a_running_receiver_allocates_nothing_per_packet() {
+    let (large, small) = alternate(|heap_bytes| allocations_receiving(20, heap_bytes));
+    assert!(
+        large <= small,
+        "allocations grow with packets: {large} for 733-packet heaps, {small} for 46"
+    );
 }

@@ -1,7 +1,7 @@
-//! spead-recv against spead2's sender: spead2_send.py multicasts inside a
-//! network namespace of this test's own (root; SPEAD_SKIP_PRIVILEGED=1
-//! skips), and two spead-recv monitors joined to the same group both
-//! decode every heap and value.
+//! spead-recv as a multicast monitor, in network namespaces of the tests'
+//! own (root; SPEAD_SKIP_PRIVILEGED=1 skips): two monitors joined to the
+//! same group both decode every heap and value spead2_send.py sends, and
+//! both take every heap of a 2 Gb/s spead-send stream.
 
 mod common;
 
@@ -16,31 +16,7 @@ fn two_monitors_on_one_group_decode_every_heap_from_spead2() {
     }
     let ns = Netns::with_veth_pair("recv", "1500");
     let group = "239.10.1.1:7148";
-    let monitors: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new("ip")
-                .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_spead-recv")])
-                .args([
-                    "--values",
-                    "--descriptors",
-                    "--quiet",
-                    "--interface",
-                    "10.9.0.1",
-                    group,
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start spead-recv")
-        })
-        .collect();
-    // Both monitors joined before anything is sent.
-    common::wait_for("two monitors joining the group", || {
-        let out = Command::new("ip")
-            .args(["-n", ns.name(), "maddr", "show"])
-            .output()
-            .expect("ip maddr");
-        String::from_utf8_lossy(&out.stdout).contains("239.10.1.1 users 2")
-    });
+    let monitors = monitors(&ns, group, 2, &["--values", "--descriptors"]);
     let python = common::python();
     let sent = Command::new("ip")
         .args(["netns", "exec", ns.name()])
@@ -86,4 +62,74 @@ fn two_monitors_on_one_group_decode_every_heap_from_spead2() {
         assert!(text.contains("malformed: 0"), "monitor {i}:\n{text}");
     }
     println!("two spead-recv monitors each decoded all 5 heaps (10 values) from spead2_send.py");
+}
+
+/// Starts `count` spead-recv monitors on `group` (joined on 10.9.0.1) in
+/// `ns`, and returns once the kernel lists them all as the group's users.
+fn monitors(ns: &Netns, group: &str, count: usize, extra: &[&str]) -> Vec<std::process::Child> {
+    let children = (0..count)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_spead-recv")])
+                .args(["--quiet", "--interface", "10.9.0.1"])
+                .args(extra)
+                .arg(group)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start spead-recv")
+        })
+        .collect();
+    let (address, _) = group.split_once(':').expect("GROUP:PORT");
+    let users = format!("{address} users {count}");
+    common::wait_for("the monitors joining the group", || {
+        let out = Command::new("ip")
+            .args(["-n", ns.name(), "maddr", "show"])
+            .output()
+            .expect("ip maddr");
+        String::from_utf8_lossy(&out.stdout).contains(&users)
+    });
+    children
+}
+
+/// Two monitors on the group of a spead-send stream at 2 Gb/s (200 heaps
+/// of 256 KiB) each take every heap whole, and say that neither the
+/// kernel nor their ring dropped anything.
+#[test]
+fn two_monitors_take_every_heap_of_a_2_gbps_multicast_stream() {
+    if !privileged("two_monitors_take_every_heap_of_a_2_gbps_multicast_stream") {
+        return;
+    }
+    let ns = Netns::with_veth_pair("recvfast", "1500");
+    let group = "239.10.1.2:7148";
+    let children = monitors(&ns, group, 2, &[]);
+    let sent = Command::new("ip")
+        .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_spead-send")])
+        .args([
+            "--quiet",
+            "--heaps",
+            "200",
+            "--heap-size",
+            "262144",
+            "--rate",
+            "2",
+        ])
+        .args(["--transport", "udp", "--bind", "10.9.0.1", "--ttl", "1", group])
+        .output()
+        .expect("run spead-send");
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    for (i, monitor) in children.into_iter().enumerate() {
+        let out = monitor.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let complete = text
+            .lines()
+            .filter(|l| l.starts_with("Received heap") && !l.contains("incomplete"))
+            .count();
+        let figures = text.lines().last().unwrap_or_default();
+        assert_eq!(complete, 200, "monitor {i}: {figures}");
+        assert!(
+            figures.starts_with("heaps: 200 complete, 0 incomplete")
+                && figures.contains("kernel drops: 0; ring drops: 0"),
+            "monitor {i}: {figures}"
+        );
+    }
 }

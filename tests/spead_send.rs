@@ -146,20 +146,6 @@ fn same_bytes_as_spead2_send_over_tcp() {
     );
 }
 
-/// One HTTP GET to `address`, returning the status line and the body.
-fn http_get(address: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut connection = std::net::TcpStream::connect(address).expect("connect to --metrics");
-    write!(connection, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    connection.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 /// The value of a sample line `name` in Prometheus text.
 fn sample(text: &str, name: &str) -> u64 {
     text.lines()
@@ -206,7 +192,7 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
     let scrape_until = |done: &dyn Fn(&str) -> bool| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let (status, body) = http_get(&address, "/metrics");
+            let (status, body) = common::http_get(&*address, "/metrics");
             assert_eq!(status, "HTTP/1.0 200 OK");
             if done(&body) {
                 return body;
@@ -220,7 +206,7 @@ fn metrics_are_served_in_prometheus_format_while_sending() {
     };
     let first = scrape_until(&|body| sample(body, packets) > 0);
     let second = scrape_until(&|body| sample(body, packets) > sample(&first, packets));
-    let (status, _) = http_get(&address, "/nothing");
+    let (status, _) = common::http_get(&*address, "/nothing");
     assert_eq!(status, "HTTP/1.0 404 Not Found");
     // Packets of at most 1472 bytes (spead2's default), most of them full.
     let (p, b) = (sample(&second, packets), sample(&second, bytes));

@@ -962,37 +962,23 @@ fn a_failed_shared_batch_fails_every_heap_in_it() {
     );
 }
 
-/// One HTTP GET to `address`, returning the status line and the body.
-fn http_get(address: std::net::SocketAddr, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut connection = std::net::TcpStream::connect(address).expect("connect to the metrics server");
-    write!(connection, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    connection.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 #[test]
 fn metrics_are_served_over_http_until_the_server_is_dropped() {
     let stream = Stream::new(MemoryTransport::new(1), StreamConfig::default()).unwrap();
     let server = stream.serve_metrics("127.0.0.1:0").unwrap();
     let address = server.local_addr();
-    let (status, before) = http_get(address, "/metrics");
+    let (status, before) = common::http_get(address, "/metrics");
     assert_eq!(status, "HTTP/1.0 200 OK");
     assert!(before.contains("\nspead_send_heaps_total 0\n"), "{before}");
     stream.send_heap(small_heap()).unwrap();
     stream.send_heap(small_heap()).unwrap();
-    let (_, after) = http_get(address, "/metrics");
+    let (_, after) = common::http_get(address, "/metrics");
     assert!(after.contains("\nspead_send_heaps_total 2\n"), "{after}");
     assert!(
         after.contains("# TYPE spead_send_packets_total counter"),
         "{after}"
     );
-    let (status, body) = http_get(address, "/elsewhere");
+    let (status, body) = common::http_get(address, "/elsewhere");
     assert_eq!(status, "HTTP/1.0 404 Not Found");
     assert!(body.contains("/metrics"), "{body}");
     drop(server);
@@ -1022,7 +1008,7 @@ fn a_client_dripping_its_request_does_not_hold_the_metrics_server() {
     // Accepted after the dripping client (connections are taken in
     // order): answered once its 1 s is up.
     let started = std::time::Instant::now();
-    let (status, _) = http_get(address, "/metrics");
+    let (status, _) = common::http_get(address, "/metrics");
     assert_eq!(status, "HTTP/1.0 200 OK");
     assert!(
         started.elapsed() < Duration::from_secs(3),

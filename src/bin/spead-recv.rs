@@ -131,12 +131,15 @@ fn render(out: &mut String, name: &str, heap: &ReceivedHeap, receiver: &Receiver
         }
     }
     for item in heap.items() {
-        let _ = match receiver.decode(&item) {
-            Some((name, Some(value))) if args.values => writeln!(out, "{name} = {value}"),
-            Some((name, None)) if args.values => writeln!(out, "{name} = {:02x?}", item.value()),
-            Some((name, _)) => writeln!(out, "{name}"),
-            None if args.values => writeln!(out, "{:#x} = {:02x?}", item.id(), item.value()),
-            None => writeln!(out, "{:#x}", item.id()),
+        // Values are decoded only when shown: a large array costs.
+        let _ = match (args.values, receiver.descriptor(item.id())) {
+            (false, Some(d)) => writeln!(out, "{}", d.name),
+            (false, None) => writeln!(out, "{:#x}", item.id()),
+            (true, _) => match receiver.decode(&item) {
+                Some((name, Some(value))) => writeln!(out, "{name} = {value}"),
+                Some((name, None)) => writeln!(out, "{name} = {:02x?}", item.value()),
+                None => writeln!(out, "{:#x} = {:02x?}", item.id(), item.value()),
+            },
         };
     }
 }

@@ -342,4 +342,119 @@ mod tests {
             (4, 3, 1, 5)
         );
     }
+
+    /// Sends `heaps` heaps of one 1000-byte item (cnt 1, 2, ...), then a
+    /// stop heap, to `to`.
+    fn send_heaps(to: SocketAddr, heaps: u64) -> u64 {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sizing = PacketSizing::new(1472).unwrap();
+        let mut packets = 0;
+        for cnt in 1..=heaps {
+            let mut heap = Heap::new(Flavour::SPEAD_64_48);
+            heap.add(Item::new(0x1800, vec![cnt as u8; 1000])).unwrap();
+            for p in sizing.packets(&heap, cnt).unwrap() {
+                sender.send_to(&p, to).unwrap();
+                packets += 1;
+            }
+        }
+        let mut stop = Heap::new(Flavour::SPEAD_64_48);
+        stop.add_end().unwrap();
+        for p in sizing.packets(&stop, heaps + 1).unwrap() {
+            sender.send_to(&p, to).unwrap();
+            packets += 1;
+        }
+        packets
+    }
+
+    fn wait_for(receiver: &Receiver, what: &str, done: impl Fn(&ReceiverStats) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done(&receiver.stats()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {:?}",
+                receiver.stats()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_slow_consumer_costs_whole_heaps_counted_and_the_stop_still_arrives() {
+        let source = Source::open("127.0.0.1:0", &Default::default()).unwrap();
+        let to = source.local_addr().unwrap();
+        let config = ReceiverConfig {
+            ring_heaps: 3,
+            ..Default::default()
+        };
+        let mut receiver = Receiver::new(vec![source], config).unwrap();
+        // Nobody takes heaps while ten (and the stop) are read.
+        let packets = send_heaps(to, 10);
+        wait_for(&receiver, "every packet read", |s| s.packets == packets);
+        let stats = receiver.stats();
+        assert_eq!(
+            (stats.heaps_complete, stats.ring_drops, stats.kernel_drops),
+            (10, 7, 0),
+            "{stats:?}"
+        );
+        // The first three, whole, then the end (the reader waited for room
+        // for it).
+        for cnt in 1..=3 {
+            match receiver.next_event(Duration::from_secs(1)).unwrap() {
+                Event::Heap(heap) => {
+                    assert_eq!(heap.cnt(), cnt);
+                    assert_eq!(heap.item(0x1800).unwrap().value(), &[cnt as u8; 1000][..]);
+                }
+                other => panic!("heap {cnt}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            receiver.next_event(Duration::from_secs(1)).unwrap(),
+            Event::End
+        ));
+        assert!(matches!(receiver.next_event(Duration::ZERO).unwrap(), Event::End));
+    }
+
+    #[test]
+    fn incomplete_heaps_are_counted_and_delivered_only_when_asked() {
+        for deliver_incomplete in [false, true] {
+            let source = Source::open("127.0.0.1:0", &Default::default()).unwrap();
+            let to = source.local_addr().unwrap();
+            let config = ReceiverConfig {
+                deliver_incomplete,
+                ..Default::default()
+            };
+            let mut receiver = Receiver::new(vec![source], config).unwrap();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let sizing = PacketSizing::new(1472).unwrap();
+            let mut heap = Heap::new(Flavour::SPEAD_64_48);
+            heap.add(Item::new(0x1800, vec![1u8; 5000])).unwrap();
+            // Heap 1 loses its second packet; the stop flushes it.
+            for (k, p) in sizing.packets(&heap, 1).unwrap().enumerate() {
+                if k != 1 {
+                    sender.send_to(&p, to).unwrap();
+                }
+            }
+            let mut stop = Heap::new(Flavour::SPEAD_64_48);
+            stop.add_end().unwrap();
+            for p in sizing.packets(&stop, 2).unwrap() {
+                sender.send_to(&p, to).unwrap();
+            }
+            let mut delivered = Vec::new();
+            while let Event::Heap(heap) = receiver.next_event(Duration::from_secs(1)).unwrap() {
+                delivered.push((heap.cnt(), heap.is_complete()));
+            }
+            let expected = if deliver_incomplete {
+                vec![(1, false)]
+            } else {
+                vec![]
+            };
+            assert_eq!(delivered, expected);
+            let stats = receiver.stats();
+            assert_eq!(
+                (stats.heaps_complete, stats.heaps_incomplete),
+                (0, 1),
+                "{stats:?}"
+            );
+        }
+    }
 }

@@ -318,4 +318,27 @@ mod tests {
         assert_eq!(batch.datagrams().collect::<Vec<_>>(), [b"after"]);
         assert_eq!(receiver.kernel_drops(), drops);
     }
+
+    #[test]
+    fn gro_messages_are_split_back_into_their_datagrams() {
+        let (sender, mut receiver) = pair();
+        assert!(receiver.gro(), "this kernel offers UDP GRO");
+        // One GSO send of ten 1000-byte segments and a 500-byte tail; the
+        // kernel keeps them coalesced for a GRO socket on loopback.
+        setsockopt(&sender, sockopt::UdpGsoSegment, &1000).unwrap();
+        let mut message = Vec::new();
+        for i in 0..10u8 {
+            message.extend_from_slice(&[i; 1000]);
+        }
+        message.extend_from_slice(&[10; 500]);
+        sender.send(&message).unwrap();
+        let batch = receiver.receive().unwrap();
+        let datagrams: Vec<&[u8]> = batch.datagrams().collect();
+        assert_eq!(batch.messages(), 1, "coalesced into one message");
+        assert_eq!(datagrams.len(), 11);
+        for (i, d) in datagrams.iter().enumerate() {
+            let len = if i == 10 { 500 } else { 1000 };
+            assert_eq!(*d, &vec![i as u8; len][..]);
+        }
+    }
 }

@@ -10,6 +10,21 @@ pub mod veth;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// One HTTP/1.0 GET of `path` from `address`: the status line and the
+/// body.
+pub fn http_get(address: impl std::net::ToSocketAddrs + std::fmt::Display, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(&address).expect("connect to the HTTP server");
+    write!(connection, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
 /// Waits (at most 10 s) until `done`, checking every 10 ms, or fails
 /// saying what did not happen.
 pub fn wait_for(what: &str, done: impl Fn() -> bool) {
