@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
+use std::sync::{Arc, Mutex};
+
 use thiserror::Error;
 
 use super::decoder::{decode_items, DecodeError, ItemExtent, ItemSpan, PacketInfo};
@@ -111,7 +113,11 @@ struct PartialHeap {
     cnt: u64,
     flavour: Flavour,
     heap_length: u64,
-    payload: Vec<u8>,
+    /// The payload received so far, up to the end of the furthest packet
+    /// (gaps before it zero until filled); capacity for the whole heap
+    /// from the start. Packets in order only append: nothing is zeroed
+    /// that a packet then overwrites.
+    payload: Payload,
     received: u64,
     /// Received payload ranges, merged: start -> end.
     ranges: BTreeMap<u64, u64>,
@@ -126,6 +132,13 @@ impl PartialHeap {
     fn claim(&mut self, offset: u64, end: u64) -> Result<bool, ReassemblyError> {
         if offset == end {
             return Ok(true);
+        }
+        // In order: it starts where the furthest range so far ends.
+        if let Some(mut last) = self.ranges.last_entry() {
+            if *last.get() == offset {
+                *last.get_mut() = end;
+                return Ok(true);
+            }
         }
         let before = self.ranges.range(..=offset).next_back().map(|(s, e)| (*s, *e));
         if let Some((_, e)) = before {
@@ -167,6 +180,8 @@ impl PartialHeap {
     }
 
     fn into_heap(mut self, complete: bool) -> Result<ReceivedHeap, ReassemblyError> {
+        // Zeros where packets never came (incomplete heaps).
+        self.payload.bytes.resize(self.heap_length as usize, 0);
         self.pointers
             .sort_unstable_by_key(|(offset, position, _)| (*offset, *position));
         let flavour = self.flavour;
@@ -175,7 +190,7 @@ impl PartialHeap {
             .iter()
             .map(|(_, _, raw)| flavour.decode_pointer(*raw));
         let items = if complete {
-            decode_items(pointers, &self.payload).map_err(|source| ReassemblyError::MalformedHeap {
+            decode_items(pointers, &self.payload.bytes).map_err(|source| ReassemblyError::MalformedHeap {
                 cnt: self.cnt,
                 source,
             })?
@@ -200,10 +215,108 @@ impl PartialHeap {
     }
 }
 
+/// Writes `data` at `offset` of `payload`, growing it as needed: appended
+/// when it follows what is there (packets in order), zero-filled up to it
+/// when it lies beyond, copied in place when it fills a gap.
+fn write_at(payload: &mut Vec<u8>, offset: usize, data: &[u8]) {
+    if payload.len() < offset {
+        payload.resize(offset, 0);
+    }
+    let inside = (payload.len() - offset).min(data.len());
+    payload[offset..offset + inside].copy_from_slice(&data[..inside]);
+    payload.extend_from_slice(&data[inside..]);
+}
+
+/// Payload buffers of delivered heaps, back from wherever the heaps were
+/// dropped and reused for new heaps, so that a heap does not cost fresh
+/// pages (allocations this size are mapped anew each time, and every page
+/// faults and is cleared on first touch). Locked once per heap, never per
+/// packet.
+#[derive(Debug, Clone)]
+struct BufferPool(Arc<Mutex<Spares>>);
+
+#[derive(Debug)]
+struct Spares {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+    /// Most bytes of spares kept; more are freed.
+    budget: usize,
+}
+
+impl BufferPool {
+    /// Spare buffers kept at most.
+    const MAX_SPARES: usize = 128;
+
+    fn new(budget: usize) -> Self {
+        BufferPool(Arc::new(Mutex::new(Spares {
+            buffers: Vec::with_capacity(Self::MAX_SPARES),
+            bytes: 0,
+            budget,
+        })))
+    }
+
+    fn spares(&self) -> std::sync::MutexGuard<'_, Spares> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An empty buffer with room for `len` bytes, a spare where there is
+    /// one.
+    fn take(&self, len: usize) -> Payload {
+        let spare = {
+            let mut spares = self.spares();
+            let spare = spares.buffers.pop();
+            spares.bytes -= spare.as_ref().map_or(0, Vec::capacity);
+            spare
+        };
+        let mut bytes = spare.unwrap_or_default();
+        bytes.clear();
+        bytes.reserve(len);
+        Payload {
+            bytes,
+            pool: Some(self.clone()),
+        }
+    }
+
+    /// Keeps `buffer` as a spare, or frees it when the pool is full.
+    fn give_back(&self, buffer: Vec<u8>) {
+        let mut spares = self.spares();
+        if spares.buffers.len() < Self::MAX_SPARES && spares.bytes + buffer.capacity() <= spares.budget {
+            spares.bytes += buffer.capacity();
+            spares.buffers.push(buffer);
+        }
+    }
+}
+
+/// A heap's payload bytes, returned to their pool when dropped.
+#[derive(Debug)]
+struct Payload {
+    bytes: Vec<u8>,
+    pool: Option<BufferPool>,
+}
+
+impl Clone for Payload {
+    /// A copy of the bytes, belonging to no pool.
+    fn clone(&self) -> Self {
+        Payload {
+            bytes: self.bytes.clone(),
+            pool: None,
+        }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give_back(std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
 /// Reassembles heaps from packets.
 #[derive(Debug)]
 pub struct Reassembler {
     config: ReassemblerConfig,
+    pool: BufferPool,
     live: VecDeque<PartialHeap>,
     ready: VecDeque<ReceivedHeap>,
     /// Recently completed cnts, so that a late duplicate packet does not
@@ -230,6 +343,7 @@ impl Reassembler {
         };
         Reassembler {
             config,
+            pool: BufferPool::new((config.max_memory / 4) as usize),
             live: VecDeque::with_capacity(config.max_heaps),
             ready: VecDeque::new(),
             recent: VecDeque::with_capacity(config.max_heaps * Self::RECENT_PER_HEAP),
@@ -296,7 +410,7 @@ impl Reassembler {
             }
             heap.pointers.push((offset, position, raw));
         }
-        heap.payload[offset as usize..end as usize].copy_from_slice(packet.payload());
+        write_at(&mut heap.payload.bytes, offset as usize, packet.payload());
         heap.received += packet.payload_length;
         self.stats.payload_bytes += packet.payload_length;
         if heap.received == heap.heap_length {
@@ -337,7 +451,7 @@ impl Reassembler {
             cnt: packet.heap_cnt,
             flavour: packet.flavour,
             heap_length,
-            payload: vec![0; heap_length as usize],
+            payload: self.pool.take(heap_length as usize),
             received: 0,
             ranges: BTreeMap::new(),
             pointers: Vec::new(),
@@ -380,7 +494,7 @@ pub struct ReceivedHeap {
     complete: bool,
     heap_length: u64,
     received_bytes: u64,
-    payload: Vec<u8>,
+    payload: Payload,
     items: Vec<ItemSpan>,
 }
 
@@ -421,7 +535,7 @@ impl ReceivedHeap {
                     word: value.to_be_bytes(),
                     size,
                 },
-                ItemExtent::Payload(range) => ItemData::Payload(&self.payload[range.clone()]),
+                ItemExtent::Payload(range) => ItemData::Payload(&self.payload.bytes[range.clone()]),
             },
         })
     }
