@@ -232,11 +232,19 @@ fn step(packet: usize) {
             });
         println!("  {:14} highest loss-free rate {best}; {failed}", receiver.name());
     }
-    if let (Some((_, ours)), Some((_, theirs))) = (results[0].best, results[1].best) {
+    let paced = |r: f64| if r == 0.0 { f64::INFINITY } else { r };
+    if let (Some((ours, ours_sent)), Some((theirs, theirs_sent))) = (results[0].best, results[1].best) {
         println!(
-            "  ratio of the rates sent at the highest loss-free step, spead-recv / spead2_recv.py: {:.2}",
-            ours / theirs
+            "  spead-recv / spead2_recv.py, highest loss-free step: {:.2} asked, {:.2} sent",
+            paced(ours) / paced(theirs),
+            ours_sent / theirs_sent
         );
+        let last_paced = rates().into_iter().filter(|r| *r > 0.0).fold(0.0, f64::max);
+        if ours == theirs && ours == last_paced {
+            println!(
+                "  the paced sender's limit came first: both took every heap at every paced step (up to {last_paced} Gb/s asked)"
+            );
+        }
     }
     if let Some(limit) = sender_limit {
         println!("  the sender fell short of a rate asked; its best: {limit:.2} Gb/s sent");

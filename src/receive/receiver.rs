@@ -77,8 +77,9 @@ pub struct ReceiverStats {
     /// common divisor of their differences, less the heaps seen. Order of
     /// arrival does not matter.
     pub cnt_gaps: u64,
-    /// Datagrams the kernel dropped at the sources' sockets for want of
-    /// buffer space (the sockets' own counters).
+    /// What the kernel dropped at the sources' sockets for want of buffer
+    /// space (the sockets' own counters): datagrams, or with UDP GRO
+    /// coalesced messages of several.
     pub kernel_drops: u64,
     /// Heaps dropped because the ring to the consumer was full.
     pub ring_drops: u64,
