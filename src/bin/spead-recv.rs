@@ -145,8 +145,10 @@ fn render(out: &mut String, name: &str, heap: &ReceivedHeap, receiver: &Receiver
 }
 
 /// Prints a stream's heaps until it ends, --max-heaps, or Ctrl-C; each
-/// heap's text goes out in one write.
-fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool) {
+/// heap's text goes out in one write. Says whether every source ran
+/// without failing.
+fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool) -> bool {
+    let mut failed = false;
     let mut heaps = 0u64;
     let started = Instant::now();
     let mut last_report = started;
@@ -156,6 +158,7 @@ fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool
             Ok(event) => event,
             Err(e) => {
                 eprintln!("spead-recv: {name}: {:#}", anyhow::Error::from(e));
+                failed = true;
                 continue;
             }
         };
@@ -179,8 +182,13 @@ fn run_stream(name: &str, mut receiver: Receiver, args: &Args, stop: &AtomicBool
             break;
         }
     }
-    println!("Shutting down stream {name} after {heaps} heaps");
-    println!("{}", figures(&receiver.stats()));
+    // A closed stdout (`| head`) ends the output quietly.
+    let _ = writeln!(
+        std::io::stdout(),
+        "Shutting down stream {name} after {heaps} heaps\n{}",
+        figures(&receiver.stats())
+    );
+    !failed
 }
 
 fn open(args: &Args, specs: &[String]) -> Result<Receiver> {
@@ -205,7 +213,8 @@ fn open(args: &Args, specs: &[String]) -> Result<Receiver> {
     Receiver::new(sources, config).with_context(|| format!("receiving from {}", specs.join(", ")))
 }
 
-fn run(args: Args) -> Result<()> {
+/// Runs every stream; says whether all ran without a source failing.
+fn run(args: Args) -> Result<bool> {
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed)).context("cannot handle Ctrl-C")?;
@@ -221,18 +230,23 @@ fn run(args: Args) -> Result<()> {
         .iter()
         .map(|g| open(&args, g).map(|r| (g[0].clone(), r)))
         .collect::<Result<Vec<_>>>()?;
-    std::thread::scope(|scope| {
-        for (name, receiver) in receivers {
-            let (args, stop) = (&args, &stop);
-            scope.spawn(move || run_stream(&name, receiver, args, stop));
-        }
+    let all_well = std::thread::scope(|scope| {
+        let streams: Vec<_> = receivers
+            .into_iter()
+            .map(|(name, receiver)| {
+                let (args, stop) = (&args, &stop);
+                scope.spawn(move || run_stream(&name, receiver, args, stop))
+            })
+            .collect();
+        streams.into_iter().all(|s| s.join().unwrap_or(false))
     });
-    Ok(())
+    Ok(all_well)
 }
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("spead-recv: {error:#}");
             ExitCode::FAILURE

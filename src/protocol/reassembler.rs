@@ -259,18 +259,23 @@ impl BufferPool {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An empty buffer with room for `len` bytes, a spare where there is
-    /// one.
+    /// An empty buffer with room for `len` bytes: a spare of between `len`
+    /// and twice `len` bytes where there is one (so a small heap does not
+    /// hold a large buffer, nor a large one grow a small one), else a new
+    /// one of exactly `len`.
     fn take(&self, len: usize) -> Payload {
         let spare = {
             let mut spares = self.spares();
-            let spare = spares.buffers.pop();
+            let fitting = spares
+                .buffers
+                .iter()
+                .rposition(|b| (len..=len.saturating_mul(2)).contains(&b.capacity()));
+            let spare = fitting.map(|k| spares.buffers.swap_remove(k));
             spares.bytes -= spare.as_ref().map_or(0, Vec::capacity);
             spare
         };
-        let mut bytes = spare.unwrap_or_default();
+        let mut bytes = spare.unwrap_or_else(|| Vec::with_capacity(len));
         bytes.clear();
-        bytes.reserve(len);
         Payload {
             bytes,
             pool: Some(self.clone()),
@@ -323,6 +328,8 @@ pub struct Reassembler {
     /// start a new heap. Short (a few heaps' worth) and cleared when a stop
     /// heap completes, so a restarted sender's reused cnts are new heaps.
     recent: VecDeque<u64>,
+    /// A stop heap completed since the last flush.
+    stopped: bool,
     memory: u64,
     stats: ReassemblyStats,
 }
@@ -347,6 +354,7 @@ impl Reassembler {
             live: VecDeque::with_capacity(config.max_heaps),
             ready: VecDeque::new(),
             recent: VecDeque::with_capacity(config.max_heaps * Self::RECENT_PER_HEAP),
+            stopped: false,
             memory: 0,
             stats: ReassemblyStats::default(),
         }
@@ -419,6 +427,7 @@ impl Reassembler {
             let heap = heap.into_heap(true)?;
             if heap.stream_control() == Some(StreamControl::Stop) {
                 self.recent.clear();
+                self.stopped = true;
             } else {
                 if self.recent.len() == self.config.max_heaps * Self::RECENT_PER_HEAP {
                     self.recent.pop_front();
@@ -483,6 +492,13 @@ impl Reassembler {
             self.evict_oldest();
         }
         self.recent.clear();
+        self.stopped = false;
+    }
+
+    /// Whether a stop heap has completed since the last
+    /// [`flush`](Self::flush): packets after it belong to no stream.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 }
 
@@ -557,6 +573,11 @@ impl ReceivedHeap {
             .filter(|i| i.id == item_id::DESCRIPTOR)
             .map(|i| Descriptor::decode(i.value()))
             .collect()
+    }
+
+    /// Whether the heap carries descriptors.
+    pub fn has_descriptors(&self) -> bool {
+        self.all_items().any(|i| i.id == item_id::DESCRIPTOR)
     }
 
     /// The stream control value, if the heap carries one SPEAD defines.
@@ -668,6 +689,51 @@ mod tests {
         assert_eq!(r.stats().duplicates, 2);
         assert!(r.next_heap().unwrap().is_complete());
         assert!(r.next_heap().is_none());
+    }
+
+    #[test]
+    fn in_order_gaps_and_repeats_of_the_furthest_packet_reassemble_exactly() {
+        let data: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+        let heap = sample_heap(&data);
+        let ps = packets(&heap, 1, 1000);
+        assert!(ps.len() >= 6);
+        let mut r = Reassembler::default();
+        // In order, the furthest repeated, a gap, the rest, the gap filled.
+        let order = [0, 1, 1, 3, 4, 4];
+        for &k in &order {
+            r.add_packet(&ps[k]).unwrap();
+        }
+        for p in &ps[5..] {
+            r.add_packet(p).unwrap();
+        }
+        assert!(r.next_heap().is_none(), "complete before packet 2");
+        r.add_packet(&ps[2]).unwrap();
+        assert_eq!(r.stats().duplicates, 2);
+        let got = r.next_heap().unwrap();
+        assert!(got.is_complete());
+        assert_eq!(got.item(0x1000).unwrap().value(), &data[..]);
+    }
+
+    #[test]
+    fn payload_buffers_come_back_and_fit_the_heap_they_serve() {
+        let mut r = Reassembler::default();
+        for (cnt, len) in [(1u64, 100_000usize), (2, 3000), (3, 100_000), (4, 3000)] {
+            let data = vec![cnt as u8; len];
+            let heap = sample_heap(&data);
+            for p in packets(&heap, cnt, 1472) {
+                r.add_packet(&p).unwrap();
+            }
+            let got = r.next_heap().unwrap();
+            assert!(got.is_complete());
+            assert_eq!(got.item(0x1000).unwrap().value(), &data[..]);
+            let copy = got.clone();
+            drop(got);
+            // A clone is the heap's own bytes, outliving the original.
+            assert_eq!(copy.item(0x1000).unwrap().value(), &data[..]);
+        }
+        let spares = r.pool.spares();
+        assert!(spares.buffers.len() <= 2, "{} spares", spares.buffers.len());
+        assert!(spares.buffers.iter().all(|b| b.capacity() < 2 * 100_000 + 4096));
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub(super) struct Assembly {
     open: usize,
     /// Whether incomplete heaps go to the consumer.
     deliver_incomplete: bool,
+    /// The stream ended (a stop heap, or every source ended): packets are
+    /// no longer taken.
+    ended: bool,
 }
 
 /// A stream's state and counters, shared by its readers and its consumer.
@@ -100,7 +103,8 @@ pub(super) struct Shared {
     pub ring_drops: AtomicU64,
     /// Per source: datagrams its socket dropped (the kernel's count).
     pub kernel_drops: Vec<AtomicU64>,
-    pub truncated: AtomicU64,
+    /// Per source: messages cut short (passed over).
+    pub truncated: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -118,13 +122,14 @@ impl Shared {
                 capture,
                 open: sources,
                 deliver_incomplete,
+                ended: false,
             }),
             stop: AtomicBool::new(false),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             ring_drops: AtomicU64::new(0),
             kernel_drops: (0..sources).map(|_| AtomicU64::new(0)).collect(),
-            truncated: AtomicU64::new(0),
+            truncated: (0..sources).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -153,15 +158,23 @@ fn take<'d>(
     ready: &mut Vec<ReceivedHeap>,
 ) -> bool {
     let mut assembly = shared.lock();
+    if assembly.ended {
+        return true;
+    }
     let (mut packets, mut bytes) = (0u64, 0u64);
+    let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     for datagram in datagrams {
         packets += 1;
         bytes += datagram.len() as u64;
         if let Some(capture) = &mut assembly.capture {
-            capture.write(datagram);
+            capture.write(datagram, time);
         }
         // Errors are counted by the reassembler (malformed).
         let _ = assembly.reassembler.add_packet(datagram);
+        if assembly.reassembler.stopped() {
+            // What follows the stop belongs to no stream.
+            break;
+        }
     }
     shared.packets.fetch_add(packets, Ordering::Relaxed);
     shared.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -182,6 +195,7 @@ fn collect_ready(assembly: &mut Assembly, ready: &mut Vec<ReceivedHeap>) -> bool
         };
         if heap.stream_control() == Some(StreamControl::Stop) {
             assembly.reassembler.flush();
+            assembly.ended = true;
             ended = true;
             continue;
         }
@@ -215,7 +229,7 @@ impl Capture {
         Capture { writer, frame }
     }
 
-    fn write(&mut self, datagram: &[u8]) {
+    fn write(&mut self, datagram: &[u8], time: Duration) {
         let len = Self::HEADERS + datagram.len();
         let Some(frame) = self.frame.get_mut(..len) else {
             return;
@@ -223,7 +237,6 @@ impl Capture {
         frame[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
         frame[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
         frame[Self::HEADERS..].copy_from_slice(datagram);
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let _ = self
             .writer
             .write_packet(&PcapPacket::new(time, len as u32, frame));
@@ -235,7 +248,9 @@ impl Capture {
 /// the stream ended. Returns false when the consumer has gone.
 fn deliver(shared: &Shared, ring: &Ring, ready: &mut Vec<ReceivedHeap>, ended: bool) -> bool {
     for heap in ready.drain(..) {
-        let sent = if ring.wait {
+        // Heaps that carry descriptors are never dropped: without them the
+        // items of every later heap go unnamed.
+        let sent = if ring.wait || heap.has_descriptors() {
             ring.sender.send(Delivery::Heap(heap)).map_err(|_| ())
         } else {
             match ring.sender.try_send(Delivery::Heap(heap)) {
@@ -261,6 +276,11 @@ fn deliver(shared: &Shared, ring: &Ring, ready: &mut Vec<ReceivedHeap>, ended: b
 
 /// Reads a socket until the stream ends or the consumer goes.
 pub(super) fn read_udp(mut socket: UdpBatchReceiver, index: usize, shared: Arc<Shared>, ring: Ring) {
+    let mut guard = ReaderGuard {
+        shared: &shared,
+        ring: &ring,
+        done: false,
+    };
     let mut ready = Vec::with_capacity(64);
     while !shared.stop.load(Ordering::Relaxed) {
         let batch = match socket.receive() {
@@ -285,7 +305,7 @@ pub(super) fn read_udp(mut socket: UdpBatchReceiver, index: usize, shared: Arc<S
         }
         let ended = take(&shared, batch.datagrams(), &mut ready);
         shared.kernel_drops[index].store(socket.kernel_drops(), Ordering::Relaxed);
-        shared.truncated.store(socket.truncated(), Ordering::Relaxed);
+        shared.truncated[index].store(socket.truncated(), Ordering::Relaxed);
         if !deliver(&shared, &ring, &mut ready, ended) {
             break;
         }
@@ -293,11 +313,17 @@ pub(super) fn read_udp(mut socket: UdpBatchReceiver, index: usize, shared: Arc<S
     if socket.refresh_drops().is_ok() {
         shared.kernel_drops[index].store(socket.kernel_drops(), Ordering::Relaxed);
     }
+    guard.done = true;
 }
 
 /// Reads a pcap file to its end (or until the stream ends or the
 /// consumer goes), then ends the stream if it was the last source open.
 pub(super) fn read_pcap(mut source: PcapSource, shared: Arc<Shared>, ring: Ring) {
+    let mut guard = ReaderGuard {
+        shared: &shared,
+        ring: &ring,
+        done: false,
+    };
     let mut ready = Vec::with_capacity(64);
     // A run of frames' payloads, back to back, and where each ends.
     let (mut payloads, mut ends) = (
@@ -330,9 +356,10 @@ pub(super) fn read_pcap(mut source: PcapSource, shared: Arc<Shared>, ring: Ring)
             ended |= source_ended(&shared, &mut ready);
         }
         if !deliver(&shared, &ring, &mut ready, ended) || at_end {
-            return;
+            break;
         }
     }
+    guard.done = true;
 }
 
 /// Counts a source as ended; when it was the last, flushes the heaps still
@@ -340,10 +367,37 @@ pub(super) fn read_pcap(mut source: PcapSource, shared: Arc<Shared>, ring: Ring)
 fn source_ended(shared: &Shared, ready: &mut Vec<ReceivedHeap>) -> bool {
     let mut assembly = shared.lock();
     assembly.open = assembly.open.saturating_sub(1);
-    if assembly.open > 0 {
+    if assembly.open > 0 || assembly.ended {
         return false;
     }
     assembly.reassembler.flush();
     collect_ready(&mut assembly, ready);
+    assembly.ended = true;
     true
+}
+
+/// Ends a reader's source however the reader ends: a reader that panics
+/// (a bug) reports it and counts its source as ended, so the stream still
+/// reaches its end.
+struct ReaderGuard<'a> {
+    shared: &'a Shared,
+    ring: &'a Ring,
+    /// Set once the reader has accounted for its own end.
+    done: bool,
+}
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let error = SourceError::Io {
+            what: "a reader thread".into(),
+            source: std::io::Error::other("panicked"),
+        };
+        let _ = self.ring.sender.send(Delivery::Failed(error));
+        let mut ready = Vec::new();
+        let ended = source_ended(self.shared, &mut ready);
+        deliver(self.shared, self.ring, &mut ready, ended);
+    }
 }

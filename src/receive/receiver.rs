@@ -77,9 +77,11 @@ pub struct ReceiverStats {
     /// common divisor of their differences, less the heaps seen. Order of
     /// arrival does not matter.
     pub cnt_gaps: u64,
-    /// What the kernel dropped at the sources' sockets for want of buffer
-    /// space (the sockets' own counters): datagrams, or with UDP GRO
-    /// coalesced messages of several.
+    /// What the kernel dropped at the sources' sockets (the sockets' own
+    /// counters): for want of buffer space, mostly, also checksum and
+    /// filter drops. It counts what the kernel queues: datagrams, or with
+    /// UDP GRO coalesced messages of several, so it is a lower bound on
+    /// datagrams lost.
     pub kernel_drops: u64,
     /// Heaps dropped because the ring to the consumer was full.
     pub ring_drops: u64,
@@ -160,7 +162,9 @@ impl Receiver {
         Ok(receiver)
     }
 
-    /// Waits up to `timeout` for the next heap.
+    /// Waits up to `timeout` for the next heap. An `Err` is one source's
+    /// failure, not the stream's end: the others go on, and `End` still
+    /// comes once every source has ended.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Event, SourceError> {
         if self.ended {
             return Ok(Event::End);
@@ -200,7 +204,7 @@ impl Receiver {
         ReceiverStats {
             packets: load(&shared.packets),
             bytes: load(&shared.bytes),
-            malformed: r.malformed + load(&shared.truncated),
+            malformed: r.malformed + shared.truncated.iter().map(load).sum::<u64>(),
             duplicates: r.duplicates,
             heaps_complete: assembly.complete,
             heaps_incomplete: r.heaps_incomplete,
@@ -262,6 +266,11 @@ fn udp_reader(socket: std::net::UdpSocket) -> Result<UdpBatchReceiver, SourceErr
         let what = what.to_owned();
         move |source| SourceError::Io { what, source }
     };
+    // A caller's socket may be non-blocking: the reader waits in the
+    // kernel, never spins.
+    socket
+        .set_nonblocking(false)
+        .map_err(io("making the socket blocking"))?;
     socket
         .set_read_timeout(Some(reader::READ_TIMEOUT))
         .map_err(io("setting a read timeout"))?;
@@ -390,7 +399,9 @@ mod tests {
         let mut receiver = Receiver::new(vec![source], config).unwrap();
         // Nobody takes heaps while ten (and the stop) are read.
         let packets = send_heaps(to, 10);
-        wait_for(&receiver, "every packet read", |s| s.packets == packets);
+        wait_for(&receiver, "every packet read, 7 heaps dropped", |s| {
+            s.packets == packets && s.ring_drops == 7
+        });
         let stats = receiver.stats();
         assert_eq!(
             (stats.heaps_complete, stats.ring_drops, stats.kernel_drops),
@@ -457,5 +468,48 @@ mod tests {
                 "{stats:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_stop_on_one_of_two_sources_ends_the_joint_stream() {
+        let first = Source::open("127.0.0.1:0", &Default::default()).unwrap();
+        let second = Source::open("127.0.0.1:0", &Default::default()).unwrap();
+        let (to_first, to_second) = (first.local_addr().unwrap(), second.local_addr().unwrap());
+        let mut receiver = Receiver::new(vec![first, second], ReceiverConfig::default()).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sizing = PacketSizing::new(1472).unwrap();
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(0x1800, vec![9u8; 100])).unwrap();
+        for p in sizing.packets(&heap, 1).unwrap() {
+            sender.send_to(&p, to_first).unwrap();
+        }
+        match receiver.next_event(Duration::from_secs(1)).unwrap() {
+            Event::Heap(heap) => assert_eq!(heap.cnt(), 1),
+            other => panic!("{other:?}"),
+        }
+        // The stop (cnt 2) comes by the second source, and a heap after it
+        // on the first belongs to no stream.
+        let mut stop = Heap::new(Flavour::SPEAD_64_48);
+        stop.add_end().unwrap();
+        for p in sizing.packets(&stop, 2).unwrap() {
+            sender.send_to(&p, to_second).unwrap();
+        }
+        assert!(matches!(
+            receiver.next_event(Duration::from_secs(1)).unwrap(),
+            Event::End
+        ));
+        for p in sizing.packets(&heap, 3).unwrap() {
+            sender.send_to(&p, to_first).unwrap();
+        }
+        assert!(matches!(
+            receiver.next_event(Duration::from_millis(300)).unwrap(),
+            Event::End
+        ));
+        let stats = receiver.stats();
+        assert_eq!(
+            (stats.heaps_complete, stats.heaps_incomplete),
+            (1, 0),
+            "{stats:?}"
+        );
     }
 }

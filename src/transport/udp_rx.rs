@@ -20,36 +20,58 @@ pub(crate) const MESSAGES: usize = 64;
 /// coalesced datagrams (at most 64 KiB).
 const SLOT: usize = 1 << 16;
 /// Control bytes a slot holds: room for `SO_RXQ_OVFL` (u32) and `UDP_GRO`
-/// (int), with their headers, and to spare.
-const CONTROL: usize = 64;
+/// (int) with their headers (24 bytes each), and for options a caller's
+/// socket may have on besides.
+const CONTROL: usize = 128;
 /// `UDP_GRO` from the kernel's `linux/udp.h` (libc lacks it for glibc).
 const UDP_GRO: libc::c_int = 104;
-/// `SO_MEMINFO` from `asm-generic/socket.h`, and its array's length
-/// (`SK_MEMINFO_VARS`).
+/// `SO_MEMINFO` (`asm-generic/socket.h`; sparc numbers it apart), its
+/// array's length (`SK_MEMINFO_VARS`) and the drop counter's place.
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_MEMINFO: libc::c_int = 0x39;
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
 const SO_MEMINFO: libc::c_int = 55;
 const SK_MEMINFO_VARS: usize = 9;
+const SK_MEMINFO_DROPS: usize = 8;
+
+/// One slot's control bytes, aligned as `cmsghdr` needs.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct ControlSlot([u8; CONTROL]);
+
+/// What one slot of the last batch held.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Bytes received.
+    len: usize,
+    /// The GRO segment size (0: one datagram).
+    segment: usize,
+    /// Cut short: longer than the slot (never for UDP).
+    truncated: bool,
+}
 
 /// A UDP socket read in batches.
 pub(crate) struct UdpBatchReceiver {
     socket: UdpSocket,
     buffer: Box<[u8]>,
-    control: Box<[u8]>,
+    control: Box<[ControlSlot]>,
     headers: Box<[libc::mmsghdr]>,
     iovecs: Box<[libc::iovec]>,
-    /// Per slot of the last batch: bytes, and the GRO segment size (0:
-    /// one datagram).
-    received: [(usize, usize); MESSAGES],
+    received: [Slot; MESSAGES],
     count: usize,
-    /// The socket's drop counter as the kernel last reported it.
-    drops: u32,
-    /// Slots cut short (a datagram larger than the slot: never for UDP).
+    /// Datagrams the socket dropped, accumulated from its 32-bit counter.
+    drops: u64,
+    /// The counter's last reading.
+    counter: u32,
+    /// Messages cut short so far.
     truncated: u64,
     gro: bool,
 }
 
-// SAFETY: the raw pointers in `headers` and `iovecs` point into this
-// value's own boxed buffers (rebuilt before every call), so moving the
-// receiver to another thread moves what they point to with it.
+// SAFETY: the raw pointers in `headers` and `iovecs` only ever point into
+// this value's own heap buffers (`buffer`, `control`, `iovecs`), and are
+// rebuilt from them under `&mut self` before every use; the type is not
+// `Sync`, so no other thread can reach them while one uses them.
 unsafe impl Send for UdpBatchReceiver {}
 
 impl std::fmt::Debug for UdpBatchReceiver {
@@ -76,12 +98,13 @@ impl UdpBatchReceiver {
         Ok(UdpBatchReceiver {
             socket,
             buffer: vec![0; MESSAGES * SLOT].into_boxed_slice(),
-            control: vec![0; MESSAGES * CONTROL].into_boxed_slice(),
+            control: vec![ControlSlot([0; CONTROL]); MESSAGES].into_boxed_slice(),
             headers,
             iovecs,
-            received: [(0, 0); MESSAGES],
+            received: [Slot::default(); MESSAGES],
             count: 0,
             drops: 0,
+            counter: 0,
             truncated: 0,
             gro,
         })
@@ -102,7 +125,18 @@ impl UdpBatchReceiver {
     /// brought news of it (the kernel stamps the count on each datagram
     /// it queues) or the last [`refresh_drops`](Self::refresh_drops).
     pub fn kernel_drops(&self) -> u64 {
-        u64::from(self.drops)
+        self.drops
+    }
+
+    /// Takes a reading of the kernel's 32-bit drop counter. It only grows
+    /// (modulo 2^32): a reading older than the last (a datagram queued
+    /// before an SO_MEMINFO refresh carries an older stamp) is passed over.
+    fn note_counter(&mut self, counter: u32) {
+        let grown = counter.wrapping_sub(self.counter);
+        if grown < u32::MAX / 2 {
+            self.drops += u64::from(grown);
+            self.counter = counter;
+        }
     }
 
     /// Asks the kernel for the socket's drop counter now (`SO_MEMINFO`):
@@ -111,6 +145,7 @@ impl UdpBatchReceiver {
     pub fn refresh_drops(&mut self) -> io::Result<u64> {
         let mut meminfo = [0u32; SK_MEMINFO_VARS];
         let mut len = mem::size_of_val(&meminfo) as libc::socklen_t;
+        let needed = ((SK_MEMINFO_DROPS + 1) * mem::size_of::<u32>()) as libc::socklen_t;
         // SAFETY: a valid socket, and a buffer of `len` bytes the kernel
         // fills (at most `len`).
         let rc = unsafe {
@@ -125,7 +160,13 @@ impl UdpBatchReceiver {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        self.drops = meminfo[libc::SK_MEMINFO_DROPS as usize];
+        if len < needed {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("SO_MEMINFO gave {len} bytes, without the drop counter"),
+            ));
+        }
+        self.note_counter(meminfo[SK_MEMINFO_DROPS]);
         Ok(self.kernel_drops())
     }
 
@@ -165,6 +206,7 @@ impl UdpBatchReceiver {
         self.count = rc as usize;
         for k in 0..self.count {
             self.received[k] = self.read_header(k);
+            self.truncated += u64::from(self.received[k].truncated);
         }
         Ok(UdpBatch { receiver: self })
     }
@@ -174,6 +216,7 @@ impl UdpBatchReceiver {
     fn prepare_headers(&mut self) {
         let buffer = self.buffer.as_mut_ptr();
         let control = self.control.as_mut_ptr();
+        let iovecs = self.iovecs.as_mut_ptr();
         for k in 0..MESSAGES {
             self.iovecs[k] = libc::iovec {
                 // In bounds: k < MESSAGES, and the buffer has MESSAGES slots.
@@ -183,48 +226,61 @@ impl UdpBatchReceiver {
             let header = &mut self.headers[k].msg_hdr;
             header.msg_name = std::ptr::null_mut();
             header.msg_namelen = 0;
-            header.msg_iov = &mut self.iovecs[k];
+            header.msg_iov = iovecs.wrapping_add(k);
             header.msg_iovlen = 1;
-            header.msg_control = control.wrapping_add(k * CONTROL).cast();
+            header.msg_control = control.wrapping_add(k).cast();
             header.msg_controllen = CONTROL as _;
             header.msg_flags = 0;
             self.headers[k].msg_len = 0;
         }
     }
 
-    /// Slot `k`'s length and GRO segment size, and the drop counter from
-    /// its control messages.
-    fn read_header(&mut self, k: usize) -> (usize, usize) {
+    /// What slot `k` holds, taking the drop counter from its control
+    /// messages.
+    fn read_header(&mut self, k: usize) -> Slot {
         let mmsg = self.headers[k];
-        let len = (mmsg.msg_len as usize).min(SLOT);
-        if mmsg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-            self.truncated += 1;
-        }
+        let flags = mmsg.msg_hdr.msg_flags;
+        let mut slot = Slot {
+            len: (mmsg.msg_len as usize).min(SLOT),
+            segment: 0,
+            truncated: flags & libc::MSG_TRUNC != 0,
+        };
         let header: *const libc::msghdr = &mmsg.msg_hdr;
-        let mut segment = 0;
-        // SAFETY: the kernel filled this header's control bytes (inside
-        // `control`, msg_controllen of them, at most CONTROL) in the call
-        // just made; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen
-        // and return null past it.
+        let control = self.control[k].0.as_ptr();
+        // The kernel wrote msg_controllen bytes at most (never more than
+        // the CONTROL it was given).
+        #[allow(clippy::unnecessary_cast)] // socklen_t, not usize, on musl
+        let control_len = (mmsg.msg_hdr.msg_controllen as usize).min(CONTROL);
+        // SAFETY: msg_control points at slot k's CONTROL bytes, aligned for
+        // cmsghdr (ControlSlot), and msg_controllen is what the kernel
+        // wrote there; CMSG_FIRSTHDR/CMSG_NXTHDR return a header that lies
+        // within msg_controllen, or null.
         let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
         while !cmsg.is_null() {
-            // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR points at a
-            // whole header inside the control bytes.
-            let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-            if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
-                // SAFETY: the kernel writes a u32 as SO_RXQ_OVFL's data;
-                // read unaligned, as cmsg data need not be aligned for it.
-                self.drops = unsafe { libc::CMSG_DATA(cmsg).cast::<u32>().read_unaligned() };
-            } else if level == libc::SOL_UDP && kind == UDP_GRO {
-                // SAFETY: the kernel writes an int (the segment size) as
-                // UDP_GRO's data.
-                let size = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
-                segment = usize::try_from(size).unwrap_or(0);
+            // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR is a whole,
+            // aligned header inside the control bytes.
+            let (level, kind, len) =
+                unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len as usize) };
+            // SAFETY: CMSG_DATA only offsets the pointer past the header.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            // Its data as far as the cmsg's own length and the bytes the
+            // kernel wrote both reach (a truncated one can claim more).
+            let data_len = (len.saturating_sub(data as usize - cmsg as usize))
+                .min((control as usize + control_len).saturating_sub(data as usize));
+            if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && data_len >= 4 {
+                // SAFETY: 4 bytes of data lie within what the kernel wrote
+                // (checked just above); read unaligned, as cmsg data need
+                // not be aligned for a u32.
+                self.note_counter(unsafe { data.cast::<u32>().read_unaligned() });
+            } else if level == libc::SOL_UDP && kind == UDP_GRO && data_len >= 4 {
+                // SAFETY: as above, for UDP_GRO's int (the segment size).
+                let size = unsafe { data.cast::<libc::c_int>().read_unaligned() };
+                slot.segment = usize::try_from(size).unwrap_or(0);
             }
             // SAFETY: as for CMSG_FIRSTHDR.
             cmsg = unsafe { libc::CMSG_NXTHDR(header, cmsg) };
         }
-        (len, segment)
+        slot
     }
 }
 
@@ -240,16 +296,22 @@ impl UdpBatch<'_> {
         self.receiver.count
     }
 
-    /// The datagrams, GRO messages split back into theirs.
+    /// The datagrams, GRO messages split back into theirs (messages cut
+    /// short are passed over: counted in `truncated`).
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let r = self.receiver;
         r.received[..r.count]
             .iter()
             .enumerate()
-            .flat_map(move |(k, &(len, segment))| {
-                let message = &r.buffer[k * SLOT..k * SLOT + len];
+            .filter(|(_, slot)| !slot.truncated)
+            .flat_map(move |(k, slot)| {
+                let message = &r.buffer[k * SLOT..k * SLOT + slot.len];
                 // A segment size of 0 (no GRO) takes the message whole.
-                message.chunks(if segment == 0 { len.max(1) } else { segment })
+                message.chunks(if slot.segment == 0 {
+                    slot.len.max(1)
+                } else {
+                    slot.segment
+                })
             })
     }
 }
@@ -312,7 +374,6 @@ mod tests {
         let drops = receiver.refresh_drops().unwrap();
         assert!(drops > 0, "no drops reported");
         assert_eq!(arrived_total + drops, 2000);
-        receiver.drops = 0;
         sender.send(b"after").unwrap();
         let batch = receiver.receive().unwrap();
         assert_eq!(batch.datagrams().collect::<Vec<_>>(), [b"after"]);
