@@ -6,9 +6,12 @@
 #   the XDP sink (feature `sink`); iproute2 for the veth harness; if missing.
 # - .venv/: a Python venv with spead2 from PyPI (for the interop tests),
 #   created once and reused while it imports spead2.
-# - cargo fmt --check, cargo clippy (all targets, warnings denied),
+# - cargo fmt --check, cargo clippy (all targets, warnings denied; and
+#   python/, the Python package's native half),
 #   cargo test --all-features (unit, golden vectors, properties, spead2
 #   interop, and as root the veth harness with the XDP sink);
+# - the Python package (python/) built into .venv with pip (maturin from
+#   PyPI) and its pytest suite run against spead2 from PyPI;
 # - golden vectors made afresh by spead2 from PyPI (a seed of their own)
 #   and checked, beside the committed ones;
 # - the committed performance plot is what scripts/plot-throughput.py draws
@@ -25,11 +28,15 @@ say() { printf '\n== %s\n' "$*" >&2; }
 . scripts/spead2-venv.sh
 . scripts/bpf-deps.sh
 
-say "cargo fmt --check"
+say "cargo fmt --check (the library, and the Python package's native half)"
 cargo fmt --check
+cargo fmt --check --manifest-path python/Cargo.toml
 
 say "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --quiet --all-targets --all-features -- -D warnings
+
+say "cargo clippy of python/ (the Python package's native half) -- -D warnings"
+cargo clippy --quiet --manifest-path python/Cargo.toml -- -D warnings
 
 say "cargo build (default features: the sender alone, no BPF)"
 cargo build --quiet
@@ -42,6 +49,10 @@ vectors=$(mktemp --suffix=.json)
 "$SPEAD2_PYTHON" scripts/make-vectors.py "$vectors" --seed 2
 SPEAD_VECTORS="$vectors" cargo test --quiet --all-features --test golden -- --nocapture
 rm -f "$vectors"
+
+say "the Python package: built into .venv (pip install ./python, maturin from PyPI), pytest against spead2 $SPEAD2_VERSION"
+"$SPEAD2_PYTHON" -m pip install --quiet --disable-pip-version-check ./python
+"$SPEAD2_PYTHON" -m pytest -q python/tests
 
 say "bench/throughput.svg drawn from bench/throughput.csv"
 plot=$(mktemp --suffix=.svg)

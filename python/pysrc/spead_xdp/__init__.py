@@ -1,0 +1,47 @@
+"""spead-xdp: SPEAD senders byte-compatible with spead2, with spead2's
+Python send API (``import spead_xdp as spead2``).
+
+This package is being built: ``Flavour``, ``ThreadPool`` and
+``spead_xdp.send``'s heaps and synchronous UDP and in-memory streams are
+here; spead2's ``Descriptor``, ``Item`` and ``ItemGroup``, the asyncio
+streams and the AF_XDP stream are not yet.
+"""
+
+from ._spead_xdp import Flavour, __version__
+
+# Item IDs and stream-control values, as spead2 names them.
+NULL_ID = 0x00
+HEAP_CNT_ID = 0x01
+HEAP_LENGTH_ID = 0x02
+PAYLOAD_OFFSET_ID = 0x03
+PAYLOAD_LENGTH_ID = 0x04
+DESCRIPTOR_ID = 0x05
+STREAM_CTRL_ID = 0x06
+CTRL_STREAM_START = 0
+CTRL_DESCRIPTOR_REISSUE = 1
+CTRL_STREAM_STOP = 2
+CTRL_DESCRIPTOR_UPDATE = 3
+
+
+class ThreadPool:
+    """spead2's ``ThreadPool``: here each stream has a worker thread of its
+    own, pinned to the first core of ``affinity`` when one is given."""
+
+    def __init__(self, threads: int = 1, affinity=()):
+        if threads < 1:
+            raise ValueError("at least one thread is required")
+        self.threads = threads
+        self.affinity = [int(core) for core in affinity]
+
+    def stop(self) -> None:
+        """Accepted for spead2's API: streams stop their own workers."""
+
+
+from . import send  # noqa: E402  (spead2's layout: spead_xdp.send)
+
+__all__ = [
+    "Flavour",
+    "ThreadPool",
+    "send",
+    "__version__",
+]

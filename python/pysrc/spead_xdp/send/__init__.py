@@ -1,0 +1,25 @@
+"""spead2's ``spead2.send``: heaps, heap references and send streams."""
+
+from .._spead_xdp import (
+    BytesStream,
+    GroupMode,
+    Heap,
+    HeapReference,
+    HeapReferenceList,
+    RateMethod,
+    Stream,
+    StreamConfig,
+    UdpStream,
+)
+
+__all__ = [
+    "BytesStream",
+    "GroupMode",
+    "Heap",
+    "HeapReference",
+    "HeapReferenceList",
+    "RateMethod",
+    "Stream",
+    "StreamConfig",
+    "UdpStream",
+]

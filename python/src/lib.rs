@@ -1,0 +1,682 @@
+//! `spead_xdp._spead_xdp`: the native half of the Python package, spead2's
+//! send API over the spead-xdp library. The Python half (`pysrc/`) lays
+//! it out as spead2's modules.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PySlice};
+
+use spead_xdp::protocol::{self, HeapError, PacketizeError};
+use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
+use spead_xdp::transport::{MemoryTransport, MulticastInterface, TransportError, UdpConfig, UdpTransport};
+
+/// A SPEAD flavour: version 4, 64-bit item pointers, `heap_address_bits`
+/// of heap address (spead2's default, `Flavour()`, is 64-40).
+#[pyclass(module = "spead_xdp._spead_xdp", frozen, eq, from_py_object)]
+#[derive(Clone, Copy, PartialEq)]
+struct Flavour {
+    inner: protocol::Flavour,
+}
+
+#[pymethods]
+impl Flavour {
+    #[new]
+    #[pyo3(signature = (version=None, item_pointer_bits=None, heap_address_bits=None, bug_compat=0))]
+    fn new(
+        version: Option<i64>,
+        item_pointer_bits: Option<i64>,
+        heap_address_bits: Option<i64>,
+        bug_compat: i64,
+    ) -> PyResult<Self> {
+        let bits = match (version, item_pointer_bits, heap_address_bits) {
+            (None, None, None) => 40,
+            (Some(version), Some(pointer), Some(address)) => {
+                if version != 4 {
+                    return Err(PyValueError::new_err("Version is not supported"));
+                }
+                if pointer != 64 {
+                    return Err(PyValueError::new_err("item_pointer_bits not supported"));
+                }
+                if address % 8 != 0 {
+                    return Err(PyValueError::new_err("heap_address_bits not a multiple of 8"));
+                }
+                if !(8..64).contains(&address) {
+                    return Err(PyValueError::new_err("heap_address_bits out of range"));
+                }
+                address
+            }
+            _ => {
+                return Err(PyTypeError::new_err(
+                    "Flavour() takes no arguments, or version, item_pointer_bits and heap_address_bits",
+                ))
+            }
+        };
+        if bug_compat != 0 {
+            return Err(PyValueError::new_err(
+                "bug_compat flags are not supported (only 0)",
+            ));
+        }
+        let inner = protocol::Flavour::new(bits as u32).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Flavour { inner })
+    }
+
+    #[getter]
+    fn version(&self) -> u32 {
+        4
+    }
+
+    #[getter]
+    fn item_pointer_bits(&self) -> u32 {
+        64
+    }
+
+    #[getter]
+    fn heap_address_bits(&self) -> u32 {
+        self.inner.heap_address_bits()
+    }
+
+    #[getter]
+    fn bug_compat(&self) -> u32 {
+        0
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Flavour(4, 64, {}, 0)", self.inner.heap_address_bits())
+    }
+}
+
+impl Flavour {
+    fn default_64_40() -> Self {
+        Flavour {
+            inner: protocol::Flavour::SPEAD_64_40,
+        }
+    }
+}
+
+/// How a stream paces; every method paces in software here.
+#[pyclass(module = "spead_xdp._spead_xdp", eq, eq_int, frozen, from_py_object)]
+#[derive(Clone, Copy, PartialEq)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+enum RateMethod {
+    SW = 0,
+    HW = 1,
+    AUTO = 2,
+}
+
+/// How the heaps of one `send_heaps` call are interleaved.
+#[pyclass(module = "spead_xdp._spead_xdp", eq, eq_int, frozen, from_py_object)]
+#[derive(Clone, Copy, PartialEq)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+enum GroupMode {
+    ROUND_ROBIN = 0,
+    SERIAL = 1,
+}
+
+impl From<GroupMode> for stream::GroupMode {
+    fn from(mode: GroupMode) -> Self {
+        match mode {
+            GroupMode::ROUND_ROBIN => stream::GroupMode::RoundRobin,
+            GroupMode::SERIAL => stream::GroupMode::Serial,
+        }
+    }
+}
+
+/// A send stream's settings, spead2's `StreamConfig` (keyword-only).
+#[pyclass(module = "spead_xdp._spead_xdp", from_py_object)]
+#[derive(Clone)]
+struct StreamConfig {
+    #[pyo3(get, set)]
+    max_packet_size: usize,
+    rate: f64,
+    #[pyo3(get, set)]
+    burst_size: usize,
+    max_heaps: usize,
+    burst_rate_ratio: f64,
+    #[pyo3(get, set)]
+    rate_method: RateMethod,
+}
+
+fn check_rate(rate: f64) -> PyResult<f64> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err(PyValueError::new_err("rate must be non-negative"))
+    }
+}
+
+fn check_max_heaps(max_heaps: usize) -> PyResult<usize> {
+    if max_heaps > 0 {
+        Ok(max_heaps)
+    } else {
+        Err(PyValueError::new_err("max_heaps must be positive"))
+    }
+}
+
+fn check_burst_rate_ratio(ratio: f64) -> PyResult<f64> {
+    if ratio.is_finite() && ratio >= 1.0 {
+        Ok(ratio)
+    } else {
+        Err(PyValueError::new_err(
+            "burst rate ratio must be at least 1.0 and finite",
+        ))
+    }
+}
+
+#[pymethods]
+impl StreamConfig {
+    #[classattr]
+    const DEFAULT_MAX_PACKET_SIZE: usize = 1472;
+    #[classattr]
+    const DEFAULT_MAX_HEAPS: usize = 4;
+    #[classattr]
+    const DEFAULT_BURST_SIZE: usize = 65536;
+    #[classattr]
+    const DEFAULT_BURST_RATE_RATIO: f64 = 1.05;
+
+    #[new]
+    #[pyo3(signature = (*, max_packet_size=1472, rate=0.0, burst_size=65536, max_heaps=4,
+                        burst_rate_ratio=1.05, rate_method=RateMethod::AUTO))]
+    fn new(
+        max_packet_size: usize,
+        rate: f64,
+        burst_size: usize,
+        max_heaps: usize,
+        burst_rate_ratio: f64,
+        rate_method: RateMethod,
+    ) -> PyResult<Self> {
+        Ok(StreamConfig {
+            max_packet_size,
+            rate: check_rate(rate)?,
+            burst_size,
+            max_heaps: check_max_heaps(max_heaps)?,
+            burst_rate_ratio: check_burst_rate_ratio(burst_rate_ratio)?,
+            rate_method,
+        })
+    }
+
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    #[setter]
+    fn set_rate(&mut self, rate: f64) -> PyResult<()> {
+        self.rate = check_rate(rate)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn max_heaps(&self) -> usize {
+        self.max_heaps
+    }
+
+    #[setter]
+    fn set_max_heaps(&mut self, max_heaps: usize) -> PyResult<()> {
+        self.max_heaps = check_max_heaps(max_heaps)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn burst_rate_ratio(&self) -> f64 {
+        self.burst_rate_ratio
+    }
+
+    #[setter]
+    fn set_burst_rate_ratio(&mut self, ratio: f64) -> PyResult<()> {
+        self.burst_rate_ratio = check_burst_rate_ratio(ratio)?;
+        Ok(())
+    }
+
+    /// The rate of a catch-up burst, in bytes per second.
+    #[getter]
+    fn burst_rate(&self) -> f64 {
+        self.rate * self.burst_rate_ratio
+    }
+}
+
+impl StreamConfig {
+    /// The library's settings: a burst holds at least one packet (spead2
+    /// accepts smaller bursts and sends a packet a burst).
+    fn to_rust(&self) -> stream::StreamConfig {
+        stream::StreamConfig {
+            max_packet_size: self.max_packet_size,
+            rate: self.rate,
+            burst_size: self.burst_size.max(self.max_packet_size),
+            max_heaps: self.max_heaps,
+            burst_rate_ratio: self.burst_rate_ratio,
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            max_packet_size: 1472,
+            rate: 0.0,
+            burst_size: 65536,
+            max_heaps: 4,
+            burst_rate_ratio: 1.05,
+            rate_method: RateMethod::AUTO,
+        }
+    }
+}
+
+/// A heap to send, spead2's `send.Heap`. Items are taken from objects with
+/// `id`, `to_buffer()` and `allow_immediate()` (spead2's `Item`).
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct Heap {
+    /// Shared with the heaps in flight; changed copy-on-write.
+    inner: Arc<protocol::Heap<'static>>,
+    flavour: Flavour,
+}
+
+fn heap_error(error: HeapError) -> PyErr {
+    PyValueError::new_err(error.to_string())
+}
+
+#[pymethods]
+impl Heap {
+    #[new]
+    #[pyo3(signature = (flavour=None))]
+    fn new(flavour: Option<Flavour>) -> Self {
+        let flavour = flavour.unwrap_or_else(Flavour::default_64_40);
+        Heap {
+            inner: Arc::new(protocol::Heap::new(flavour.inner)),
+            flavour,
+        }
+    }
+
+    #[getter]
+    fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    #[getter]
+    fn repeat_pointers(&self) -> bool {
+        self.inner.repeat_pointers()
+    }
+
+    #[setter]
+    fn set_repeat_pointers(&mut self, repeat: bool) {
+        Arc::make_mut(&mut self.inner).set_repeat_pointers(repeat);
+    }
+
+    /// Adds an item: its `id`, the bytes of `to_buffer()`, and whether
+    /// `allow_immediate()` lets a short value go inline. The bytes are
+    /// copied here (spead2 refers to the buffer's memory instead).
+    fn add_item(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id: u64 = item.getattr("id")?.extract()?;
+        let buffer = item.call_method0("to_buffer")?;
+        let allow_immediate = item.call_method0("allow_immediate")?.is_truthy()?;
+        let bytes = buffer.py().get_type::<PyBytes>().call1((buffer,))?;
+        let bytes = Bytes::copy_from_slice(bytes.cast::<PyBytes>()?.as_bytes());
+        let item = protocol::Item::new(id, bytes).allow_immediate(allow_immediate);
+        Arc::make_mut(&mut self.inner).add(item).map_err(heap_error)?;
+        Ok(())
+    }
+
+    /// Adds the stream-control item that starts a stream.
+    fn add_start(&mut self) -> PyResult<()> {
+        Arc::make_mut(&mut self.inner).add_start().map_err(heap_error)?;
+        Ok(())
+    }
+
+    /// Adds the stream-control item that ends a stream.
+    fn add_end(&mut self) -> PyResult<()> {
+        Arc::make_mut(&mut self.inner).add_end().map_err(heap_error)?;
+        Ok(())
+    }
+}
+
+/// A heap with how to send it: spead2's `HeapReference`.
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct HeapReference {
+    #[pyo3(get)]
+    heap: Py<Heap>,
+    #[pyo3(get, set)]
+    cnt: i64,
+    #[pyo3(get, set)]
+    substream_index: usize,
+    #[pyo3(get, set)]
+    rate: f64,
+}
+
+#[pymethods]
+impl HeapReference {
+    #[new]
+    #[pyo3(signature = (heap, *, cnt=-1, substream_index=0, rate=-1.0))]
+    fn new(heap: Py<Heap>, cnt: i64, substream_index: usize, rate: f64) -> Self {
+        HeapReference {
+            heap,
+            cnt,
+            substream_index,
+            rate,
+        }
+    }
+}
+
+/// What to send of one heap: the heap as it is now, cnt, substream, rate.
+struct Entry {
+    heap: Py<Heap>,
+    cnt: i64,
+    substream_index: usize,
+    rate: f64,
+}
+
+impl Entry {
+    fn clone_ref(&self, py: Python<'_>) -> Entry {
+        Entry {
+            heap: self.heap.clone_ref(py),
+            cnt: self.cnt,
+            substream_index: self.substream_index,
+            rate: self.rate,
+        }
+    }
+
+    fn heap_ref(&self, py: Python<'_>) -> HeapRef {
+        let mut heap = HeapRef::new(Arc::clone(&self.heap.borrow(py).inner)).substream(self.substream_index);
+        if self.cnt >= 0 {
+            heap = heap.cnt(self.cnt as u64);
+        }
+        if self.rate >= 0.0 {
+            heap = heap.rate(self.rate);
+        }
+        heap
+    }
+}
+
+/// A fixed list of heap references (copied when made), spead2's
+/// `HeapReferenceList`: its length, and slices of it.
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct HeapReferenceList {
+    entries: Vec<Entry>,
+}
+
+#[pymethods]
+impl HeapReferenceList {
+    #[new]
+    fn new(heaps: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let entries = heaps
+            .try_iter()?
+            .map(|h| entries_of(&h?))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(HeapReferenceList { entries })
+    }
+
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn __getitem__(&self, slice: &Bound<'_, PySlice>) -> PyResult<Self> {
+        let py = slice.py();
+        let indices = slice.indices(self.entries.len() as isize)?;
+        let mut entries = Vec::with_capacity(indices.slicelength);
+        let mut at = indices.start;
+        for _ in 0..indices.slicelength {
+            entries.push(self.entries[at as usize].clone_ref(py));
+            at += indices.step;
+        }
+        Ok(HeapReferenceList { entries })
+    }
+}
+
+fn entries_of(reference: &Bound<'_, PyAny>) -> PyResult<Entry> {
+    let reference = reference.cast::<HeapReference>()?.borrow();
+    Ok(Entry {
+        heap: reference.heap.clone_ref(reference.py()),
+        cnt: reference.cnt,
+        substream_index: reference.substream_index,
+        rate: reference.rate,
+    })
+}
+
+/// The group of heaps `heaps` names: a `HeapReferenceList` or a sequence
+/// of `HeapReference`s.
+fn group_of(heaps: &Bound<'_, PyAny>) -> PyResult<Vec<HeapRef>> {
+    let py = heaps.py();
+    if let Ok(list) = heaps.cast::<HeapReferenceList>() {
+        return Ok(list.borrow().entries.iter().map(|e| e.heap_ref(py)).collect());
+    }
+    heaps
+        .try_iter()?
+        .map(|h| Ok(entries_of(&h?)?.heap_ref(py)))
+        .collect()
+}
+
+/// spead2's exception for what a send refused or failed with: OSError with
+/// an errno where spead2 gives one (EAGAIN: BlockingIOError), ValueError
+/// for a packet size that cannot carry the heap.
+fn send_error(error: SendError) -> PyErr {
+    let os = |errno: i32, error: &dyn std::fmt::Display| PyOSError::new_err((errno, error.to_string()));
+    match &error {
+        SendError::QueueFull { .. } => os(libc::EAGAIN, &error),
+        SendError::Invalid {
+            reason: Invalid::Packetize(PacketizeError::PacketSizeTooSmall { .. }),
+            ..
+        } => PyValueError::new_err("packet size is too small"),
+        SendError::Invalid {
+            reason: Invalid::Packetize(PacketizeError::RepeatPointersDoNotFit { .. }),
+            ..
+        } => PyValueError::new_err("packet size is too small to repeat item pointers"),
+        SendError::Invalid { .. } => os(libc::EINVAL, &error),
+        SendError::Transport(transport) | SendError::SharedBatch(transport) => transport_error(transport),
+        SendError::Closed => os(libc::EPIPE, &error),
+    }
+}
+
+fn transport_error(error: &TransportError) -> PyErr {
+    let errno = error
+        .os_error()
+        .and_then(|e| e.raw_os_error())
+        .unwrap_or(libc::EIO);
+    let message = match error.os_error() {
+        Some(os) => format!("{error}: {os}"),
+        None => error.to_string(),
+    };
+    PyOSError::new_err((errno, message))
+}
+
+fn stream_error(error: StreamError) -> PyErr {
+    match error {
+        StreamError::Transport(transport) => transport_error(&transport),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// What every send stream does (spead2's `send.Stream`).
+#[pyclass(module = "spead_xdp._spead_xdp", subclass)]
+struct Stream {
+    inner: stream::Stream,
+}
+
+#[pymethods]
+impl Stream {
+    /// Sends one heap and waits for it; returns the bytes sent.
+    #[pyo3(signature = (heap, cnt=-1, substream_index=0, rate=-1.0))]
+    fn send_heap(
+        &self,
+        py: Python<'_>,
+        heap: Py<Heap>,
+        cnt: i64,
+        substream_index: usize,
+        rate: f64,
+    ) -> PyResult<u64> {
+        let entry = Entry {
+            heap,
+            cnt,
+            substream_index,
+            rate,
+        };
+        let heap = entry.heap_ref(py);
+        py.detach(|| self.inner.send_heap(heap)).map_err(send_error)
+    }
+
+    /// Sends a group of heaps, all or none, interleaved as `mode` says;
+    /// returns the bytes sent.
+    fn send_heaps(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: GroupMode) -> PyResult<u64> {
+        let group = group_of(heaps)?;
+        py.detach(|| self.inner.send_heaps(group, mode.into()))
+            .map_err(send_error)
+    }
+
+    /// The next automatic heap cnt, and the step between them.
+    fn set_cnt_sequence(&self, next: u64, step: u64) -> PyResult<()> {
+        if step == 0 {
+            return Err(PyValueError::new_err("step cannot be 0"));
+        }
+        self.inner
+            .set_cnt_sequence(next, step)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Waits until every heap queued has been sent.
+    fn flush(&self, py: Python<'_>) {
+        py.detach(|| self.inner.flush());
+    }
+
+    #[getter]
+    fn num_substreams(&self) -> usize {
+        self.inner.substreams()
+    }
+}
+
+/// The worker settings a thread pool asks for: pinned to its first
+/// affinity core, if it has one.
+fn worker_of(thread_pool: &Bound<'_, PyAny>) -> PyResult<WorkerConfig> {
+    let affinity: Vec<usize> = match thread_pool.getattr("affinity") {
+        Ok(affinity) => affinity.extract()?,
+        Err(_) => Vec::new(),
+    };
+    Ok(WorkerConfig {
+        core: affinity.first().copied(),
+        ..WorkerConfig::default()
+    })
+}
+
+fn start<T: spead_xdp::transport::Transport>(
+    transport: T,
+    config: Option<StreamConfig>,
+    thread_pool: &Bound<'_, PyAny>,
+) -> PyResult<Stream> {
+    let config = config.unwrap_or_default().to_rust();
+    let inner =
+        stream::Stream::with_worker(transport, config, worker_of(thread_pool)?).map_err(stream_error)?;
+    Ok(Stream { inner })
+}
+
+/// A stream into memory: `getvalue()` gives every packet sent, back to
+/// back (spead2's `send.BytesStream`).
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream)]
+struct BytesStream {
+    memory: MemoryTransport,
+}
+
+#[pymethods]
+impl BytesStream {
+    #[new]
+    #[pyo3(signature = (thread_pool, config=None))]
+    fn new(
+        thread_pool: &Bound<'_, PyAny>,
+        config: Option<StreamConfig>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let memory = MemoryTransport::new(1);
+        let stream = start(memory.clone(), config, thread_pool)?;
+        Ok(PyClassInitializer::from(stream).add_subclass(BytesStream { memory }))
+    }
+
+    /// The packets sent so far, back to back.
+    fn getvalue<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.memory.bytes(0))
+    }
+}
+
+/// Resolves spead2-style endpoints: `(host, port)` pairs.
+fn endpoints_of(endpoints: &Bound<'_, PyAny>) -> PyResult<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut addresses = Vec::new();
+    for endpoint in endpoints.try_iter()? {
+        let (host, port): (String, u16) = endpoint?.extract()?;
+        let address = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| PyOSError::new_err(format!("resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| PyOSError::new_err(format!("resolve {host}: no address")))?;
+        addresses.push(address);
+    }
+    if addresses.is_empty() {
+        return Err(PyValueError::new_err("Endpoint list must be non-empty"));
+    }
+    Ok(addresses)
+}
+
+/// A stream over a kernel UDP socket (spead2's `send.UdpStream`):
+/// `interface_address` alone binds the socket to that address; with `ttl`
+/// (multicast endpoints only) it names the interface multicast leaves by.
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream)]
+struct UdpStream {}
+
+#[pymethods]
+impl UdpStream {
+    #[classattr]
+    const DEFAULT_BUFFER_SIZE: usize = UdpConfig::DEFAULT_BUFFER_SIZE;
+
+    #[new]
+    #[pyo3(signature = (thread_pool, endpoints, config=None, buffer_size=UdpConfig::DEFAULT_BUFFER_SIZE,
+                        interface_address=String::new(), *, ttl=None))]
+    fn new(
+        thread_pool: &Bound<'_, PyAny>,
+        endpoints: &Bound<'_, PyAny>,
+        config: Option<StreamConfig>,
+        buffer_size: usize,
+        interface_address: String,
+        ttl: Option<u32>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let destinations = endpoints_of(endpoints)?;
+        let mut udp = UdpConfig::new(destinations.clone());
+        udp.buffer_size = buffer_size;
+        let interface: Option<std::net::IpAddr> =
+            if interface_address.is_empty() {
+                None
+            } else {
+                Some(interface_address.parse().map_err(|_| {
+                    PyValueError::new_err(format!("bad interface address {interface_address:?}"))
+                })?)
+            };
+        match ttl {
+            Some(ttl) => {
+                if destinations.iter().any(|d| !d.ip().is_multicast()) {
+                    return Err(PyValueError::new_err("endpoint is not a multicast address"));
+                }
+                let ttl = u8::try_from(ttl)
+                    .map_err(|_| PyValueError::new_err("multicast hops value out of range"))?;
+                udp.ttl = Some(u32::from(ttl));
+                if let Some(std::net::IpAddr::V4(address)) = interface {
+                    udp.multicast_interface = Some(MulticastInterface::Address(address));
+                }
+            }
+            None => udp.bind = interface.map(|ip| std::net::SocketAddr::new(ip, 0)),
+        }
+        let transport = UdpTransport::new(&udp).map_err(|e| transport_error(&e))?;
+        Ok(PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(UdpStream {}))
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Flavour>()?;
+    m.add_class::<RateMethod>()?;
+    m.add_class::<GroupMode>()?;
+    m.add_class::<StreamConfig>()?;
+    m.add_class::<Heap>()?;
+    m.add_class::<HeapReference>()?;
+    m.add_class::<HeapReferenceList>()?;
+    m.add_class::<Stream>()?;
+    m.add_class::<BytesStream>()?;
+    m.add_class::<UdpStream>()?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+"""spead_xdp.send against spead2 4.5.1 from PyPI: the same heaps through
+both packages' streams give the same bytes, and bad arguments raise what
+spead2 raises."""
+
+import errno
+import socket
+
+import numpy as np
+import pytest
+import spead2
+import spead2.send
+
+import spead_xdp
+import spead_xdp.send
+
+
+class RawItem:
+    """The item interface spead2's Heap.add_item reads: id, to_buffer(),
+    allow_immediate()."""
+
+    def __init__(self, id, data, immediate=False):
+        self.id = id
+        self.data = np.frombuffer(bytes(data), dtype=np.uint8)
+        self.immediate = immediate
+
+    def to_buffer(self):
+        return self.data
+
+    def allow_immediate(self):
+        return self.immediate
+
+
+FLAVOURS = [(4, 64, 40, 0), (4, 64, 48, 0)]
+
+
+def heap(package, flavour, seed, repeat_pointers=False):
+    """A heap of a 5000-byte item, an inline immediate (as wide as the
+    heap address) and a 3-byte item."""
+    h = package.send.Heap(package.Flavour(*flavour))
+    width = flavour[2] // 8
+    h.add_item(RawItem(0x1000, bytes((seed + i) % 256 for i in range(5000))))
+    h.add_item(RawItem(0x1001, bytes(range(seed, seed + width)), immediate=True))
+    h.add_item(RawItem(0x1002, b"abc"))
+    h.repeat_pointers = repeat_pointers
+    return h
+
+
+def end_heap(package, flavour):
+    h = package.send.Heap(package.Flavour(*flavour))
+    h.add_end()
+    return h
+
+
+def bytes_of(package, send, config=None):
+    """What `send(stream)` puts into a BytesStream of `package`."""
+    config = config or package.send.StreamConfig()
+    stream = package.send.BytesStream(package.ThreadPool(), config)
+    send(stream)
+    return stream.getvalue()
+
+
+def both(send, **config):
+    """The bytes spead2 and spead_xdp send for `send(package, stream)`."""
+    return [
+        bytes_of(package, lambda s: send(package, s), package.send.StreamConfig(**config))
+        for package in (spead2, spead_xdp)
+    ]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("packet", [1472, 4000])
+def test_heaps_sent_one_by_one_are_spead2s_bytes(flavour, packet):
+    def send(package, stream):
+        for seed in range(3):
+            assert stream.send_heap(heap(package, flavour, seed)) > 5000
+        stream.send_heap(end_heap(package, flavour))
+
+    theirs, ours = both(send, max_packet_size=packet)
+    assert len(theirs) > 15000
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_repeat_pointers_explicit_cnts_and_cnt_sequences_match(flavour):
+    def send(package, stream):
+        stream.set_cnt_sequence(10, 3)
+        stream.send_heap(heap(package, flavour, 1, repeat_pointers=True))
+        stream.send_heap(heap(package, flavour, 2), cnt=99)
+        stream.send_heap(heap(package, flavour, 3))
+
+    theirs, ours = both(send)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("mode", ["ROUND_ROBIN", "SERIAL"])
+def test_groups_match_in_both_modes(mode):
+    flavour = (4, 64, 48, 0)
+
+    def send(package, stream):
+        refs = [
+            package.send.HeapReference(heap(package, flavour, seed), cnt=seed + 1)
+            for seed in range(3)
+        ]
+        group = package.send.HeapReferenceList(refs)
+        assert len(group) == 3
+        assert len(group[1:]) == 2 and len(group[::2]) == 2 and len(group[5:]) == 0
+        sent = stream.send_heaps(group, getattr(package.send.GroupMode, mode))
+        assert sent > 15000
+        stream.send_heaps(refs[:1], mode=getattr(package.send.GroupMode, mode))
+
+    theirs, ours = both(send)
+    assert ours == theirs
+
+
+def receive_all(sock):
+    sock.settimeout(2)
+    got = []
+    try:
+        while True:
+            got.append(sock.recv(65536))
+    except socket.timeout:
+        return got
+
+
+def test_udp_datagrams_are_spead2s():
+    flavour = (4, 64, 48, 0)
+    datagrams = []
+    for package in (spead2, spead_xdp):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        stream = package.send.UdpStream(package.ThreadPool(), [sock.getsockname()])
+        assert stream.num_substreams == 1
+        for seed in range(4):
+            stream.send_heap(heap(package, flavour, seed))
+        stream.send_heap(end_heap(package, flavour))
+        datagrams.append(receive_all(sock))
+        sock.close()
+    theirs, ours = datagrams
+    assert len(theirs) == 4 * 4 + 1
+    assert ours == theirs
+
+
+def test_flavours_as_spead2_makes_them():
+    assert spead_xdp.Flavour() == spead_xdp.Flavour(4, 64, 40, 0)
+    f = spead_xdp.Flavour(version=4, item_pointer_bits=64, heap_address_bits=48)
+    assert (f.version, f.item_pointer_bits, f.heap_address_bits, f.bug_compat) == (4, 64, 48, 0)
+    assert spead_xdp.send.Heap().flavour == spead_xdp.Flavour()
+    for bad, says in [
+        ((5, 64, 48), "Version is not supported"),
+        ((4, 32, 48), "item_pointer_bits not supported"),
+        ((4, 64, 41), "heap_address_bits not a multiple of 8"),
+        ((4, 64, 64), "heap_address_bits out of range"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            spead2.Flavour(*bad)
+        with pytest.raises(ValueError, match=says):
+            spead_xdp.Flavour(*bad)
+
+
+def test_stream_config_is_checked_as_spead2_checks_it():
+    config = spead_xdp.send.StreamConfig(rate=1e6)
+    assert config.burst_rate == pytest.approx(1.05e6)
+    assert config.max_packet_size == 1472 and config.max_heaps == 4
+    for field, value, says in [
+        ("rate", -1.0, "rate must be non-negative"),
+        ("max_heaps", 0, "max_heaps must be positive"),
+        ("burst_rate_ratio", 0.5, "burst rate ratio must be at least 1.0"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            spead_xdp.send.StreamConfig(**{field: value})
+        with pytest.raises(ValueError, match=says):
+            setattr(config, field, value)
+    with pytest.raises(TypeError):
+        spead_xdp.send.StreamConfig(1472)
+
+
+def test_bad_sends_raise_what_spead2_raises():
+    pool = spead_xdp.ThreadPool()
+    with pytest.raises(ValueError, match="Endpoint list must be non-empty"):
+        spead_xdp.send.UdpStream(pool, [])
+    with pytest.raises(ValueError, match="endpoint is not a multicast address"):
+        spead_xdp.send.UdpStream(pool, [("127.0.0.1", 8888)], ttl=4)
+    stream = spead_xdp.send.BytesStream(pool)
+    h = heap(spead_xdp, (4, 64, 48, 0), 0)
+    with pytest.raises(OSError) as refused:
+        stream.send_heap(h, substream_index=3)
+    assert refused.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as empty:
+        stream.send_heaps([], spead_xdp.send.GroupMode.SERIAL)
+    assert empty.value.errno == errno.EINVAL
+    with pytest.raises(TypeError):
+        stream.send_heaps([h], 1)
+    # The stream goes on after a refusal.
+    assert stream.send_heap(h) > 5000
