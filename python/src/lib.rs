@@ -490,6 +490,27 @@ fn stream_error(error: StreamError) -> PyErr {
 #[pyclass(module = "spead_xdp._spead_xdp", subclass)]
 struct Stream {
     inner: stream::Stream,
+    /// Completions waited on in order, each then reported to its
+    /// callback (the asyncio streams' futures): made with the first.
+    completer: Option<crossbeam_channel::Sender<(stream::Completion, Py<PyAny>)>>,
+}
+
+/// Waits for each completion in the order queued and calls its callback
+/// as `callback(None, bytes)` or `callback(exception, 0)`, with the GIL,
+/// until the stream goes.
+fn complete(queue: crossbeam_channel::Receiver<(stream::Completion, Py<PyAny>)>) {
+    for (completion, callback) in queue {
+        let outcome = completion.wait();
+        Python::attach(|py| {
+            let called = match outcome {
+                Ok(bytes) => callback.call1(py, (py.None(), bytes)),
+                Err(error) => callback.call1(py, (send_error(error), 0u64)),
+            };
+            if let Err(error) = called {
+                error.write_unraisable(py, Some(callback.bind(py)));
+            }
+        });
+    }
 }
 
 #[pymethods]
@@ -520,6 +541,44 @@ impl Stream {
         let group = group_of(heaps)?;
         py.detach(|| self.inner.send_heaps(group, mode.into()))
             .map_err(send_error)
+    }
+
+    /// Queues one heap at once and reports its outcome to `callback`
+    /// (`callback(exception, bytes)`, from another thread, in queue order):
+    /// the asyncio streams' `async_send_heap`. A heap refused at once
+    /// raises here.
+    #[pyo3(signature = (heap, cnt, substream_index, rate, callback))]
+    fn _submit_heap(
+        &mut self,
+        py: Python<'_>,
+        heap: Py<Heap>,
+        cnt: i64,
+        substream_index: usize,
+        rate: f64,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        let entry = Entry {
+            heap,
+            cnt,
+            substream_index,
+            rate,
+        };
+        let completion = self.inner.submit(entry.heap_ref(py)).map_err(send_error)?;
+        self.track(completion, callback)
+    }
+
+    /// As `_submit_heap`, for a group (`async_send_heaps`).
+    fn _submit_heaps(
+        &mut self,
+        heaps: &Bound<'_, PyAny>,
+        mode: GroupMode,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        let completion = self
+            .inner
+            .submit_group(group_of(heaps)?, mode.into())
+            .map_err(send_error)?;
+        self.track(completion, callback)
     }
 
     /// The next automatic heap cnt, and the step between them.
@@ -564,12 +623,33 @@ fn start<T: spead_xdp::transport::Transport>(
     let config = config.unwrap_or_default().to_rust();
     let inner =
         stream::Stream::with_worker(transport, config, worker_of(thread_pool)?).map_err(stream_error)?;
-    Ok(Stream { inner })
+    Ok(Stream {
+        inner,
+        completer: None,
+    })
+}
+
+impl Stream {
+    /// Hands a queued heap's completion to the completer thread.
+    fn track(&mut self, completion: stream::Completion, callback: Py<PyAny>) -> PyResult<()> {
+        if self.completer.is_none() {
+            let (sender, queue) = crossbeam_channel::unbounded();
+            std::thread::Builder::new()
+                .name("spead-xdp-completer".into())
+                .spawn(move || complete(queue))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            self.completer = Some(sender);
+        }
+        let completer = self.completer.as_ref().expect("made above");
+        completer
+            .send((completion, callback))
+            .map_err(|_| PyOSError::new_err((libc::EPIPE, "the stream's completer has stopped")))
+    }
 }
 
 /// A stream into memory: `getvalue()` gives every packet sent, back to
 /// back (spead2's `send.BytesStream`).
-#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream)]
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
 struct BytesStream {
     memory: MemoryTransport,
 }
@@ -615,7 +695,7 @@ fn endpoints_of(endpoints: &Bound<'_, PyAny>) -> PyResult<Vec<std::net::SocketAd
 /// A stream over a kernel UDP socket (spead2's `send.UdpStream`):
 /// `interface_address` alone binds the socket to that address; with `ttl`
 /// (multicast endpoints only) it names the interface multicast leaves by.
-#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream)]
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
 struct UdpStream {}
 
 #[pymethods]

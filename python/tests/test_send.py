@@ -193,3 +193,60 @@ def test_bad_sends_raise_what_spead2_raises():
         stream.send_heaps([h], 1)
     # The stream goes on after a refusal.
     assert stream.send_heap(h) > 5000
+
+
+def test_asyncio_futures_are_queued_at_call_time_and_resolve_in_order():
+    import asyncio
+
+    import spead2.send.asyncio
+
+    import spead_xdp.send.asyncio
+
+    flavour = (4, 64, 48, 0)
+
+    async def send(package):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        stream = package.send.asyncio.UdpStream(
+            package.ThreadPool(), [sock.getsockname()], package.send.StreamConfig(max_heaps=8)
+        )
+        futures = [stream.async_send_heap(heap(package, flavour, seed)) for seed in range(3)]
+        assert all(isinstance(f, asyncio.Future) for f in futures)
+        refs = [package.send.HeapReference(heap(package, flavour, 7), cnt=50)]
+        futures.append(stream.async_send_heaps(heaps=refs, mode=package.send.GroupMode.SERIAL))
+        # A bad substream: the future fails, the others are unaffected.
+        bad = stream.async_send_heap(heap(package, flavour, 9), substream_index=5)
+        await stream.async_flush()
+        sent = [await f for f in futures]
+        with pytest.raises(OSError) as refused:
+            await bad
+        assert refused.value.errno == errno.EINVAL
+        got = receive_all(sock)
+        sock.close()
+        return sent, got
+
+    theirs = asyncio.run(send(spead2))
+    ours = asyncio.run(send(spead_xdp))
+    assert all(n > 5000 for n in ours[0])
+    assert ours == theirs
+
+
+def test_asyncio_queue_full_fails_the_future_not_the_call():
+    import asyncio
+
+    import spead_xdp.send.asyncio
+
+    async def send():
+        stream = spead_xdp.send.asyncio.BytesStream(
+            spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(max_heaps=1, rate=1e6)
+        )
+        big = spead_xdp.send.Heap(spead_xdp.Flavour(4, 64, 48, 0))
+        big.add_item(RawItem(0x1000, bytes(200_000)))
+        first = stream.async_send_heap(big)
+        second = stream.async_send_heap(big)
+        with pytest.raises(BlockingIOError):
+            await second
+        assert await first > 200_000
+
+    asyncio.run(send())

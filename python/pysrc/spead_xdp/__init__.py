@@ -1,10 +1,10 @@
 """spead-xdp: SPEAD senders byte-compatible with spead2, with spead2's
 Python send API (``import spead_xdp as spead2``).
 
-This package is being built: ``Flavour``, ``ThreadPool`` and
-``spead_xdp.send``'s heaps and synchronous UDP and in-memory streams are
-here; spead2's ``Descriptor``, ``Item`` and ``ItemGroup``, the asyncio
-streams and the AF_XDP stream are not yet.
+This package is being built: ``Flavour``, ``ThreadPool``,
+``spead_xdp.send``'s heaps and its UDP and in-memory streams (synchronous
+and ``spead_xdp.send.asyncio``) are here; spead2's ``Descriptor``,
+``Item`` and ``ItemGroup`` and the AF_XDP stream are not yet.
 """
 
 from ._spead_xdp import Flavour, __version__

@@ -23,3 +23,5 @@ __all__ = [
     "StreamConfig",
     "UdpStream",
 ]
+
+from . import asyncio  # noqa: E402  (spead2's layout: spead_xdp.send.asyncio)
