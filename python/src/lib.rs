@@ -318,6 +318,20 @@ impl Heap {
         Ok(())
     }
 
+    /// Adds a descriptor, read from an object with spead2's `Descriptor`
+    /// attributes: `id`, `name`, `description`, `shape` (ints; `None` or
+    /// a negative one for the one variable dimension of a format item),
+    /// `dtype` (a numpy dtype, or `None`), `order` ('C' or 'F') and
+    /// `format` (a list of `(code, bits)`, or `None`). Encoded as spead2
+    /// encodes it.
+    fn add_descriptor(&mut self, descriptor: &Bound<'_, PyAny>) -> PyResult<()> {
+        let descriptor = descriptor_of(descriptor)?;
+        Arc::make_mut(&mut self.inner)
+            .add_descriptor(&descriptor)
+            .map_err(heap_error)?;
+        Ok(())
+    }
+
     /// Adds the stream-control item that starts a stream.
     fn add_start(&mut self) -> PyResult<()> {
         Arc::make_mut(&mut self.inner).add_start().map_err(heap_error)?;
@@ -329,6 +343,56 @@ impl Heap {
         Arc::make_mut(&mut self.inner).add_end().map_err(heap_error)?;
         Ok(())
     }
+}
+
+/// The library's descriptor for a Python object with spead2's
+/// `Descriptor` attributes.
+fn descriptor_of(descriptor: &Bound<'_, PyAny>) -> PyResult<protocol::Descriptor> {
+    let id: u64 = descriptor.getattr("id")?.extract()?;
+    let name: String = descriptor.getattr("name")?.extract()?;
+    let description: String = descriptor.getattr("description")?.extract()?;
+    let shape: Vec<Option<i64>> = descriptor.getattr("shape")?.extract()?;
+    let shape: Vec<Option<u64>> = shape
+        .into_iter()
+        .map(|d| d.and_then(|d| u64::try_from(d).ok()))
+        .collect();
+    let dtype = descriptor.getattr("dtype")?;
+    let value_error = |e: protocol::DescriptorError| PyValueError::new_err(e.to_string());
+    if dtype.is_none() {
+        let format: Vec<(String, u64)> = descriptor.getattr("format")?.extract()?;
+        let fields = format
+            .into_iter()
+            .map(|(code, bits)| match code.as_bytes() {
+                [code] => Ok(protocol::FormatField::new(*code, bits)),
+                _ => Err(PyValueError::new_err(format!(
+                    "illegal format ({code:?}, {bits})"
+                ))),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        return Ok(protocol::Descriptor::with_format(
+            id,
+            name,
+            description,
+            shape,
+            fields,
+        ));
+    }
+    let descr: String = descriptor
+        .py()
+        .import("numpy.lib.format")?
+        .call_method1("dtype_to_descr", (dtype,))?
+        .extract()
+        .map_err(|_| PyValueError::new_err("only simple numpy dtypes are supported"))?;
+    let shape = shape
+        .into_iter()
+        .map(|d| {
+            d.ok_or_else(|| {
+                PyValueError::new_err("Cannot have unknown dimensions when using numpy descriptor")
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let order: String = descriptor.getattr("order")?.extract()?;
+    protocol::Descriptor::with_dtype(id, name, description, shape, &descr, order == "F").map_err(value_error)
 }
 
 /// A heap with how to send it: spead2's `HeapReference`.

@@ -250,3 +250,57 @@ def test_asyncio_queue_full_fails_the_future_not_the_call():
         assert await first > 200_000
 
     asyncio.run(send())
+
+
+def item_group_heaps(package, flavour):
+    """Heaps of an item group as katgpucbf builds them: a 48-bit timestamp
+    (format), numpy arrays in C and Fortran order, a 10-bit signed format
+    item, descriptors every third heap, values when changed."""
+    group = package.send.ItemGroup(descriptor_frequency=3, flavour=package.Flavour(*flavour))
+    group.add_item(0x1600, "timestamp", "ADC sample count", (), format=[("u", 48)], value=0)
+    group.add_item(0x1800, "spectrum", "channels", (4, 256), dtype=np.uint16, value=np.zeros((4, 256), np.uint16))
+    group.add_item(None, "gains", "per channel", (3, 2), dtype="<f4", order="F", value=np.ones((3, 2), np.float32))
+    group.add_item(0x1700, "offset", "10-bit signed", (), format=[("i", 10)], value=-5)
+    heaps = []
+    for t in range(5):
+        group["timestamp"].value = t * 8192
+        if t == 2:
+            group["spectrum"].value = np.arange(1024, dtype=np.uint16).reshape(4, 256)
+        heaps.append(group.get_heap())
+    heaps.append(group.get_heap(descriptors="all", data="none"))
+    heaps.append(group.get_heap(descriptors="none", data="all"))
+    heaps.append(group.get_end())
+    return heaps
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_item_group_heaps_are_spead2s(flavour):
+    def send(package, stream):
+        for h in item_group_heaps(package, flavour):
+            stream.send_heap(h)
+
+    theirs, ours = both(send)
+    assert len(theirs) > 3 * 2048
+    assert ours == theirs
+
+
+def test_descriptors_and_items_refuse_what_spead2_refuses():
+    for package in (spead2, spead_xdp):
+        for kwargs, says in [
+            (dict(shape=(None, None), format=[("u", 8)]), "Cannot have multiple unknown dimensions"),
+            (dict(shape=(), dtype=np.uint8, format=[("u", 8)]), "Only one of dtype and format"),
+            (dict(shape=()), "One of dtype and format must be specified"),
+            (dict(shape=(None,), dtype=np.uint8), "Cannot have unknown dimensions when using numpy"),
+            (dict(shape=(), format=[("u", 8)], order="F"), "When specifying format, order must be 'C'"),
+        ]:
+            with pytest.raises(ValueError, match=says):
+                package.Descriptor(0x1000, "x", "", **kwargs)
+        item = package.Item(0x1000, "x", "", (3,), dtype=np.uint8)
+        with pytest.raises(ValueError, match="Item value cannot be set to None"):
+            item.value = None
+        group = package.send.ItemGroup()
+        group.add_item(0x1000, "x", "", (3,), dtype=np.uint8, value=np.zeros(2, np.uint8))
+        with pytest.raises(ValueError, match=r"Value has shape \(2,\), expected \(3,\)"):
+            group.get_heap()
+        with pytest.raises(ValueError, match="descriptors must be one of"):
+            group.get_heap(descriptors="some")

@@ -2,12 +2,13 @@
 Python send API (``import spead_xdp as spead2``).
 
 This package is being built: ``Flavour``, ``ThreadPool``,
-``spead_xdp.send``'s heaps and its UDP and in-memory streams (synchronous
-and ``spead_xdp.send.asyncio``) are here; spead2's ``Descriptor``,
-``Item`` and ``ItemGroup`` and the AF_XDP stream are not yet.
+``Descriptor``, ``Item``, ``ItemGroup``, and ``spead_xdp.send``'s item
+group, heaps and UDP and in-memory streams (synchronous and
+``spead_xdp.send.asyncio``) are here; the AF_XDP stream is not yet.
 """
 
 from ._spead_xdp import Flavour, __version__
+from ._items import Descriptor, Item, ItemGroup
 
 # Item IDs and stream-control values, as spead2 names them.
 NULL_ID = 0x00
@@ -40,7 +41,10 @@ class ThreadPool:
 from . import send  # noqa: E402  (spead2's layout: spead_xdp.send)
 
 __all__ = [
+    "Descriptor",
     "Flavour",
+    "Item",
+    "ItemGroup",
     "ThreadPool",
     "send",
     "__version__",

@@ -12,7 +12,12 @@ from .._spead_xdp import (
     UdpStream,
 )
 
+from .._items import HeapGenerator
+from .._items import SendItemGroup as ItemGroup
+
 __all__ = [
+    "HeapGenerator",
+    "ItemGroup",
     "BytesStream",
     "GroupMode",
     "Heap",

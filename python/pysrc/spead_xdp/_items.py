@@ -1,0 +1,273 @@
+"""spead2's item model over numpy: ``Descriptor`` (what an item is),
+``Item`` (a descriptor with a value and a version) and the sender's
+``ItemGroup`` with its heap generator. Written for spead_xdp; the bytes
+they put in heaps are spead2's (tested against spead2 from PyPI)."""
+
+import numpy as np
+
+from ._spead_xdp import Flavour
+
+
+def _shape_of(shape):
+    dims = []
+    for d in shape:
+        if d is None or d < 0:
+            dims.append(None)
+        else:
+            dims.append(int(d))
+    if dims.count(None) > 1:
+        raise ValueError("Cannot have multiple unknown dimensions")
+    return tuple(dims)
+
+
+def _format_of(format):
+    fields = [(str(code), int(bits)) for code, bits in format]
+    if not fields:
+        raise ValueError("empty format")
+    for code, bits in fields:
+        if bits == 0:
+            raise ValueError("zero-length field (bug_compat mismatch?)")
+        if bits < 0:
+            raise ValueError("negative-length field")
+        if code not in "uifbc" or (code == "f" and bits not in (32, 64)) or (code in "bc" and bits != 8):
+            raise ValueError(f"illegal format ({code!r}, {bits})")
+    return fields
+
+
+class Descriptor:
+    """An item's id, name, description, shape and layout: a numpy ``dtype``
+    (with ``order`` 'C' or 'F') or a SPEAD ``format`` list of
+    ``(code, bits)``."""
+
+    def __init__(self, id, name, description, shape, dtype=None, order="C", format=None):
+        if dtype is not None and format is not None:
+            raise ValueError("Only one of dtype and format can be specified")
+        if dtype is None and format is None:
+            raise ValueError("One of dtype and format must be specified")
+        if order not in ("C", "F"):
+            raise ValueError("Order must be 'C' or 'F'")
+        self.id = id
+        self.name = name
+        self.description = description
+        self.shape = _shape_of(shape)
+        self.order = order
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype.hasobject:
+                raise ValueError("Cannot use dtype that has reference-counted objects")
+            if dtype.itemsize == 0:
+                raise ValueError("Cannot use zero-sized dtype")
+            if None in self.shape:
+                raise ValueError("Cannot have unknown dimensions when using numpy descriptor")
+            self.dtype, self.format = dtype, None
+        else:
+            if order != "C":
+                raise ValueError("When specifying format, order must be 'C'")
+            self.dtype, self.format = None, _format_of(format)
+
+    @property
+    def itemsize_bits(self):
+        """Bits per element."""
+        if self.dtype is not None:
+            return self.dtype.itemsize * 8
+        return sum(bits for _, bits in self.format)
+
+    def is_variable_size(self):
+        """Whether a dimension is unknown until a value is given."""
+        return None in self.shape
+
+    def allow_immediate(self):
+        """Whether a short value may travel inline in its item pointer."""
+        return not self.is_variable_size() and (self.dtype is not None or self.itemsize_bits % 8 == 0)
+
+
+def _pack_bits(values, fields):
+    """Elements of a format item, each field's bits in turn, most
+    significant first, the end padded to a byte."""
+    bits_total = len(values) * sum(bits for _, bits in fields)
+    out = bytearray((bits_total + 7) // 8)
+    at = 0
+    for element in values:
+        element = element if isinstance(element, (tuple, list)) else (element,)
+        for (code, bits), value in zip(fields, element):
+            if code == "f":
+                raw = int.from_bytes(np.array(value, dtype=">f%d" % (bits // 8)).tobytes(), "big")
+            elif code == "c":
+                raw = value[0] if isinstance(value, (bytes, bytearray)) else ord(value)
+            else:
+                raw = int(value) & ((1 << bits) - 1)
+            for k in range(bits - 1, -1, -1):
+                if (raw >> k) & 1:
+                    out[at // 8] |= 0x80 >> (at % 8)
+                at += 1
+    return out
+
+
+class Item(Descriptor):
+    """A descriptor with a value. Each value set raises ``version``."""
+
+    def __init__(self, *args, value=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._value = value
+        self.version = 1
+
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, new):
+        if new is None:
+            raise ValueError("Item value cannot be set to None")
+        self._value = new
+        self.version += 1
+
+    def _expect_shape(self, shape):
+        fixed = all(d is not None for d in self.shape)
+        if (fixed and tuple(shape) != self.shape) or len(shape) != len(self.shape):
+            raise ValueError(f"Value has shape {tuple(shape)}, expected {self.shape}")
+
+    def to_buffer(self):
+        """The value's bytes as they go in a heap."""
+        if self._value is None:
+            raise ValueError("Cannot send a value of None")
+        if self.dtype is not None:
+            array = np.asarray(self._value, dtype=self.dtype, order=self.order)
+            self._expect_shape(array.shape)
+            return array.reshape(-1, order=self.order).view(np.uint8)
+        if len(self.format) == 1 and self.format[0][0] in "ui" and self.format[0][1] % 8 == 0:
+            code, bits = self.format[0]
+            array = np.asarray(self._value)
+            self._expect_shape(array.shape)
+            signed = code == "i"
+            return b"".join(
+                int(v).to_bytes(bits // 8, "big", signed=signed) for v in array.reshape(-1)
+            )
+        if self.format == [("c", 8)]:
+            raw = self._value.encode() if isinstance(self._value, str) else bytes(self._value)
+            self._expect_shape((len(raw),))
+            return raw
+        array = np.asarray(self._value, dtype=object)
+        elements = list(array.reshape(-1)) if len(self.format) == 1 else [tuple(e) for e in self._value]
+        return bytes(_pack_bits(elements, self.format))
+
+
+class ItemGroup:
+    """Items by id and by name, in the order added."""
+
+    def __init__(self):
+        self._by_id = {}
+        self._by_name = {}
+
+    def _add(self, item):
+        for old in (self._by_id.get(item.id), self._by_name.get(item.name)):
+            if old is not None:
+                self._by_id.pop(old.id, None)
+                self._by_name.pop(old.name, None)
+                item.version = max(item.version, old.version + 1)
+        self._by_id[item.id] = item
+        self._by_name[item.name] = item
+        return item
+
+    def add_item(self, id, name, description, shape, dtype=None, order="C", format=None, value=None):
+        """Adds (or replaces) an item; `id` None takes the lowest free ID
+        from 0x1000."""
+        if id is None:
+            id = 0x1000
+            while id in self._by_id:
+                id += 1
+        return self._add(Item(id, name, description, shape, dtype=dtype, order=order, format=format, value=value))
+
+    def __getitem__(self, key):
+        return self._by_id[key] if isinstance(key, int) else self._by_name[key]
+
+    def __contains__(self, key):
+        return key in (self._by_id if isinstance(key, int) else self._by_name)
+
+    def keys(self):
+        return self._by_name.keys()
+
+    def ids(self):
+        return self._by_id.keys()
+
+    def values(self):
+        return self._by_id.values()
+
+    def items(self):
+        return self._by_name.items()
+
+    def __len__(self):
+        return len(self._by_id)
+
+
+_SELECTIONS = ("stale", "all", "none")
+
+
+class HeapGenerator:
+    """Builds heaps from an item group: descriptors and values that are new
+    or changed ('stale'), all of them, or none."""
+
+    def __init__(self, item_group, descriptor_frequency=None, flavour=None):
+        self._group = item_group
+        self._frequency = descriptor_frequency
+        self._flavour = flavour if flavour is not None else Flavour()
+        # Per item id: (the Item sent, call it was last described at,
+        # version last sent).
+        self._sent = {}
+        self._calls = 0
+
+    def _heap(self):
+        from .send import Heap
+
+        return Heap(self._flavour)
+
+    def add_to_heap(self, heap, descriptors="stale", data="stale"):
+        """Adds the selected descriptors and values to `heap`."""
+        if descriptors not in _SELECTIONS:
+            raise ValueError("descriptors must be one of 'stale', 'all', 'none'")
+        if data not in _SELECTIONS:
+            raise ValueError("data must be one of 'stale', 'all', 'none'")
+        for item in self._group.values():
+            sent_item, described_at, version = self._sent.get(item.id, (None, None, None))
+            if sent_item is not item:
+                described_at, version = None, None
+            describe = descriptors == "all" or (
+                descriptors == "stale"
+                and (
+                    described_at is None
+                    or (self._frequency is not None and self._calls - described_at >= self._frequency)
+                )
+            )
+            if describe:
+                heap.add_descriptor(item)
+                described_at = self._calls
+            if item.value is not None and (data == "all" or (data == "stale" and item.version != version)):
+                heap.add_item(item)
+                version = item.version
+            self._sent[item.id] = (item, described_at, version)
+        self._calls += 1
+        return heap
+
+    def get_heap(self, descriptors="stale", data="stale"):
+        """A new heap of the selected descriptors and values."""
+        return self.add_to_heap(self._heap(), descriptors, data)
+
+    def get_start(self):
+        """A heap that starts the stream."""
+        heap = self._heap()
+        heap.add_start()
+        return heap
+
+    def get_end(self):
+        """A heap that ends the stream."""
+        heap = self._heap()
+        heap.add_end()
+        return heap
+
+
+class SendItemGroup(ItemGroup, HeapGenerator):
+    """spead2's ``send.ItemGroup``: an item group that builds heaps."""
+
+    def __init__(self, descriptor_frequency=None, flavour=None):
+        ItemGroup.__init__(self)
+        HeapGenerator.__init__(self, self, descriptor_frequency, flavour)
