@@ -246,8 +246,11 @@ fn allocations_receiving(heaps: usize, heap_bytes: usize) -> (u64, u64) {
 /// packet (which would add some 13,700 allocations).
 fn a_running_receiver_allocates_nothing_per_packet() {
     let (large, small) = alternate(|heap_bytes| allocations_receiving(20, heap_bytes));
+    // Per heap, the count can differ by one or two with timing (a heap
+    // that finds the pool's spare still out takes a new buffer): fewer
+    // than one more a heap, where one a packet would be 13,740 more.
     assert!(
-        large <= small,
+        large < small + 20,
         "allocations grow with packets: {large} for 733-packet heaps, {small} for 46"
     );
 }

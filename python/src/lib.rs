@@ -664,6 +664,120 @@ impl Stream {
     fn num_substreams(&self) -> usize {
         self.inner.substreams()
     }
+
+    /// The stream's figures now: heaps, errors, queue-full refusals,
+    /// packets, bytes, ring stalls, seconds since it started.
+    #[getter]
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            inner: self.inner.stats(),
+        }
+    }
+
+    /// Serves the stream's figures over HTTP in Prometheus text format at
+    /// `http://host:port/metrics` (port 0: any free one) until the
+    /// returned server is closed or dropped.
+    fn serve_metrics(&self, host: &str, port: u16) -> PyResult<MetricsServer> {
+        let server = self
+            .inner
+            .serve_metrics((host, port))
+            .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(libc::EIO), e.to_string())))?;
+        Ok(MetricsServer { server: Some(server) })
+    }
+}
+
+/// A stream's figures at one moment (spead-xdp's sender statistics).
+#[pyclass(module = "spead_xdp._spead_xdp", frozen)]
+struct StreamStats {
+    inner: stream::StreamStats,
+}
+
+#[pymethods]
+impl StreamStats {
+    /// Heaps completed without error.
+    #[getter]
+    fn heaps(&self) -> u64 {
+        self.inner.heaps
+    }
+
+    /// Heaps completed with an error.
+    #[getter]
+    fn errors(&self) -> u64 {
+        self.inner.errors
+    }
+
+    /// Submissions refused because the queue was full.
+    #[getter]
+    fn queue_full(&self) -> u64 {
+        self.inner.queue_full
+    }
+
+    /// Packets handed to the transport.
+    #[getter]
+    fn packets(&self) -> u64 {
+        self.inner.packets()
+    }
+
+    /// Bytes of those packets.
+    #[getter]
+    fn bytes(&self) -> u64 {
+        self.inner.bytes()
+    }
+
+    /// Waits for transport ring space or frames.
+    #[getter]
+    fn ring_stalls(&self) -> u64 {
+        self.inner.ring_stalls()
+    }
+
+    /// Seconds since the stream started.
+    #[getter]
+    fn elapsed(&self) -> f64 {
+        self.inner.elapsed.as_secs_f64()
+    }
+
+    /// The figures in Prometheus text format.
+    fn to_prometheus(&self) -> String {
+        self.inner.to_prometheus()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "StreamStats(heaps={}, errors={}, queue_full={}, packets={}, bytes={}, ring_stalls={})",
+            self.inner.heaps,
+            self.inner.errors,
+            self.inner.queue_full,
+            self.inner.packets(),
+            self.inner.bytes(),
+            self.inner.ring_stalls()
+        )
+    }
+}
+
+/// A stream's metrics endpoint, served until closed.
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct MetricsServer {
+    server: Option<stream::MetricsServer>,
+}
+
+#[pymethods]
+impl MetricsServer {
+    /// `(host, port)` it listens on.
+    #[getter]
+    fn address(&self) -> PyResult<(String, u16)> {
+        let server = self
+            .server
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("the metrics server is closed"))?;
+        let address = server.local_addr();
+        Ok((address.ip().to_string(), address.port()))
+    }
+
+    /// Stops serving.
+    fn close(&mut self, py: Python<'_>) {
+        let server = self.server.take();
+        py.detach(|| drop(server));
+    }
 }
 
 /// The worker settings a thread pool asks for: pinned to its first
@@ -808,6 +922,144 @@ impl UdpStream {
     }
 }
 
+/// How to open an AF_XDP stream: the counterpart of spead2's
+/// `UdpIbvConfig`, on any Linux NIC, unicast or multicast. The interface
+/// is `interface`, or the one the route to the first endpoint leaves by;
+/// `interface_address` (one of its IPv4 addresses) is the packets' source.
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct XdpConfig {
+    #[pyo3(get, set)]
+    endpoints: Vec<(String, u16)>,
+    #[pyo3(get, set)]
+    interface_address: String,
+    #[pyo3(get, set)]
+    interface: String,
+    #[pyo3(get, set)]
+    buffer_size: usize,
+    #[pyo3(get, set)]
+    ttl: u8,
+    #[pyo3(get, set)]
+    queue: u32,
+    #[pyo3(get, set)]
+    huge_pages: String,
+    #[pyo3(get, set)]
+    mode: String,
+    /// Accepted for spead2's API; payloads are copied into the UMEM.
+    #[pyo3(get, set)]
+    memory_regions: Vec<Py<PyAny>>,
+}
+
+#[pymethods]
+impl XdpConfig {
+    #[classattr]
+    const DEFAULT_BUFFER_SIZE: usize = 16 << 20;
+    #[classattr]
+    const DEFAULT_TTL: u8 = 1;
+
+    #[new]
+    #[pyo3(signature = (*, endpoints=Vec::new(), interface_address=String::new(), interface=String::new(),
+                        buffer_size=16 << 20, ttl=1, queue=0, huge_pages="auto".to_string(),
+                        mode="auto".to_string(), memory_regions=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        endpoints: Vec<(String, u16)>,
+        interface_address: String,
+        interface: String,
+        buffer_size: usize,
+        ttl: u8,
+        queue: u32,
+        huge_pages: String,
+        mode: String,
+        memory_regions: Vec<Py<PyAny>>,
+    ) -> Self {
+        XdpConfig {
+            endpoints,
+            interface_address,
+            interface,
+            buffer_size,
+            ttl,
+            queue,
+            huge_pages,
+            mode,
+            memory_regions,
+        }
+    }
+}
+
+impl XdpConfig {
+    /// The library's AF_XDP settings.
+    fn to_rust(&self, py: Python<'_>) -> PyResult<spead_xdp::transport::XdpConfig> {
+        use spead_xdp::transport::{HugePages, XdpMode};
+        let endpoints = pyo3::types::PyList::new(py, &self.endpoints)?;
+        let destinations = endpoints_of(endpoints.as_any())?
+            .into_iter()
+            .map(|d| match d {
+                std::net::SocketAddr::V4(v4) => Ok(v4),
+                other => Err(PyValueError::new_err(format!(
+                    "AF_XDP frames are IPv4; {other} is not"
+                ))),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let source: Option<std::net::Ipv4Addr> = match self.interface_address.as_str() {
+            "" => None,
+            address => Some(address.parse().map_err(|_| {
+                PyValueError::new_err(format!("interface_address {address:?} is not an IPv4 address"))
+            })?),
+        };
+        let interface = match self.interface.as_str() {
+            "" => spead_xdp::transport::interface_towards(*destinations[0].ip())
+                .map_err(|e| transport_error(&e))?,
+            name => name.to_owned(),
+        };
+        let mut config = spead_xdp::transport::XdpConfig::new(interface, destinations);
+        config.source = source;
+        config.buffer_size = self.buffer_size;
+        config.ttl = self.ttl;
+        config.queue = self.queue;
+        config.huge_pages = match self.huge_pages.as_str() {
+            "auto" => HugePages::Auto,
+            "require" => HugePages::Require,
+            "never" => HugePages::Never,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "huge_pages must be 'auto', 'require' or 'never', not {other:?}"
+                )))
+            }
+        };
+        config.mode = match self.mode.as_str() {
+            "auto" => XdpMode::Auto,
+            "copy" => XdpMode::Copy,
+            "zero-copy" => XdpMode::ZeroCopy,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "mode must be 'auto', 'copy' or 'zero-copy', not {other:?}"
+                )))
+            }
+        };
+        Ok(config)
+    }
+}
+
+/// A stream over AF_XDP (needs root or CAP_NET_RAW): spead2's
+/// `UdpIbvStream` counterpart, on any Linux NIC.
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
+struct XdpStream {}
+
+#[pymethods]
+impl XdpStream {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        thread_pool: &Bound<'_, PyAny>,
+        config: StreamConfig,
+        xdp_config: PyRef<'_, XdpConfig>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let xdp = xdp_config.to_rust(py)?;
+        let transport = spead_xdp::transport::XdpTransport::new(&xdp).map_err(|e| transport_error(&e))?;
+        Ok(PyClassInitializer::from(start(transport, Some(config), thread_pool)?).add_subclass(XdpStream {}))
+    }
+}
+
 /// The native module.
 #[pymodule]
 fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -820,7 +1072,11 @@ fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HeapReference>()?;
     m.add_class::<HeapReferenceList>()?;
     m.add_class::<Stream>()?;
+    m.add_class::<StreamStats>()?;
+    m.add_class::<MetricsServer>()?;
     m.add_class::<BytesStream>()?;
     m.add_class::<UdpStream>()?;
+    m.add_class::<XdpConfig>()?;
+    m.add_class::<XdpStream>()?;
     Ok(())
 }

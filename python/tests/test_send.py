@@ -304,3 +304,78 @@ def test_descriptors_and_items_refuse_what_spead2_refuses():
             group.get_heap()
         with pytest.raises(ValueError, match="descriptors must be one of"):
             group.get_heap(descriptors="some")
+
+
+def test_stats_and_metrics_are_served():
+    import urllib.request
+
+    stream = spead_xdp.send.BytesStream(spead_xdp.ThreadPool())
+    for seed in range(3):
+        stream.send_heap(heap(spead_xdp, (4, 64, 48, 0), seed))
+    stats = stream.stats
+    assert (stats.heaps, stats.errors, stats.queue_full) == (3, 0, 0)
+    assert stats.packets == 12 and stats.bytes == len(stream.getvalue())
+    server = stream.serve_metrics("127.0.0.1", 0)
+    host, port = server.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    assert "\nspead_send_heaps_total 3\n" in text
+    server.close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2)
+
+
+def privileged(test):
+    import os
+
+    if os.geteuid() == 0:
+        return True
+    if os.environ.get("SPEAD_SKIP_PRIVILEGED") == "1":
+        pytest.skip(f"{test}: needs root (SPEAD_SKIP_PRIVILEGED=1)")
+    pytest.fail(f"{test} needs root (veth, AF_XDP); set SPEAD_SKIP_PRIVILEGED=1 to skip it")
+
+
+RECEIVE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s.bind((sys.argv[1], 7148))
+s.settimeout(5)
+print("ready", flush=True)
+out = bytearray()
+for _ in range(int(sys.argv[2])):
+    out += s.recv(65536)
+sys.stdout.write(out.hex())
+"""
+
+
+def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    privileged("test_the_af_xdp_stream_sends_what_the_bytes_stream_writes")
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "setup-veth.sh"
+    name = f"pyxdp{os.getpid() % 10000}"
+    up = subprocess.run(["bash", script, "up", name, "--subnet", "237", "--mtu", "1500"],
+                        capture_output=True, text=True, check=True)
+    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
+    try:
+        flavour = (4, 64, 48, 0)
+        heaps = [heap(spead_xdp, flavour, seed) for seed in range(3)]
+        expected = bytes_of(spead_xdp, lambda s: [s.send_heap(h) for h in heaps])
+        receiver = subprocess.Popen(
+            ["ip", "netns", "exec", env["NETNS"], sys.executable, "-c", RECEIVE, env["PEER_IP"], "12"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert receiver.stdout.readline().strip() == "ready"
+        config = spead_xdp.send.XdpConfig(endpoints=[(env["PEER_IP"], 7148)], interface=env["HOST_IF"])
+        stream = spead_xdp.send.asyncio.XdpStream(spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(), config)
+        for h in heaps:
+            stream.send_heap(h)
+        got, _ = receiver.communicate(timeout=10)
+        assert bytes.fromhex(got) == expected
+        assert stream.stats.packets == 12
+    finally:
+        subprocess.run(["bash", script, "down", name], capture_output=True)

@@ -10,6 +10,8 @@ from .._spead_xdp import (
     Stream,
     StreamConfig,
     UdpStream,
+    XdpConfig,
+    XdpStream,
 )
 
 from .._items import HeapGenerator
@@ -27,6 +29,8 @@ __all__ = [
     "Stream",
     "StreamConfig",
     "UdpStream",
+    "XdpConfig",
+    "XdpStream",
 ]
 
 from . import asyncio  # noqa: E402  (spead2's layout: spead_xdp.send.asyncio)

@@ -7,6 +7,7 @@ import asyncio
 
 from . import BytesStream as _BytesStream
 from . import UdpStream as _UdpStream
+from . import XdpStream as _XdpStream
 
 
 def _settle(future, exception, sent):
@@ -62,9 +63,14 @@ class UdpStream(_AsyncStream, _UdpStream):
     """spead2's ``send.asyncio.UdpStream``."""
 
 
+class XdpStream(_AsyncStream, _XdpStream):
+    """The AF_XDP stream with the asyncio methods (spead2's
+    ``send.asyncio.UdpIbvStream`` counterpart)."""
+
+
 class BytesStream(_AsyncStream, _BytesStream):
     """A ``BytesStream`` with the asyncio methods (spead2 has none; handy in
     tests)."""
 
 
-__all__ = ["UdpStream", "BytesStream"]
+__all__ = ["UdpStream", "XdpStream", "BytesStream"]
