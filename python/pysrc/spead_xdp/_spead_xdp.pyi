@@ -1,0 +1,170 @@
+"""Type stubs of the native module (spead2's send API over spead-xdp)."""
+
+from typing import Any, Callable, Iterable, Sequence, final
+
+__version__: str
+
+@final
+class Flavour:
+    def __init__(
+        self,
+        version: int | None = ...,
+        item_pointer_bits: int | None = ...,
+        heap_address_bits: int | None = ...,
+        bug_compat: int = 0,
+    ) -> None: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def item_pointer_bits(self) -> int: ...
+    @property
+    def heap_address_bits(self) -> int: ...
+    @property
+    def bug_compat(self) -> int: ...
+
+@final
+class RateMethod:
+    SW: RateMethod
+    HW: RateMethod
+    AUTO: RateMethod
+
+@final
+class GroupMode:
+    ROUND_ROBIN: GroupMode
+    SERIAL: GroupMode
+
+class StreamConfig:
+    DEFAULT_MAX_PACKET_SIZE: int
+    DEFAULT_MAX_HEAPS: int
+    DEFAULT_BURST_SIZE: int
+    DEFAULT_BURST_RATE_RATIO: float
+    max_packet_size: int
+    rate: float
+    burst_size: int
+    max_heaps: int
+    burst_rate_ratio: float
+    rate_method: RateMethod
+    def __init__(
+        self,
+        *,
+        max_packet_size: int = 1472,
+        rate: float = 0.0,
+        burst_size: int = 65536,
+        max_heaps: int = 4,
+        burst_rate_ratio: float = 1.05,
+        rate_method: RateMethod = ...,
+    ) -> None: ...
+    @property
+    def burst_rate(self) -> float: ...
+
+class Heap:
+    repeat_pointers: bool
+    def __init__(self, flavour: Flavour | None = None) -> None: ...
+    @property
+    def flavour(self) -> Flavour: ...
+    def add_item(self, item: Any) -> None: ...
+    def add_descriptor(self, descriptor: Any) -> None: ...
+    def add_start(self) -> None: ...
+    def add_end(self) -> None: ...
+
+class HeapReference:
+    cnt: int
+    substream_index: int
+    rate: float
+    def __init__(self, heap: Heap, *, cnt: int = -1, substream_index: int = 0, rate: float = -1.0) -> None: ...
+    @property
+    def heap(self) -> Heap: ...
+
+class HeapReferenceList:
+    def __init__(self, heaps: Iterable[HeapReference]) -> None: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: slice) -> HeapReferenceList: ...
+
+@final
+class StreamStats:
+    @property
+    def heaps(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def queue_full(self) -> int: ...
+    @property
+    def packets(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def ring_stalls(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+    def to_prometheus(self) -> str: ...
+
+class MetricsServer:
+    @property
+    def address(self) -> tuple[str, int]: ...
+    def close(self) -> None: ...
+
+class Stream:
+    def send_heap(self, heap: Heap, cnt: int = -1, substream_index: int = 0, rate: float = -1.0) -> int: ...
+    def send_heaps(self, heaps: HeapReferenceList | Sequence[HeapReference], mode: GroupMode) -> int: ...
+    def set_cnt_sequence(self, next: int, step: int) -> None: ...
+    def flush(self) -> None: ...
+    @property
+    def num_substreams(self) -> int: ...
+    @property
+    def stats(self) -> StreamStats: ...
+    def serve_metrics(self, host: str, port: int) -> MetricsServer: ...
+    def _submit_heap(
+        self, heap: Heap, cnt: int, substream_index: int, rate: float, callback: Callable[[BaseException | None, int], None]
+    ) -> None: ...
+    def _submit_heaps(
+        self,
+        heaps: HeapReferenceList | Sequence[HeapReference],
+        mode: GroupMode,
+        callback: Callable[[BaseException | None, int], None],
+    ) -> None: ...
+
+class BytesStream(Stream):
+    def __init__(self, thread_pool: Any, config: StreamConfig | None = None) -> None: ...
+    def getvalue(self) -> bytes: ...
+
+class UdpStream(Stream):
+    DEFAULT_BUFFER_SIZE: int
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints: Sequence[tuple[str, int]],
+        config: StreamConfig | None = None,
+        buffer_size: int = ...,
+        interface_address: str = "",
+        *,
+        ttl: int | None = None,
+    ) -> None: ...
+
+class XdpConfig:
+    DEFAULT_BUFFER_SIZE: int
+    DEFAULT_TTL: int
+    endpoints: list[tuple[str, int]]
+    interface_address: str
+    interface: str
+    buffer_size: int
+    ttl: int
+    queue: int
+    huge_pages: str
+    mode: str
+    memory_regions: list[Any]
+    def __init__(
+        self,
+        *,
+        endpoints: Sequence[tuple[str, int]] = ...,
+        interface_address: str = "",
+        interface: str = "",
+        buffer_size: int = ...,
+        ttl: int = 1,
+        queue: int = 0,
+        huge_pages: str = "auto",
+        mode: str = "auto",
+        memory_regions: Sequence[Any] = ...,
+    ) -> None: ...
+
+class XdpStream(Stream):
+    def __init__(self, thread_pool: Any, config: StreamConfig, xdp_config: XdpConfig) -> None: ...

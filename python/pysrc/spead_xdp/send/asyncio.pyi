@@ -1,0 +1,20 @@
+import asyncio
+from typing import Sequence
+
+from .._spead_xdp import BytesStream as _BytesStream
+from .._spead_xdp import GroupMode, Heap, HeapReference, HeapReferenceList
+from .._spead_xdp import UdpStream as _UdpStream
+from .._spead_xdp import XdpStream as _XdpStream
+
+class _AsyncStream:
+    def async_send_heap(
+        self, heap: Heap, cnt: int = -1, substream_index: int = 0, rate: float = -1.0
+    ) -> asyncio.Future[int]: ...
+    def async_send_heaps(
+        self, heaps: HeapReferenceList | Sequence[HeapReference], mode: GroupMode
+    ) -> asyncio.Future[int]: ...
+    async def async_flush(self) -> None: ...
+
+class UdpStream(_AsyncStream, _UdpStream): ...
+class XdpStream(_AsyncStream, _XdpStream): ...
+class BytesStream(_AsyncStream, _BytesStream): ...
