@@ -11,7 +11,9 @@ use pyo3::types::{PyBytes, PySlice};
 
 use spead_xdp::protocol::{self, HeapError, PacketizeError};
 use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
-use spead_xdp::transport::{MemoryTransport, MulticastInterface, TransportError, UdpConfig, UdpTransport};
+use spead_xdp::transport::{
+    MemoryTransport, MulticastInterface, TcpTransport, TransportError, UdpConfig, UdpTransport,
+};
 
 /// A SPEAD flavour: version 4, 64-bit item pointers, `heap_address_bits`
 /// of heap address (spead2's default, `Flavour()`, is 64-40).
@@ -882,16 +884,35 @@ impl UdpStream {
     const DEFAULT_BUFFER_SIZE: usize = UdpConfig::DEFAULT_BUFFER_SIZE;
 
     #[new]
-    #[pyo3(signature = (thread_pool, endpoints, config=None, buffer_size=UdpConfig::DEFAULT_BUFFER_SIZE,
+    #[pyo3(signature = (thread_pool, endpoints, config=None, buffer_size=None,
                         interface_address=String::new(), *, ttl=None))]
     fn new(
         thread_pool: &Bound<'_, PyAny>,
         endpoints: &Bound<'_, PyAny>,
-        config: Option<StreamConfig>,
-        buffer_size: usize,
+        config: Option<&Bound<'_, PyAny>>,
+        buffer_size: Option<&Bound<'_, PyAny>>,
         interface_address: String,
         ttl: Option<u32>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        // spead2's (thread_pool, socket, endpoints, config=StreamConfig()):
+        // a caller's UDP socket, used as it is.
+        if endpoints.hasattr("fileno")? {
+            let socket = socket_of(endpoints, socket2::Type::DGRAM, "UDP")?;
+            let endpoints = config.ok_or_else(|| {
+                PyTypeError::new_err("UdpStream(thread_pool, socket, endpoints, config) needs the endpoints")
+            })?;
+            let destinations = endpoints_of(endpoints)?;
+            let config = buffer_size.map(|c| c.extract::<StreamConfig>()).transpose()?;
+            let transport = UdpTransport::from_socket(socket.into(), &destinations, true);
+            return Ok(
+                PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(UdpStream {})
+            );
+        }
+        let config = config.map(|c| c.extract::<StreamConfig>()).transpose()?;
+        let buffer_size = match buffer_size {
+            Some(size) => size.extract::<usize>()?,
+            None => UdpConfig::DEFAULT_BUFFER_SIZE,
+        };
         let destinations = endpoints_of(endpoints)?;
         let mut udp = UdpConfig::new(destinations.clone());
         udp.buffer_size = buffer_size;
@@ -919,6 +940,101 @@ impl UdpStream {
         }
         let transport = UdpTransport::new(&udp).map_err(|e| transport_error(&e))?;
         Ok(PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(UdpStream {}))
+    }
+}
+
+/// A caller's socket (a Python `socket.socket`) as our own duplicate, of
+/// the kind `kind`; a TypeError for another kind.
+fn socket_of(socket: &Bound<'_, PyAny>, kind: socket2::Type, what: &str) -> PyResult<socket2::Socket> {
+    let fd: i32 = socket.call_method0("fileno")?.extract()?;
+    let owned = spead_xdp::transport::duplicate_fd(fd)
+        .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(libc::EBADF), e.to_string())))?;
+    let socket = socket2::Socket::from(owned);
+    if socket.r#type().ok() != Some(kind) {
+        return Err(PyTypeError::new_err(format!(
+            "the socket must be a {what} socket"
+        )));
+    }
+    Ok(socket)
+}
+
+/// A stream over one TCP connection (spead2's `send.TcpStream`): to the
+/// one endpoint (connecting now, blocking), or over a caller's connected
+/// socket.
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
+struct TcpStream {}
+
+#[pymethods]
+impl TcpStream {
+    #[classattr]
+    const DEFAULT_BUFFER_SIZE: usize = TcpTransport::DEFAULT_BUFFER_SIZE;
+
+    #[new]
+    #[pyo3(signature = (thread_pool, endpoints_or_socket, config=None, buffer_size=TcpTransport::DEFAULT_BUFFER_SIZE,
+                        interface_address=String::new()))]
+    fn new(
+        py: Python<'_>,
+        thread_pool: &Bound<'_, PyAny>,
+        endpoints_or_socket: &Bound<'_, PyAny>,
+        config: Option<StreamConfig>,
+        buffer_size: usize,
+        interface_address: String,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let transport = if endpoints_or_socket.hasattr("fileno")? {
+            let socket = socket_of(endpoints_or_socket, socket2::Type::STREAM, "TCP")?;
+            TcpTransport::from_stream(socket.into())
+        } else {
+            let endpoints = endpoints_of(endpoints_or_socket)?;
+            let [destination] = endpoints[..] else {
+                return Err(PyValueError::new_err(
+                    "endpoints must contain exactly one element",
+                ));
+            };
+            let bind = match interface_address.as_str() {
+                "" => None,
+                address => Some(std::net::SocketAddr::new(
+                    address
+                        .parse()
+                        .map_err(|_| PyValueError::new_err(format!("bad interface address {address:?}")))?,
+                    0,
+                )),
+            };
+            py.detach(|| TcpTransport::connect(destination, bind, buffer_size))
+                .map_err(|e| transport_error(&e))?
+        };
+        Ok(PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(TcpStream {}))
+    }
+}
+
+/// A heap's packets for one cnt and packet size, as bytes (spead2's
+/// `send.PacketGenerator`): made when it is created.
+#[pyclass(module = "spead_xdp._spead_xdp")]
+struct PacketGenerator {
+    packets: std::vec::IntoIter<Vec<u8>>,
+}
+
+#[pymethods]
+impl PacketGenerator {
+    #[new]
+    fn new(py: Python<'_>, heap: Py<Heap>, cnt: u64, max_packet_size: usize) -> PyResult<Self> {
+        let sizing = protocol::PacketSizing::new(max_packet_size)
+            .map_err(|_| PyValueError::new_err("packet size is too small"))?;
+        let heap = Arc::clone(&heap.borrow(py).inner);
+        let packets: Vec<Vec<u8>> = sizing
+            .packets(&heap, cnt)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?
+            .collect();
+        Ok(PacketGenerator {
+            packets: packets.into_iter(),
+        })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.packets.next().map(|p| PyBytes::new(py, &p))
     }
 }
 
@@ -1076,6 +1192,8 @@ fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MetricsServer>()?;
     m.add_class::<BytesStream>()?;
     m.add_class::<UdpStream>()?;
+    m.add_class::<TcpStream>()?;
+    m.add_class::<PacketGenerator>()?;
     m.add_class::<XdpConfig>()?;
     m.add_class::<XdpStream>()?;
     Ok(())

@@ -379,3 +379,83 @@ def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
         assert stream.stats.packets == 12
     finally:
         subprocess.run(["bash", script, "down", name], capture_output=True)
+
+
+def test_tcp_streams_send_spead2s_bytes_connected_or_over_a_socket():
+    import threading
+
+    def capture(listener, out):
+        connection, _ = listener.accept()
+        data = bytearray()
+        while chunk := connection.recv(65536):
+            data += chunk
+        out.append(bytes(data))
+
+    flavour = (4, 64, 48, 0)
+    streams = []
+    for package, over_socket in [(spead2, False), (spead_xdp, False), (spead_xdp, True)]:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        got = []
+        thread = threading.Thread(target=capture, args=(listener, got))
+        thread.start()
+        if over_socket:
+            sock = socket.create_connection(listener.getsockname())
+            stream = package.send.TcpStream(package.ThreadPool(), sock)
+            sock.close()  # the stream holds its own duplicate
+        else:
+            stream = package.send.TcpStream(package.ThreadPool(), [listener.getsockname()])
+        assert stream.num_substreams == 1
+        for seed in range(3):
+            stream.send_heap(heap(package, flavour, seed))
+        del stream
+        import gc
+
+        gc.collect()
+        thread.join(timeout=10)
+        listener.close()
+        streams.append(got[0])
+    assert len(streams[0]) > 15000
+    assert streams[1] == streams[0] and streams[2] == streams[0]
+    with pytest.raises(ValueError, match="exactly one element"):
+        spead_xdp.send.TcpStream(spead_xdp.ThreadPool(), [("127.0.0.1", 1), ("127.0.0.1", 2)])
+    with pytest.raises(TypeError, match="TCP socket"):
+        spead_xdp.send.TcpStream(spead_xdp.ThreadPool(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+
+
+def test_packet_generators_give_spead2s_packets():
+    flavour = (4, 64, 40, 0)
+    theirs = list(spead2.send.PacketGenerator(heap(spead2, flavour, 3), 7, 1472))
+    ours = list(spead_xdp.send.PacketGenerator(heap(spead_xdp, flavour, 3), 7, 1472))
+    assert len(ours) == 4 and ours == theirs
+    with pytest.raises(ValueError, match="packet size is too small"):
+        spead_xdp.send.PacketGenerator(heap(spead_xdp, flavour, 3), 7, 40)
+
+
+def test_a_callers_udp_socket_is_used():
+    flavour = (4, 64, 48, 0)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    stream = spead_xdp.send.UdpStream(spead_xdp.ThreadPool(), sender, [receiver.getsockname()])
+    stream.send_heap(heap(spead_xdp, flavour, 1))
+    receiver.settimeout(2)
+    data, source = receiver.recvfrom(65536)
+    assert source == sender.getsockname()
+    assert data[:1] == b"S"
+
+
+def test_install_as_spead2_serves_spead2_imports():
+    import subprocess
+    import sys
+
+    code = (
+        "import spead_xdp; spead_xdp.install_as_spead2();"
+        "import spead2, spead2.send, spead2.send.asyncio;"
+        "assert spead2 is spead_xdp and spead2.send.asyncio.UdpStream is spead_xdp.send.asyncio.UdpStream;"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -6,6 +6,8 @@
 use arrayvec::ArrayVec;
 
 mod error;
+#[allow(unsafe_code)]
+mod fd;
 mod frame;
 #[allow(unsafe_code)]
 mod iface;
@@ -24,6 +26,7 @@ mod xdp;
 mod xdp_features;
 
 pub use error::{BadPacket, TransportError};
+pub use fd::duplicate_fd;
 pub use frame::MacAddress;
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};

@@ -40,12 +40,24 @@ class ThreadPool:
 
 from . import send  # noqa: E402  (spead2's layout: spead_xdp.send)
 
+
+def install_as_spead2():
+    """Makes ``import spead2``, ``import spead2.send`` and ``import
+    spead2.send.asyncio`` give this package, for programs that send
+    (opt-in: spead2's receiving side is not here yet)."""
+    import sys
+
+    sys.modules["spead2"] = sys.modules[__name__]
+    sys.modules["spead2.send"] = send
+    sys.modules["spead2.send.asyncio"] = send.asyncio
+
 __all__ = [
     "Descriptor",
     "Flavour",
     "Item",
     "ItemGroup",
     "ThreadPool",
+    "install_as_spead2",
     "send",
     "__version__",
 ]

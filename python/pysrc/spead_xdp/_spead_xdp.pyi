@@ -168,3 +168,19 @@ class XdpConfig:
 
 class XdpStream(Stream):
     def __init__(self, thread_pool: Any, config: StreamConfig, xdp_config: XdpConfig) -> None: ...
+
+class TcpStream(Stream):
+    DEFAULT_BUFFER_SIZE: int
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints_or_socket: Any,
+        config: StreamConfig | None = None,
+        buffer_size: int = ...,
+        interface_address: str = "",
+    ) -> None: ...
+
+class PacketGenerator:
+    def __init__(self, heap: Heap, cnt: int, max_packet_size: int) -> None: ...
+    def __iter__(self) -> PacketGenerator: ...
+    def __next__(self) -> bytes: ...

@@ -6,6 +6,7 @@ with the exception that failed it."""
 import asyncio
 
 from . import BytesStream as _BytesStream
+from . import TcpStream as _TcpStream
 from . import UdpStream as _UdpStream
 from . import XdpStream as _XdpStream
 
@@ -68,9 +69,23 @@ class XdpStream(_AsyncStream, _XdpStream):
     ``send.asyncio.UdpIbvStream`` counterpart)."""
 
 
+class TcpStream(_AsyncStream, _TcpStream):
+    """spead2's ``send.asyncio.TcpStream``: over a connected socket, or
+    made with ``await TcpStream.connect(...)``."""
+
+    @classmethod
+    async def connect(cls, thread_pool, endpoints, config=None, buffer_size=_TcpStream.DEFAULT_BUFFER_SIZE,
+                      interface_address=""):
+        """Connects without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, lambda: cls(thread_pool, endpoints, config, buffer_size, interface_address)
+        )
+
+
 class BytesStream(_AsyncStream, _BytesStream):
     """A ``BytesStream`` with the asyncio methods (spead2 has none; handy in
     tests)."""
 
 
-__all__ = ["UdpStream", "XdpStream", "BytesStream"]
+__all__ = ["UdpStream", "TcpStream", "XdpStream", "BytesStream"]

@@ -3,6 +3,7 @@ from typing import Sequence
 
 from .._spead_xdp import BytesStream as _BytesStream
 from .._spead_xdp import GroupMode, Heap, HeapReference, HeapReferenceList
+from .._spead_xdp import TcpStream as _TcpStream
 from .._spead_xdp import UdpStream as _UdpStream
 from .._spead_xdp import XdpStream as _XdpStream
 
@@ -16,5 +17,11 @@ class _AsyncStream:
     async def async_flush(self) -> None: ...
 
 class UdpStream(_AsyncStream, _UdpStream): ...
+class TcpStream(_AsyncStream, _TcpStream):
+    @classmethod
+    async def connect(
+        cls, thread_pool: object, endpoints: Sequence[tuple[str, int]], config: object = None,
+        buffer_size: int = ..., interface_address: str = ""
+    ) -> TcpStream: ...
 class XdpStream(_AsyncStream, _XdpStream): ...
 class BytesStream(_AsyncStream, _BytesStream): ...
