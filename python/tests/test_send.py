@@ -459,3 +459,47 @@ def test_install_as_spead2_serves_spead2_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_substreams_and_per_heap_rates_in_groups_match():
+    flavour = (4, 64, 40, 0)
+
+    def send(package, stream):
+        refs = [
+            package.send.HeapReference(heap(package, flavour, seed), substream_index=seed % 1, rate=r)
+            for seed, r in [(1, 0.0), (2, 1e9), (3, -1.0)]
+        ]
+        group = package.send.HeapReferenceList(refs)
+        stream.send_heaps(group[::-1], package.send.GroupMode.ROUND_ROBIN)
+        stream.send_heaps(group[1:], package.send.GroupMode.SERIAL)
+
+    theirs, ours = both(send, rate=1e8)
+    assert ours == theirs
+
+
+def test_spead2s_receiver_decodes_what_our_udp_stream_sends():
+    import spead2.recv
+
+    flavour = (4, 64, 48, 0)
+    receiver = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    receiver.add_udp_reader(port, bind_hostname="127.0.0.1")
+    stream = spead_xdp.send.UdpStream(
+        spead_xdp.ThreadPool(), [("127.0.0.1", port), ("127.0.0.1", port)], spead_xdp.send.StreamConfig(rate=1e8)
+    )
+    assert stream.num_substreams == 2
+    heaps = item_group_heaps(spead_xdp, flavour)
+    for k, h in enumerate(heaps):
+        stream.send_heap(h, substream_index=k % 2)
+    group = spead2.ItemGroup()
+    seen = []
+    for received in receiver:
+        group.update(received)
+        seen.append(int(group["timestamp"].value))
+    assert seen[:5] == [0, 8192, 16384, 24576, 32768]
+    assert (group["spectrum"].value == np.arange(1024, dtype=np.uint16).reshape(4, 256)).all()
+    assert group["offset"].value == -5
+    assert (group["gains"].value == np.ones((3, 2), np.float32)).all()

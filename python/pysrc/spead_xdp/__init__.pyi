@@ -1,0 +1,28 @@
+from typing import Sequence
+
+from . import send as send
+from ._items import Descriptor as Descriptor
+from ._items import Item as Item
+from ._items import ItemGroup as ItemGroup
+from ._spead_xdp import Flavour as Flavour
+from ._spead_xdp import __version__ as __version__
+
+NULL_ID: int
+HEAP_CNT_ID: int
+HEAP_LENGTH_ID: int
+PAYLOAD_OFFSET_ID: int
+PAYLOAD_LENGTH_ID: int
+DESCRIPTOR_ID: int
+STREAM_CTRL_ID: int
+CTRL_STREAM_START: int
+CTRL_DESCRIPTOR_REISSUE: int
+CTRL_STREAM_STOP: int
+CTRL_DESCRIPTOR_UPDATE: int
+
+class ThreadPool:
+    threads: int
+    affinity: list[int]
+    def __init__(self, threads: int = 1, affinity: Sequence[int] = ...) -> None: ...
+    def stop(self) -> None: ...
+
+def install_as_spead2() -> None: ...
