@@ -503,3 +503,29 @@ def test_spead2s_receiver_decodes_what_our_udp_stream_sends():
     assert (group["spectrum"].value == np.arange(1024, dtype=np.uint16).reshape(4, 256)).all()
     assert group["offset"].value == -5
     assert (group["gains"].value == np.ones((3, 2), np.float32)).all()
+
+
+def test_the_ported_example_runs_and_spead2_decodes_it():
+    import pathlib
+    import subprocess
+    import sys
+
+    import spead2.recv
+
+    receiver = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    receiver.add_udp_reader(port, bind_hostname="127.0.0.1")
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "spectra.py"
+    out = subprocess.run([sys.executable, example, "127.0.0.1", str(port), "5"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("sent 5 heaps;")
+    group = spead2.ItemGroup()
+    timestamps = []
+    for received in receiver:
+        group.update(received)
+        timestamps.append(int(group["timestamp"].value))
+        assert (group["spectrum"].value == timestamps[-1] // 8192).all()
+    assert timestamps == [0, 8192, 16384, 24576, 32768]
