@@ -267,16 +267,50 @@ impl Default for StreamConfig {
 }
 
 /// A heap to send, spead2's `send.Heap`. Items are taken from objects with
-/// `id`, `to_buffer()` and `allow_immediate()` (spead2's `Item`).
+/// `id`, `to_buffer()` and `allow_immediate()` (spead2's `Item`); their
+/// buffers are kept and read again each time the heap is sent, so a value
+/// changed in place before a send goes out changed, as in spead2.
 #[pyclass(module = "spead_xdp._spead_xdp")]
 struct Heap {
-    /// Shared with the heaps in flight; changed copy-on-write.
+    /// The heap as it was last read: checked when each part is added.
     inner: Arc<protocol::Heap<'static>>,
+    /// Per item of `inner`, in order: the buffer its bytes are read from
+    /// at send time (`None`: descriptors and stream control).
+    sources: Vec<Option<Py<PyAny>>>,
     flavour: Flavour,
 }
 
 fn heap_error(error: HeapError) -> PyErr {
     PyValueError::new_err(error.to_string())
+}
+
+/// The bytes of a buffer (a C-contiguous numpy array, `bytes`, ...),
+/// copied.
+fn buffer_bytes(buffer: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    let view = pyo3::types::PyMemoryView::from(buffer)?;
+    if !view.getattr("c_contiguous")?.is_truthy()? {
+        return Err(PyValueError::new_err("ndarray is not C-contiguous"));
+    }
+    let bytes = view.call_method0("tobytes")?;
+    Ok(Bytes::copy_from_slice(bytes.cast::<PyBytes>()?.as_bytes()))
+}
+
+impl Heap {
+    /// The heap as it is now: each item's buffer read again (with the
+    /// GIL), so in-place changes since it was built go out.
+    fn current(&self, py: Python<'_>) -> PyResult<Arc<protocol::Heap<'static>>> {
+        if self.sources.iter().all(Option::is_none) {
+            return Ok(Arc::clone(&self.inner));
+        }
+        let mut heap = (*self.inner).clone();
+        for (index, source) in self.sources.iter().enumerate() {
+            if let Some(source) = source {
+                heap.replace_value(index, buffer_bytes(source.bind(py))?)
+                    .map_err(heap_error)?;
+            }
+        }
+        Ok(Arc::new(heap))
+    }
 }
 
 #[pymethods]
@@ -287,6 +321,7 @@ impl Heap {
         let flavour = flavour.unwrap_or_else(Flavour::default_64_40);
         Heap {
             inner: Arc::new(protocol::Heap::new(flavour.inner)),
+            sources: Vec::new(),
             flavour,
         }
     }
@@ -306,17 +341,18 @@ impl Heap {
         Arc::make_mut(&mut self.inner).set_repeat_pointers(repeat);
     }
 
-    /// Adds an item: its `id`, the bytes of `to_buffer()`, and whether
-    /// `allow_immediate()` lets a short value go inline. The bytes are
-    /// copied here (spead2 refers to the buffer's memory instead).
-    fn add_item(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Adds an item: its `id`, its `to_buffer()` (read now to check it,
+    /// and again at each send), and whether `allow_immediate()` lets a
+    /// short value go inline.
+    fn add_item(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<()> {
         let id: u64 = item.getattr("id")?.extract()?;
         let buffer = item.call_method0("to_buffer")?;
         let allow_immediate = item.call_method0("allow_immediate")?.is_truthy()?;
-        let bytes = buffer.py().get_type::<PyBytes>().call1((buffer,))?;
-        let bytes = Bytes::copy_from_slice(bytes.cast::<PyBytes>()?.as_bytes());
+        let bytes = buffer_bytes(&buffer)?;
+        let mut heap = slf.try_borrow_mut()?;
         let item = protocol::Item::new(id, bytes).allow_immediate(allow_immediate);
-        Arc::make_mut(&mut self.inner).add(item).map_err(heap_error)?;
+        Arc::make_mut(&mut heap.inner).add(item).map_err(heap_error)?;
+        heap.sources.push(Some(buffer.unbind()));
         Ok(())
     }
 
@@ -326,23 +362,27 @@ impl Heap {
     /// `dtype` (a numpy dtype, or `None`), `order` ('C' or 'F') and
     /// `format` (a list of `(code, bits)`, or `None`). Encoded as spead2
     /// encodes it.
-    fn add_descriptor(&mut self, descriptor: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add_descriptor(slf: &Bound<'_, Self>, descriptor: &Bound<'_, PyAny>) -> PyResult<()> {
         let descriptor = descriptor_of(descriptor)?;
-        Arc::make_mut(&mut self.inner)
+        let mut heap = slf.try_borrow_mut()?;
+        Arc::make_mut(&mut heap.inner)
             .add_descriptor(&descriptor)
             .map_err(heap_error)?;
+        heap.sources.push(None);
         Ok(())
     }
 
     /// Adds the stream-control item that starts a stream.
     fn add_start(&mut self) -> PyResult<()> {
         Arc::make_mut(&mut self.inner).add_start().map_err(heap_error)?;
+        self.sources.push(None);
         Ok(())
     }
 
     /// Adds the stream-control item that ends a stream.
     fn add_end(&mut self) -> PyResult<()> {
         Arc::make_mut(&mut self.inner).add_end().map_err(heap_error)?;
+        self.sources.push(None);
         Ok(())
     }
 }
@@ -442,15 +482,19 @@ impl Entry {
         }
     }
 
-    fn heap_ref(&self, py: Python<'_>) -> HeapRef {
-        let mut heap = HeapRef::new(Arc::clone(&self.heap.borrow(py).inner)).substream(self.substream_index);
+    fn heap_ref(&self, py: Python<'_>) -> PyResult<HeapRef> {
+        let current = self.heap.bind(py).try_borrow()?.current(py)?;
+        let mut heap = HeapRef::new(current).substream(self.substream_index);
         if self.cnt >= 0 {
             heap = heap.cnt(self.cnt as u64);
         }
-        if self.rate >= 0.0 {
+        // spead2: negative (or NaN) is the stream's rate, infinite unpaced.
+        if self.rate.is_infinite() && self.rate > 0.0 {
+            heap = heap.rate(0.0);
+        } else if self.rate >= 0.0 {
             heap = heap.rate(self.rate);
         }
-        heap
+        Ok(heap)
     }
 }
 
@@ -480,17 +524,15 @@ impl HeapReferenceList {
         let py = slice.py();
         let indices = slice.indices(self.entries.len() as isize)?;
         let mut entries = Vec::with_capacity(indices.slicelength);
-        let mut at = indices.start;
-        for _ in 0..indices.slicelength {
-            entries.push(self.entries[at as usize].clone_ref(py));
-            at += indices.step;
+        for k in 0..indices.slicelength as isize {
+            entries.push(self.entries[(indices.start + k * indices.step) as usize].clone_ref(py));
         }
         Ok(HeapReferenceList { entries })
     }
 }
 
 fn entries_of(reference: &Bound<'_, PyAny>) -> PyResult<Entry> {
-    let reference = reference.cast::<HeapReference>()?.borrow();
+    let reference = reference.cast::<HeapReference>()?.try_borrow()?;
     Ok(Entry {
         heap: reference.heap.clone_ref(reference.py()),
         cnt: reference.cnt,
@@ -504,12 +546,14 @@ fn entries_of(reference: &Bound<'_, PyAny>) -> PyResult<Entry> {
 fn group_of(heaps: &Bound<'_, PyAny>) -> PyResult<Vec<HeapRef>> {
     let py = heaps.py();
     if let Ok(list) = heaps.cast::<HeapReferenceList>() {
-        return Ok(list.borrow().entries.iter().map(|e| e.heap_ref(py)).collect());
+        return list
+            .try_borrow()?
+            .entries
+            .iter()
+            .map(|e| e.heap_ref(py))
+            .collect();
     }
-    heaps
-        .try_iter()?
-        .map(|h| Ok(entries_of(&h?)?.heap_ref(py)))
-        .collect()
+    heaps.try_iter()?.map(|h| entries_of(&h?)?.heap_ref(py)).collect()
 }
 
 /// spead2's exception for what a send refused or failed with: OSError with
@@ -555,10 +599,22 @@ fn stream_error(error: StreamError) -> PyErr {
 /// What every send stream does (spead2's `send.Stream`).
 #[pyclass(module = "spead_xdp._spead_xdp", subclass)]
 struct Stream {
-    inner: stream::Stream,
+    /// `None` once dropped.
+    inner: Option<stream::Stream>,
     /// Completions waited on in order, each then reported to its
     /// callback (the asyncio streams' futures): made with the first.
-    completer: Option<crossbeam_channel::Sender<(stream::Completion, Py<PyAny>)>>,
+    completer: std::sync::OnceLock<crossbeam_channel::Sender<(stream::Completion, Py<PyAny>)>>,
+}
+
+impl Drop for Stream {
+    /// Lets the stream finish what it holds (its worker's drop waits for
+    /// it) without the GIL, which Python threads reading its packets may
+    /// need meanwhile.
+    fn drop(&mut self) {
+        if let Some(stream) = self.inner.take() {
+            Python::attach(|py| py.detach(move || drop(stream)));
+        }
+    }
 }
 
 /// Waits for each completion in the order queued and calls its callback
@@ -567,7 +623,7 @@ struct Stream {
 fn complete(queue: crossbeam_channel::Receiver<(stream::Completion, Py<PyAny>)>) {
     for (completion, callback) in queue {
         let outcome = completion.wait();
-        Python::attach(|py| {
+        Python::attach(move |py| {
             let called = match outcome {
                 Ok(bytes) => callback.call1(py, (py.None(), bytes)),
                 Err(error) => callback.call1(py, (send_error(error), 0u64)),
@@ -575,6 +631,8 @@ fn complete(queue: crossbeam_channel::Receiver<(stream::Completion, Py<PyAny>)>)
             if let Err(error) = called {
                 error.write_unraisable(py, Some(callback.bind(py)));
             }
+            // Released here, with the GIL.
+            drop(callback);
         });
     }
 }
@@ -597,15 +655,17 @@ impl Stream {
             substream_index,
             rate,
         };
-        let heap = entry.heap_ref(py);
-        py.detach(|| self.inner.send_heap(heap)).map_err(send_error)
+        let heap = entry.heap_ref(py)?;
+        let stream = self.stream()?;
+        py.detach(|| stream.send_heap(heap)).map_err(send_error)
     }
 
     /// Sends a group of heaps, all or none, interleaved as `mode` says;
     /// returns the bytes sent.
     fn send_heaps(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: GroupMode) -> PyResult<u64> {
         let group = group_of(heaps)?;
-        py.detach(|| self.inner.send_heaps(group, mode.into()))
+        let stream = self.stream()?;
+        py.detach(|| stream.send_heaps(group, mode.into()))
             .map_err(send_error)
     }
 
@@ -615,7 +675,7 @@ impl Stream {
     /// raises here.
     #[pyo3(signature = (heap, cnt, substream_index, rate, callback))]
     fn _submit_heap(
-        &mut self,
+        &self,
         py: Python<'_>,
         heap: Py<Heap>,
         cnt: i64,
@@ -629,20 +689,16 @@ impl Stream {
             substream_index,
             rate,
         };
-        let completion = self.inner.submit(entry.heap_ref(py)).map_err(send_error)?;
+        let completion = self.stream()?.submit(entry.heap_ref(py)?).map_err(send_error)?;
         self.track(completion, callback)
     }
 
     /// As `_submit_heap`, for a group (`async_send_heaps`).
-    fn _submit_heaps(
-        &mut self,
-        heaps: &Bound<'_, PyAny>,
-        mode: GroupMode,
-        callback: Py<PyAny>,
-    ) -> PyResult<()> {
+    fn _submit_heaps(&self, heaps: &Bound<'_, PyAny>, mode: GroupMode, callback: Py<PyAny>) -> PyResult<()> {
+        let group = group_of(heaps)?;
         let completion = self
-            .inner
-            .submit_group(group_of(heaps)?, mode.into())
+            .stream()?
+            .submit_group(group, mode.into())
             .map_err(send_error)?;
         self.track(completion, callback)
     }
@@ -652,28 +708,30 @@ impl Stream {
         if step == 0 {
             return Err(PyValueError::new_err("step cannot be 0"));
         }
-        self.inner
+        self.stream()?
             .set_cnt_sequence(next, step)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Waits until every heap queued has been sent.
-    fn flush(&self, py: Python<'_>) {
-        py.detach(|| self.inner.flush());
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let stream = self.stream()?;
+        py.detach(|| stream.flush());
+        Ok(())
     }
 
     #[getter]
-    fn num_substreams(&self) -> usize {
-        self.inner.substreams()
+    fn num_substreams(&self) -> PyResult<usize> {
+        Ok(self.stream()?.substreams())
     }
 
     /// The stream's figures now: heaps, errors, queue-full refusals,
     /// packets, bytes, ring stalls, seconds since it started.
     #[getter]
-    fn stats(&self) -> StreamStats {
-        StreamStats {
-            inner: self.inner.stats(),
-        }
+    fn stats(&self) -> PyResult<StreamStats> {
+        Ok(StreamStats {
+            inner: self.stream()?.stats(),
+        })
     }
 
     /// Serves the stream's figures over HTTP in Prometheus text format at
@@ -681,7 +739,7 @@ impl Stream {
     /// returned server is closed or dropped.
     fn serve_metrics(&self, host: &str, port: u16) -> PyResult<MetricsServer> {
         let server = self
-            .inner
+            .stream()?
             .serve_metrics((host, port))
             .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(libc::EIO), e.to_string())))?;
         Ok(MetricsServer { server: Some(server) })
@@ -762,6 +820,15 @@ struct MetricsServer {
     server: Option<stream::MetricsServer>,
 }
 
+impl Drop for MetricsServer {
+    /// Stops the server without the GIL (its thread may be answering).
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            Python::attach(|py| py.detach(move || drop(server)));
+        }
+    }
+}
+
 #[pymethods]
 impl MetricsServer {
     /// `(host, port)` it listens on.
@@ -804,23 +871,33 @@ fn start<T: spead_xdp::transport::Transport>(
     let inner =
         stream::Stream::with_worker(transport, config, worker_of(thread_pool)?).map_err(stream_error)?;
     Ok(Stream {
-        inner,
-        completer: None,
+        inner: Some(inner),
+        completer: std::sync::OnceLock::new(),
     })
 }
 
 impl Stream {
-    /// Hands a queued heap's completion to the completer thread.
-    fn track(&mut self, completion: stream::Completion, callback: Py<PyAny>) -> PyResult<()> {
-        if self.completer.is_none() {
-            let (sender, queue) = crossbeam_channel::unbounded();
-            std::thread::Builder::new()
-                .name("spead-xdp-completer".into())
-                .spawn(move || complete(queue))
-                .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            self.completer = Some(sender);
-        }
-        let completer = self.completer.as_ref().expect("made above");
+    /// The library's stream.
+    fn stream(&self) -> PyResult<&stream::Stream> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| PyOSError::new_err((libc::EPIPE, "the stream is closed")))
+    }
+
+    /// Hands a queued heap's completion to the completer thread (made
+    /// with the first).
+    fn track(&self, completion: stream::Completion, callback: Py<PyAny>) -> PyResult<()> {
+        let completer = match self.completer.get() {
+            Some(completer) => completer,
+            None => {
+                let (sender, queue) = crossbeam_channel::unbounded();
+                std::thread::Builder::new()
+                    .name("spead-xdp-completer".into())
+                    .spawn(move || complete(queue))
+                    .map_err(|e| PyOSError::new_err(e.to_string()))?;
+                self.completer.get_or_init(|| sender)
+            }
+        };
         completer
             .send((completion, callback))
             .map_err(|_| PyOSError::new_err((libc::EPIPE, "the stream's completer has stopped")))
@@ -955,6 +1032,12 @@ fn socket_of(socket: &Bound<'_, PyAny>, kind: socket2::Type, what: &str) -> PyRe
             "the socket must be a {what} socket"
         )));
     }
+    // A Python socket with a timeout is non-blocking underneath, and the
+    // duplicate shares that flag: the stream waits in the kernel instead
+    // (which the caller's socket then does too).
+    socket
+        .set_nonblocking(false)
+        .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(libc::EIO), e.to_string())))?;
     Ok(socket)
 }
 
@@ -1019,7 +1102,7 @@ impl PacketGenerator {
     fn new(py: Python<'_>, heap: Py<Heap>, cnt: u64, max_packet_size: usize) -> PyResult<Self> {
         let sizing = protocol::PacketSizing::new(max_packet_size)
             .map_err(|_| PyValueError::new_err("packet size is too small"))?;
-        let heap = Arc::clone(&heap.borrow(py).inner);
+        let heap = heap.bind(py).try_borrow()?.current(py)?;
         let packets: Vec<Vec<u8>> = sizing
             .packets(&heap, cnt)
             .map_err(|e| PyValueError::new_err(e.to_string()))?

@@ -529,3 +529,82 @@ def test_the_ported_example_runs_and_spead2_decodes_it():
         timestamps.append(int(group["timestamp"].value))
         assert (group["spectrum"].value == timestamps[-1] // 8192).all()
     assert timestamps == [0, 8192, 16384, 24576, 32768]
+
+
+def test_a_heap_sent_again_carries_values_changed_in_place():
+    """katgpucbf's pattern: a heap built once, its 0-d >u8 timestamp and its
+    data array changed in place between sends."""
+
+    def send(package, stream):
+        timestamp = np.zeros((), dtype=">u8")
+        data = np.zeros(1000, dtype=np.uint8)
+        ig = package.send.ItemGroup(flavour=package.Flavour(4, 64, 48, 0))
+        ig.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=timestamp)
+        ig.add_item(0x1800, "data", "", (1000,), dtype=np.uint8, value=data)
+        h = ig.get_heap(descriptors="none", data="all")
+        for t in range(3):
+            timestamp[()] = t * 4096
+            data[:] = t
+            stream.send_heap(h)
+
+    theirs, ours = both(send)
+    assert theirs.count(bytes([2]) * 1000) == 1
+    assert ours == theirs
+
+
+def test_values_out_of_range_are_refused():
+    for package in (spead2, spead_xdp):
+        ig = package.send.ItemGroup()
+        ig.add_item(0x1000, "x", "", (), format=[("u", 4)], value=20)
+        with pytest.raises(ValueError):
+            ig.get_heap()
+        ig = package.send.ItemGroup()
+        ig.add_item(0x1000, "y", "", (), format=[("i", 10)], value=600)
+        with pytest.raises(ValueError):
+            ig.get_heap()
+
+
+DROP_WITH_A_PYTHON_READER = """
+import asyncio, socket, threading, gc
+import spead_xdp, spead_xdp.send.asyncio
+import numpy as np
+
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(1)
+got = []
+def read():
+    connection, _ = listener.accept()
+    n = 0
+    while chunk := connection.recv(1 << 16):
+        n += len(chunk)
+    got.append(n)
+reader = threading.Thread(target=read); reader.start()
+
+async def main():
+    stream = spead_xdp.send.asyncio.TcpStream(
+        spead_xdp.ThreadPool(), [listener.getsockname()], spead_xdp.send.StreamConfig(max_heaps=8))
+    h = spead_xdp.send.Heap(spead_xdp.Flavour(4, 64, 48, 0))
+    class Raw:
+        id = 0x1000
+        def to_buffer(self): return np.zeros(4 << 20, np.uint8)
+        def allow_immediate(self): return False
+    h.add_item(Raw())
+    for _ in range(8):
+        stream.async_send_heap(h)
+    # Dropped with 32 MiB queued: its worker must finish while this
+    # thread's reader (Python) takes the bytes.
+    del stream
+    gc.collect()
+
+asyncio.run(main())
+reader.join(timeout=20)
+print(got[0] if got else "nothing")
+"""
+
+
+def test_dropping_a_stream_lets_python_threads_run_while_it_drains():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", DROP_WITH_A_PYTHON_READER], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) > 8 * (4 << 20)

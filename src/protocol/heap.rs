@@ -209,6 +209,9 @@ pub enum HeapError {
     /// The handle does not name an inline immediate of this heap.
     #[error("item handle {0} does not name an inline immediate of this heap")]
     NotInline(usize),
+    /// No item at this index.
+    #[error("the heap has no item {0}")]
+    NoSuchItem(usize),
     /// An invalid descriptor.
     #[error(transparent)]
     Descriptor(#[from] DescriptorError),
@@ -315,6 +318,36 @@ impl<'a> Heap<'a> {
             });
         }
         *slot = value;
+        Ok(())
+    }
+
+    /// Replaces the value of item `index` (in the order added), checked
+    /// as [`add`](Self::add) checks a value: a re-read buffer, say, whose
+    /// length may have changed.
+    pub fn replace_value(&mut self, index: usize, value: impl Into<ItemValue<'a>>) -> Result<(), HeapError> {
+        let flavour = self.flavour;
+        let old = self.items.get(index).ok_or(HeapError::NoSuchItem(index))?;
+        let mut new = old.clone();
+        new.value = value.into();
+        if let ItemValue::Inline(value) = new.value {
+            if value > flavour.max_value() {
+                return Err(HeapError::ImmediateTooLarge {
+                    id: new.id,
+                    value,
+                    bits: flavour.heap_address_bits(),
+                });
+            }
+        }
+        let payload_len = self.payload_len - old.payload_len(flavour) as u64 + new.payload_len(flavour) as u64;
+        if payload_len > flavour.max_value() {
+            return Err(HeapError::TooLarge {
+                bytes: payload_len,
+                max: flavour.max_value(),
+                bits: flavour.heap_address_bits(),
+            });
+        }
+        self.payload_len = payload_len;
+        self.items[index] = new;
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 ``ItemGroup`` with its heap generator. Written for spead_xdp; the bytes
 they put in heaps are spead2's (tested against spead2 from PyPI)."""
 
+import numbers
+
 import numpy as np
 
 from ._spead_xdp import Flavour
@@ -81,6 +83,14 @@ class Descriptor:
         return not self.is_variable_size() and (self.dtype is not None or self.itemsize_bits % 8 == 0)
 
 
+def _check_range(value, code, bits):
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if code == "i" else (0, (1 << bits) - 1)
+    if code == "b":
+        low, high = 0, 1
+    if not low <= value <= high:
+        raise ValueError(f"{value} is out of range for {code}{bits}")
+
+
 def _pack_bits(values, fields):
     """Elements of a format item, each field's bits in turn, most
     significant first, the end padded to a byte."""
@@ -95,7 +105,9 @@ def _pack_bits(values, fields):
             elif code == "c":
                 raw = value[0] if isinstance(value, (bytes, bytearray)) else ord(value)
             else:
-                raw = int(value) & ((1 << bits) - 1)
+                raw = int(value)
+                _check_range(raw, code, bits)
+                raw &= (1 << bits) - 1
             for k in range(bits - 1, -1, -1):
                 if (raw >> k) & 1:
                     out[at // 8] |= 0x80 >> (at % 8)
@@ -137,11 +149,20 @@ class Item(Descriptor):
             return array.reshape(-1, order=self.order).view(np.uint8)
         if len(self.format) == 1 and self.format[0][0] in "ui" and self.format[0][1] % 8 == 0:
             code, bits = self.format[0]
+            wide = ">u8" if code == "u" else ">i8"
+            if bits <= 64 and self.shape == ():
+                # A 0-d big-endian 64-bit array (a timestamp) is referred to,
+                # not copied: changed in place, the next send carries it.
+                array = np.asarray(self._value, dtype=wide)
+                self._expect_shape(array.shape)
+                _check_range(int(array), code, bits)
+                return array.reshape(1).view(np.uint8)[8 - bits // 8 :]
             array = np.asarray(self._value)
             self._expect_shape(array.shape)
-            signed = code == "i"
+            for v in array.reshape(-1):
+                _check_range(int(v), code, bits)
             return b"".join(
-                int(v).to_bytes(bits // 8, "big", signed=signed) for v in array.reshape(-1)
+                int(v).to_bytes(bits // 8, "big", signed=code == "i") for v in array.reshape(-1)
             )
         if self.format == [("c", 8)]:
             raw = self._value.encode() if isinstance(self._value, str) else bytes(self._value)
@@ -179,10 +200,12 @@ class ItemGroup:
         return self._add(Item(id, name, description, shape, dtype=dtype, order=order, format=format, value=value))
 
     def __getitem__(self, key):
-        return self._by_id[key] if isinstance(key, int) else self._by_name[key]
+        return self._by_id[int(key)] if isinstance(key, numbers.Integral) else self._by_name[key]
 
     def __contains__(self, key):
-        return key in (self._by_id if isinstance(key, int) else self._by_name)
+        if isinstance(key, numbers.Integral):
+            return int(key) in self._by_id
+        return key in self._by_name
 
     def keys(self):
         return self._by_name.keys()
