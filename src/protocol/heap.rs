@@ -338,7 +338,8 @@ impl<'a> Heap<'a> {
                 });
             }
         }
-        let payload_len = self.payload_len - old.payload_len(flavour) as u64 + new.payload_len(flavour) as u64;
+        let payload_len =
+            self.payload_len - old.payload_len(flavour) as u64 + new.payload_len(flavour) as u64;
         if payload_len > flavour.max_value() {
             return Err(HeapError::TooLarge {
                 bytes: payload_len,
@@ -387,6 +388,30 @@ impl<'a> Heap<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_value_is_checked_as_an_added_one() {
+        let mut heap = Heap::new(Flavour::SPEAD_64_48);
+        heap.add(Item::new(0x1000, vec![1u8; 10])).unwrap();
+        heap.replace_value(0, vec![2u8; 20]).unwrap();
+        assert_eq!(heap.payload_len(), 20);
+        assert_eq!(heap.items()[0].value().bytes(), Some(&[2u8; 20][..]));
+        assert!(matches!(
+            heap.replace_value(1, vec![0u8]),
+            Err(HeapError::NoSuchItem(1))
+        ));
+        let mut small = Heap::new(Flavour::new(8).unwrap());
+        small.add(Item::new(0x10, vec![0u8; 200])).unwrap();
+        assert!(matches!(
+            small.replace_value(0, vec![0u8; 300]),
+            Err(HeapError::TooLarge { bytes: 300, .. })
+        ));
+        assert_eq!(
+            small.payload_len(),
+            200,
+            "a refused value leaves the heap as it was"
+        );
+    }
 
     #[test]
     fn immediates_follow_size_and_permission() {
