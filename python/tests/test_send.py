@@ -477,16 +477,22 @@ def test_substreams_and_per_heap_rates_in_groups_match():
     assert ours == theirs
 
 
-def test_spead2s_receiver_decodes_what_our_udp_stream_sends():
+def spead2_receiver():
+    """spead2's receiving stream on a free loopback port, and the port."""
     import spead2.recv
 
-    flavour = (4, 64, 48, 0)
     receiver = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
     receiver.add_udp_reader(port, bind_hostname="127.0.0.1")
+    return receiver, port
+
+
+def test_spead2s_receiver_decodes_what_our_udp_stream_sends():
+    flavour = (4, 64, 48, 0)
+    receiver, port = spead2_receiver()
     stream = spead_xdp.send.UdpStream(
         spead_xdp.ThreadPool(), [("127.0.0.1", port), ("127.0.0.1", port)], spead_xdp.send.StreamConfig(rate=1e8)
     )
@@ -510,14 +516,7 @@ def test_the_ported_example_runs_and_spead2_decodes_it():
     import subprocess
     import sys
 
-    import spead2.recv
-
-    receiver = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    receiver.add_udp_reader(port, bind_hostname="127.0.0.1")
+    receiver, port = spead2_receiver()
     example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "spectra.py"
     out = subprocess.run([sys.executable, example, "127.0.0.1", str(port), "5"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

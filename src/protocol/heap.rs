@@ -325,29 +325,11 @@ impl<'a> Heap<'a> {
     /// as [`add`](Self::add) checks a value: a re-read buffer, say, whose
     /// length may have changed.
     pub fn replace_value(&mut self, index: usize, value: impl Into<ItemValue<'a>>) -> Result<(), HeapError> {
-        let flavour = self.flavour;
         let old = self.items.get(index).ok_or(HeapError::NoSuchItem(index))?;
         let mut new = old.clone();
         new.value = value.into();
-        if let ItemValue::Inline(value) = new.value {
-            if value > flavour.max_value() {
-                return Err(HeapError::ImmediateTooLarge {
-                    id: new.id,
-                    value,
-                    bits: flavour.heap_address_bits(),
-                });
-            }
-        }
-        let payload_len =
-            self.payload_len - old.payload_len(flavour) as u64 + new.payload_len(flavour) as u64;
-        if payload_len > flavour.max_value() {
-            return Err(HeapError::TooLarge {
-                bytes: payload_len,
-                max: flavour.max_value(),
-                bits: flavour.heap_address_bits(),
-            });
-        }
-        self.payload_len = payload_len;
+        let others = self.payload_len - old.payload_len(self.flavour) as u64;
+        self.payload_len = self.checked_payload_len(&new, others)?;
         self.items[index] = new;
         Ok(())
     }
@@ -361,6 +343,16 @@ impl<'a> Heap<'a> {
                 max: flavour.max_item_id(),
             });
         }
+        self.payload_len = self.checked_payload_len(&item, self.payload_len)?;
+        self.items.push(item);
+        Ok(ItemHandle(self.items.len() - 1))
+    }
+
+    /// The heap's payload length with `item` beside `others` bytes of
+    /// the other items, once its value is checked: an inline value and
+    /// the heap's addresses and length must fit the address bits.
+    fn checked_payload_len(&self, item: &Item<'a>, others: u64) -> Result<u64, HeapError> {
+        let flavour = self.flavour;
         if let ItemValue::Inline(value) = item.value {
             if value > flavour.max_value() {
                 return Err(HeapError::ImmediateTooLarge {
@@ -370,8 +362,7 @@ impl<'a> Heap<'a> {
                 });
             }
         }
-        // Addresses and the heap length must fit the address bits.
-        let payload_len = self.payload_len + item.payload_len(flavour) as u64;
+        let payload_len = others + item.payload_len(flavour) as u64;
         if payload_len > flavour.max_value() {
             return Err(HeapError::TooLarge {
                 bytes: payload_len,
@@ -379,9 +370,7 @@ impl<'a> Heap<'a> {
                 bits: flavour.heap_address_bits(),
             });
         }
-        self.payload_len = payload_len;
-        self.items.push(item);
-        Ok(ItemHandle(self.items.len() - 1))
+        Ok(payload_len)
     }
 }
 
