@@ -578,6 +578,10 @@ fn send_error(error: SendError) -> PyErr {
 }
 
 fn transport_error(error: &TransportError) -> PyErr {
+    // A bad setting (an address, an interface, a size) is a ValueError.
+    if error.os_error().is_none() && error.kind() == std::io::ErrorKind::InvalidInput {
+        return PyValueError::new_err(error.to_string());
+    }
     let errno = error
         .os_error()
         .and_then(|e| e.raw_os_error())
@@ -1146,6 +1150,11 @@ struct XdpConfig {
     /// Accepted for spead2's API; payloads are copied into the UMEM.
     #[pyo3(get, set)]
     memory_regions: Vec<Py<PyAny>>,
+    /// Accepted for spead2's `UdpIbvConfig`; AF_XDP has no use for them.
+    #[pyo3(get, set)]
+    comp_vector: i32,
+    #[pyo3(get, set)]
+    max_poll: i32,
 }
 
 #[pymethods]
@@ -1158,7 +1167,7 @@ impl XdpConfig {
     #[new]
     #[pyo3(signature = (*, endpoints=Vec::new(), interface_address=String::new(), interface=String::new(),
                         buffer_size=16 << 20, ttl=1, queue=0, huge_pages="auto".to_string(),
-                        mode="auto".to_string(), memory_regions=Vec::new()))]
+                        mode="auto".to_string(), memory_regions=Vec::new(), comp_vector=0, max_poll=10))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         endpoints: Vec<(String, u16)>,
@@ -1170,6 +1179,8 @@ impl XdpConfig {
         huge_pages: String,
         mode: String,
         memory_regions: Vec<Py<PyAny>>,
+        comp_vector: i32,
+        max_poll: i32,
     ) -> Self {
         XdpConfig {
             endpoints,
@@ -1181,6 +1192,8 @@ impl XdpConfig {
             huge_pages,
             mode,
             memory_regions,
+            comp_vector,
+            max_poll,
         }
     }
 }
@@ -1205,11 +1218,14 @@ impl XdpConfig {
                 PyValueError::new_err(format!("interface_address {address:?} is not an IPv4 address"))
             })?),
         };
-        let interface = match self.interface.as_str() {
-            "" => spead_xdp::transport::interface_towards(*destinations[0].ip())
-                .map_err(|e| transport_error(&e))?,
-            name => name.to_owned(),
-        };
+        // The NIC: named, or the one holding interface_address (as spead2
+        // takes it), or the one the route to the first endpoint leaves by.
+        let interface = match (self.interface.as_str(), source) {
+            ("", Some(address)) => spead_xdp::transport::interface_with_address(address),
+            ("", None) => spead_xdp::transport::interface_towards(*destinations[0].ip()),
+            (name, _) => Ok(name.to_owned()),
+        }
+        .map_err(|e| transport_error(&e))?;
         let mut config = spead_xdp::transport::XdpConfig::new(interface, destinations);
         config.source = source;
         config.buffer_size = self.buffer_size;

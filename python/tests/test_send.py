@@ -370,7 +370,10 @@ def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
             stdout=subprocess.PIPE, text=True,
         )
         assert receiver.stdout.readline().strip() == "ready"
-        config = spead_xdp.send.XdpConfig(endpoints=[(env["PEER_IP"], 7148)], interface=env["HOST_IF"])
+        # As katgpucbf names the NIC: by its address (comp_vector accepted).
+        config = spead_xdp.send.XdpConfig(
+            endpoints=[(env["PEER_IP"], 7148)], interface_address=env["HOST_IP"], comp_vector=0
+        )
         stream = spead_xdp.send.asyncio.XdpStream(spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(), config)
         for h in heaps:
             stream.send_heap(h)
@@ -607,3 +610,9 @@ def test_dropping_a_stream_lets_python_threads_run_while_it_drains():
     out = subprocess.run([sys.executable, "-c", DROP_WITH_A_PYTHON_READER], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) > 8 * (4 << 20)
+
+
+def test_an_interface_address_no_interface_holds_is_a_value_error():
+    config = spead_xdp.send.XdpConfig(endpoints=[("127.0.0.1", 7148)], interface_address="198.51.100.7")
+    with pytest.raises(ValueError, match="no interface holds the address 198.51.100.7"):
+        spead_xdp.send.XdpStream(spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(), config)

@@ -146,6 +146,12 @@ pub enum TransportError {
         /// The transport's interface.
         interface: String,
     },
+    /// No interface holds this address.
+    #[error("no interface holds the address {address}")]
+    NoInterfaceWithAddress {
+        /// The address asked for.
+        address: Ipv4Addr,
+    },
     /// The interface has no Ethernet address, so no Ethernet frames.
     #[error("interface {interface} has no Ethernet link layer for AF_XDP frames")]
     NoEthernet {
@@ -345,6 +351,7 @@ impl TransportError {
             | SubstreamsDiffer { .. }
             | NoEthernet { .. }
             | NoIpv4Address { .. }
+            | NoInterfaceWithAddress { .. }
             | NotInterfaceAddress { .. }
             | UmemTaken
             | UmemTooSmall { .. } => ErrorKind::InvalidInput,

@@ -117,6 +117,20 @@ impl Interface {
         Self::with_index(index)
     }
 
+    /// The name of the interface that holds IPv4 `address`.
+    pub fn with_address(address: Ipv4Addr) -> Result<String, TransportError> {
+        nix::ifaddrs::getifaddrs()
+            .map_err(|errno| TransportError::io("listing interface addresses", errno.into()))?
+            .find(|a| {
+                a.address
+                    .as_ref()
+                    .and_then(|s| s.as_sockaddr_in())
+                    .is_some_and(|s| s.ip() == address)
+            })
+            .map(|a| a.interface_name)
+            .ok_or(TransportError::NoInterfaceWithAddress { address })
+    }
+
     /// The interface the kernel's route to `destination` leaves by.
     pub fn towards(destination: Ipv4Addr) -> Result<Self, TransportError> {
         let route = netlink::route_to(destination, None).map_err(no_route(destination, None))?;
@@ -252,6 +266,11 @@ mod tests {
             "{other}"
         );
         assert_eq!(Interface::towards(Ipv4Addr::new(127, 9, 9, 9)).unwrap(), lo);
+        assert_eq!(Interface::with_address(Ipv4Addr::LOCALHOST).unwrap(), "lo");
+        assert!(matches!(
+            Interface::with_address(Ipv4Addr::new(198, 51, 100, 7)),
+            Err(TransportError::NoInterfaceWithAddress { .. })
+        ));
         let err = Interface::lookup("no-such-if0").unwrap_err();
         assert!(
             matches!(&err, TransportError::NoSuchInterface { name, .. } if name == "no-such-if0"),

@@ -43,6 +43,12 @@ pub fn interface_towards(destination: std::net::Ipv4Addr) -> Result<String, Tran
     Ok(iface::Interface::towards(destination)?.name)
 }
 
+/// The interface that holds IPv4 `address` (as spead2's
+/// `interface_address` names a NIC).
+pub fn interface_with_address(address: std::net::Ipv4Addr) -> Result<String, TransportError> {
+    iface::Interface::with_address(address)
+}
+
 /// Internals the crate's own tests and benchmarks reach (feature
 /// `internals`); not part of the API, free to change.
 #[cfg(feature = "internals")]

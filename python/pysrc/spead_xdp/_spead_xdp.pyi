@@ -152,6 +152,8 @@ class XdpConfig:
     huge_pages: str
     mode: str
     memory_regions: list[Any]
+    comp_vector: int
+    max_poll: int
     def __init__(
         self,
         *,
@@ -164,6 +166,8 @@ class XdpConfig:
         huge_pages: str = "auto",
         mode: str = "auto",
         memory_regions: Sequence[Any] = ...,
+        comp_vector: int = 0,
+        max_poll: int = 10,
     ) -> None: ...
 
 class XdpStream(Stream):
