@@ -616,7 +616,7 @@ impl Drop for Stream {
     /// need meanwhile.
     fn drop(&mut self) {
         if let Some(stream) = self.inner.take() {
-            Python::attach(|py| py.detach(move || drop(stream)));
+            Python::attach(|py| without_gil_unless_finalizing(py, move || drop(stream)));
         }
     }
 }
@@ -625,20 +625,48 @@ impl Drop for Stream {
 /// as `callback(None, bytes)` or `callback(exception, 0)`, with the GIL,
 /// until the stream goes.
 fn complete(queue: crossbeam_channel::Receiver<(stream::Completion, Py<PyAny>)>) {
+    use std::sync::atomic::Ordering::SeqCst;
     for (completion, callback) in queue {
         let outcome = completion.wait();
-        Python::attach(move |py| {
-            let called = match outcome {
-                Ok(bytes) => callback.call1(py, (py.None(), bytes)),
-                Err(error) => callback.call1(py, (send_error(error), 0u64)),
-            };
-            if let Err(error) = called {
-                error.write_unraisable(py, Some(callback.bind(py)));
-            }
-            // Released here, with the GIL.
-            drop(callback);
-        });
+        // Counted before looking, so that `_prepare_exit` either sees this
+        // call coming and waits for it, or this thread sees the exit.
+        CALLING.fetch_add(1, SeqCst);
+        if !EXITING.load(SeqCst) {
+            Python::attach(move |py| {
+                let called = match outcome {
+                    Ok(bytes) => callback.call1(py, (py.None(), bytes)),
+                    Err(error) => callback.call1(py, (send_error(error), 0u64)),
+                };
+                if let Err(error) = called {
+                    error.write_unraisable(py, Some(callback.bind(py)));
+                }
+                // Released here, with the GIL.
+                drop(callback);
+            });
+        }
+        CALLING.fetch_sub(1, SeqCst);
     }
+}
+
+/// Set when the interpreter is about to exit: completer threads call no
+/// more Python (a thread taking the GIL while the interpreter finalizes is
+/// a fatal error).
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Completer threads calling into Python now.
+static CALLING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run at exit (atexit): stops completer threads calling Python and waits
+/// (up to 5 s, without the GIL) for the calls under way to end.
+#[pyfunction]
+fn _prepare_exit(py: Python<'_>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    EXITING.store(true, SeqCst);
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while CALLING.load(SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
 }
 
 #[pymethods]
@@ -750,6 +778,22 @@ impl Stream {
     }
 }
 
+/// Runs `work` with the GIL released, except while the interpreter is
+/// finalizing (objects collected at exit), when releasing and taking the
+/// GIL back is not allowed and no other Python thread runs anyway.
+fn without_gil_unless_finalizing(py: Python<'_>, work: impl FnOnce() + Send) {
+    let finalizing = py
+        .import("sys")
+        .and_then(|sys| sys.call_method0("is_finalizing"))
+        .and_then(|answer| answer.is_truthy())
+        .unwrap_or(true);
+    if finalizing {
+        work();
+    } else {
+        py.detach(work);
+    }
+}
+
 /// A stream's figures at one moment (spead-xdp's sender statistics).
 #[pyclass(module = "spead_xdp._spead_xdp", frozen)]
 struct StreamStats {
@@ -828,7 +872,7 @@ impl Drop for MetricsServer {
     /// Stops the server without the GIL (its thread may be answering).
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
-            Python::attach(|py| py.detach(move || drop(server)));
+            Python::attach(|py| without_gil_unless_finalizing(py, move || drop(server)));
         }
     }
 }
@@ -1279,6 +1323,7 @@ impl XdpStream {
 #[pymodule]
 fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(_prepare_exit, m)?)?;
     m.add_class::<Flavour>()?;
     m.add_class::<RateMethod>()?;
     m.add_class::<GroupMode>()?;

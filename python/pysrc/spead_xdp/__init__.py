@@ -7,7 +7,13 @@ group, heaps and UDP and in-memory streams (synchronous and
 ``spead_xdp.send.asyncio``) are here; the AF_XDP stream is not yet.
 """
 
-from ._spead_xdp import Flavour, __version__
+import atexit
+
+from ._spead_xdp import Flavour, __version__, _prepare_exit
+
+# Completions reach Python from a thread per stream; at exit they stop
+# first, so none takes the GIL while the interpreter finalizes.
+atexit.register(_prepare_exit)
 from ._items import Descriptor, Item, ItemGroup
 
 # Item IDs and stream-control values, as spead2 names them.
