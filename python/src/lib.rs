@@ -254,13 +254,15 @@ impl StreamConfig {
 }
 
 impl Default for StreamConfig {
+    /// The library's defaults (spead2's), pacing method automatic.
     fn default() -> Self {
+        let defaults = stream::StreamConfig::default();
         StreamConfig {
-            max_packet_size: 1472,
-            rate: 0.0,
-            burst_size: 65536,
-            max_heaps: 4,
-            burst_rate_ratio: 1.05,
+            max_packet_size: defaults.max_packet_size,
+            rate: defaults.rate,
+            burst_size: defaults.burst_size,
+            max_heaps: defaults.max_heaps,
+            burst_rate_ratio: defaults.burst_rate_ratio,
             rate_method: RateMethod::AUTO,
         }
     }
