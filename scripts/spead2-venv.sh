@@ -15,9 +15,10 @@ if ! .venv/bin/python -c "import spead2, sys; sys.exit(spead2.__version__ != '$S
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check "spead2==$SPEAD2_VERSION" numpy
 fi
-# pytest for the Python package's tests (python/tests).
-if ! .venv/bin/python -c 'import pytest' >/dev/null 2>&1; then
-    echo "== installing pytest into .venv" >&2
-    .venv/bin/pip install --quiet --disable-pip-version-check pytest
+# pytest for the Python package's tests (python/tests), and pytest-asyncio
+# for spead2's own asyncio send tests (scripts/spead2-send-tests.sh).
+if ! .venv/bin/python -c 'import pytest, pytest_asyncio' >/dev/null 2>&1; then
+    echo "== installing pytest and pytest-asyncio into .venv" >&2
+    .venv/bin/pip install --quiet --disable-pip-version-check pytest pytest-asyncio
 fi
 export SPEAD2_PYTHON="$PWD/.venv/bin/python"

@@ -11,7 +11,8 @@
 #   cargo test --all-features (unit, golden vectors, properties, spead2
 #   interop, and as root the veth harness with the XDP sink);
 # - the Python package (python/) built into .venv with pip (maturin from
-#   PyPI) and its pytest suite run against spead2 from PyPI;
+#   PyPI) and its pytest suite run against spead2 from PyPI; then spead2's
+#   own send tests, from spead2's sdist on PyPI, with spead_xdp as spead2;
 # - golden vectors made afresh by spead2 from PyPI (a seed of their own)
 #   and checked, beside the committed ones;
 # - the committed performance plot is what scripts/plot-throughput.py draws
@@ -53,6 +54,9 @@ rm -f "$vectors"
 say "the Python package: built into .venv (pip install ./python, maturin from PyPI), pytest against spead2 $SPEAD2_VERSION"
 "$SPEAD2_PYTHON" -m pip install --quiet --disable-pip-version-check ./python
 "$SPEAD2_PYTHON" -m pytest -q python/tests
+
+say "spead2 $SPEAD2_VERSION's own send tests (from its PyPI sdist) against spead_xdp as spead2"
+scripts/spead2-send-tests.sh
 
 say "bench/throughput.svg drawn from bench/throughput.csv"
 plot=$(mktemp --suffix=.svg)

@@ -17,7 +17,14 @@ use spead_xdp::transport::{
 
 /// A SPEAD flavour: version 4, 64-bit item pointers, `heap_address_bits`
 /// of heap address (spead2's default, `Flavour()`, is 64-40).
-#[pyclass(module = "spead_xdp._spead_xdp", frozen, eq, from_py_object)]
+#[pyclass(
+    module = "spead_xdp._spead_xdp",
+    name = "_Flavour",
+    frozen,
+    eq,
+    subclass,
+    from_py_object
+)]
 #[derive(Clone, Copy, PartialEq)]
 struct Flavour {
     inner: protocol::Flavour,
@@ -98,23 +105,61 @@ impl Flavour {
     }
 }
 
-/// How a stream paces; every method paces in software here.
-#[pyclass(module = "spead_xdp._spead_xdp", eq, eq_int, frozen, from_py_object)]
-#[derive(Clone, Copy, PartialEq)]
-#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+/// How a stream paces (spead2's `send.RateMethod`, an `enum.Enum` of
+/// `spead_xdp._enums`): every method paces in software here.
+#[derive(Clone, Copy, PartialEq, Debug)]
+#[allow(clippy::upper_case_acronyms)]
 enum RateMethod {
     SW = 0,
     HW = 1,
     AUTO = 2,
 }
 
-/// How the heaps of one `send_heaps` call are interleaved.
-#[pyclass(module = "spead_xdp._spead_xdp", eq, eq_int, frozen, from_py_object)]
-#[derive(Clone, Copy, PartialEq)]
+/// How the heaps of one `send_heaps` call are interleaved (spead2's
+/// `send.GroupMode`, an `enum.Enum` of `spead_xdp._enums`).
+#[derive(Clone, Copy, PartialEq, Debug)]
 #[allow(clippy::upper_case_acronyms, non_camel_case_types)]
 enum GroupMode {
     ROUND_ROBIN = 0,
     SERIAL = 1,
+}
+
+/// The value of `member`, which must be a member of the Python enum
+/// `spead_xdp._enums.<class>`.
+fn enum_value(member: &Bound<'_, PyAny>, class: &str) -> PyResult<i64> {
+    let enum_class = member.py().import("spead_xdp._enums")?.getattr(class)?;
+    if !member.is_instance(&enum_class)? {
+        return Err(PyTypeError::new_err(format!(
+            "expected a {class}, not {}",
+            member.get_type().name()?
+        )));
+    }
+    member.getattr("value")?.extract()
+}
+
+impl RateMethod {
+    fn from_py(member: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(match enum_value(member, "RateMethod")? {
+            0 => RateMethod::SW,
+            1 => RateMethod::HW,
+            _ => RateMethod::AUTO,
+        })
+    }
+
+    fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("spead_xdp._enums")?
+            .getattr("RateMethod")?
+            .call1((self as i64,))
+    }
+}
+
+impl GroupMode {
+    fn from_py(member: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(match enum_value(member, "GroupMode")? {
+            0 => GroupMode::ROUND_ROBIN,
+            _ => GroupMode::SERIAL,
+        })
+    }
 }
 
 impl From<GroupMode> for stream::GroupMode {
@@ -130,15 +175,23 @@ impl From<GroupMode> for stream::GroupMode {
 #[pyclass(module = "spead_xdp._spead_xdp", from_py_object)]
 #[derive(Clone)]
 struct StreamConfig {
-    #[pyo3(get, set)]
     max_packet_size: usize,
     rate: f64,
-    #[pyo3(get, set)]
     burst_size: usize,
     max_heaps: usize,
     burst_rate_ratio: f64,
-    #[pyo3(get, set)]
     rate_method: RateMethod,
+}
+
+/// A size argument: a non-negative int. Anything else is a `TypeError`,
+/// as spead2's conversion to `size_t` makes it.
+fn size_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    value.extract::<usize>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a non-negative int, not {}",
+            value.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
+        ))
+    })
 }
 
 fn check_rate(rate: f64) -> PyResult<f64> {
@@ -178,25 +231,72 @@ impl StreamConfig {
     #[classattr]
     const DEFAULT_BURST_RATE_RATIO: f64 = 1.05;
 
+    #[classattr]
+    #[allow(non_snake_case)]
+    fn DEFAULT_RATE_METHOD(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(RateMethod::AUTO.to_py(py)?.unbind())
+    }
+
     #[new]
-    #[pyo3(signature = (*, max_packet_size=1472, rate=0.0, burst_size=65536, max_heaps=4,
-                        burst_rate_ratio=1.05, rate_method=RateMethod::AUTO))]
+    #[pyo3(signature = (*, max_packet_size=None, rate=0.0, burst_size=None, max_heaps=None,
+                        burst_rate_ratio=1.05, rate_method=None))]
     fn new(
-        max_packet_size: usize,
+        max_packet_size: Option<&Bound<'_, PyAny>>,
         rate: f64,
-        burst_size: usize,
-        max_heaps: usize,
+        burst_size: Option<&Bound<'_, PyAny>>,
+        max_heaps: Option<&Bound<'_, PyAny>>,
         burst_rate_ratio: f64,
-        rate_method: RateMethod,
+        rate_method: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        Ok(StreamConfig {
-            max_packet_size,
-            rate: check_rate(rate)?,
-            burst_size,
-            max_heaps: check_max_heaps(max_heaps)?,
-            burst_rate_ratio: check_burst_rate_ratio(burst_rate_ratio)?,
-            rate_method,
-        })
+        let mut config = StreamConfig::default();
+        if let Some(size) = max_packet_size {
+            config.max_packet_size = size_arg(size, "max_packet_size")?;
+        }
+        config.rate = check_rate(rate)?;
+        if let Some(size) = burst_size {
+            config.burst_size = size_arg(size, "burst_size")?;
+        }
+        if let Some(heaps) = max_heaps {
+            config.max_heaps = check_max_heaps(size_arg(heaps, "max_heaps")?)?;
+        }
+        config.burst_rate_ratio = check_burst_rate_ratio(burst_rate_ratio)?;
+        if let Some(method) = rate_method {
+            config.rate_method = RateMethod::from_py(method)?;
+        }
+        Ok(config)
+    }
+
+    #[getter]
+    fn max_packet_size(&self) -> usize {
+        self.max_packet_size
+    }
+
+    #[setter]
+    fn set_max_packet_size(&mut self, size: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.max_packet_size = size_arg(size, "max_packet_size")?;
+        Ok(())
+    }
+
+    #[getter]
+    fn burst_size(&self) -> usize {
+        self.burst_size
+    }
+
+    #[setter]
+    fn set_burst_size(&mut self, size: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.burst_size = size_arg(size, "burst_size")?;
+        Ok(())
+    }
+
+    #[getter]
+    fn rate_method<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.rate_method.to_py(py)
+    }
+
+    #[setter]
+    fn set_rate_method(&mut self, method: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.rate_method = RateMethod::from_py(method)?;
+        Ok(())
     }
 
     #[getter]
@@ -216,8 +316,8 @@ impl StreamConfig {
     }
 
     #[setter]
-    fn set_max_heaps(&mut self, max_heaps: usize) -> PyResult<()> {
-        self.max_heaps = check_max_heaps(max_heaps)?;
+    fn set_max_heaps(&mut self, max_heaps: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.max_heaps = check_max_heaps(size_arg(max_heaps, "max_heaps")?)?;
         Ok(())
     }
 
@@ -272,7 +372,7 @@ impl Default for StreamConfig {
 /// `id`, `to_buffer()` and `allow_immediate()` (spead2's `Item`); their
 /// buffers are kept and read again each time the heap is sent, so a value
 /// changed in place before a send goes out changed, as in spead2.
-#[pyclass(module = "spead_xdp._spead_xdp")]
+#[pyclass(module = "spead_xdp._spead_xdp", weakref)]
 struct Heap {
     /// The heap as it was last read: checked when each part is added.
     inner: Arc<protocol::Heap<'static>>,
@@ -605,8 +705,11 @@ fn stream_error(error: StreamError) -> PyErr {
 /// What every send stream does (spead2's `send.Stream`).
 #[pyclass(module = "spead_xdp._spead_xdp", subclass)]
 struct Stream {
-    /// `None` once dropped.
+    /// `None` once dropped, or when the transport refused the packet size.
     inner: Option<stream::Stream>,
+    /// Why the transport could not take the stream's packets: spead2 makes
+    /// such a stream and fails each send with `EMSGSIZE`, and so does this.
+    refusal: Option<String>,
     /// Completions waited on in order, each then reported to its
     /// callback (the asyncio streams' futures): made with the first.
     completer: std::sync::OnceLock<crossbeam_channel::Sender<(stream::Completion, Py<PyAny>)>>,
@@ -696,7 +799,8 @@ impl Stream {
 
     /// Sends a group of heaps, all or none, interleaved as `mode` says;
     /// returns the bytes sent.
-    fn send_heaps(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: GroupMode) -> PyResult<u64> {
+    fn send_heaps(&self, py: Python<'_>, heaps: &Bound<'_, PyAny>, mode: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let mode = GroupMode::from_py(mode)?;
         let group = group_of(heaps)?;
         let stream = self.stream()?;
         py.detach(|| stream.send_heaps(group, mode.into()))
@@ -728,7 +832,13 @@ impl Stream {
     }
 
     /// As `_submit_heap`, for a group (`async_send_heaps`).
-    fn _submit_heaps(&self, heaps: &Bound<'_, PyAny>, mode: GroupMode, callback: Py<PyAny>) -> PyResult<()> {
+    fn _submit_heaps(
+        &self,
+        heaps: &Bound<'_, PyAny>,
+        mode: &Bound<'_, PyAny>,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        let mode = GroupMode::from_py(mode)?;
         let group = group_of(heaps)?;
         let completion = self
             .stream()?
@@ -918,10 +1028,16 @@ fn start<T: spead_xdp::transport::Transport>(
     thread_pool: &Bound<'_, PyAny>,
 ) -> PyResult<Stream> {
     let config = config.unwrap_or_default().to_rust();
-    let inner =
-        stream::Stream::with_worker(transport, config, worker_of(thread_pool)?).map_err(stream_error)?;
+    let (inner, refusal) = match stream::Stream::with_worker(transport, config, worker_of(thread_pool)?) {
+        Ok(inner) => (Some(inner), None),
+        Err(StreamError::Transport(too_large @ TransportError::PacketTooLarge { .. })) => {
+            (None, Some(too_large.to_string()))
+        }
+        Err(error) => return Err(stream_error(error)),
+    };
     Ok(Stream {
-        inner: Some(inner),
+        inner,
+        refusal,
         completer: std::sync::OnceLock::new(),
     })
 }
@@ -929,9 +1045,10 @@ fn start<T: spead_xdp::transport::Transport>(
 impl Stream {
     /// The library's stream.
     fn stream(&self) -> PyResult<&stream::Stream> {
-        self.inner
-            .as_ref()
-            .ok_or_else(|| PyOSError::new_err((libc::EPIPE, "the stream is closed")))
+        self.inner.as_ref().ok_or_else(|| match &self.refusal {
+            Some(refusal) => PyOSError::new_err((libc::EMSGSIZE, refusal.clone())),
+            None => PyOSError::new_err((libc::EPIPE, "the stream is closed")),
+        })
     }
 
     /// Hands a queued heap's completion to the completer thread (made
@@ -1327,8 +1444,6 @@ fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(_prepare_exit, m)?)?;
     m.add_class::<Flavour>()?;
-    m.add_class::<RateMethod>()?;
-    m.add_class::<GroupMode>()?;
     m.add_class::<StreamConfig>()?;
     m.add_class::<Heap>()?;
     m.add_class::<HeapReference>()?;

@@ -616,3 +616,40 @@ def test_an_interface_address_no_interface_holds_is_a_value_error():
     config = spead_xdp.send.XdpConfig(endpoints=[("127.0.0.1", 7148)], interface_address="198.51.100.7")
     with pytest.raises(ValueError, match="no interface holds the address 198.51.100.7"):
         spead_xdp.send.XdpStream(spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(), config)
+
+
+@pytest.mark.parametrize(
+    "shape,value",
+    [
+        ((), (True, -3, "q", 0.5)),
+        ((2,), [(True, 17, "y", 1.0), (False, -23.0, "n", -1.0)]),
+        ((2, 2), [[(1, 5, "a", 2.0), (0, -1, "b", 3.0)], [(1, 0, "c", 4.0), (0, 63, "d", -5.5)]]),
+        ((None,), [(0, 1, "x", 0.25)] * 5),
+    ],
+)
+def test_multi_field_format_items_are_spead2s(shape, value):
+    """Mixed fields of odd widths (a 1-bit bool, a 7-bit signed int), as
+    spead2's own test_fallback_types, in every kind of shape."""
+    fmt = [("b", 1), ("i", 7), ("c", 8), ("f", 32)]
+
+    def send(package, stream):
+        group = package.send.ItemGroup(flavour=package.Flavour(4, 64, 48, 0))
+        group.add_item(0x2345, "mixed", "", shape, format=fmt, value=value)
+        stream.send_heap(group.get_heap())
+
+    theirs, ours = both(send)
+    assert ours == theirs
+
+
+def test_rate_methods_and_group_modes_are_spead2s_enums():
+    import enum
+
+    for name in ("RateMethod", "GroupMode"):
+        ours, theirs = getattr(spead_xdp.send, name), getattr(spead2.send, name)
+        assert issubclass(ours, enum.Enum)
+        assert {m.name: m.value for m in ours} == {m.name: m.value for m in theirs}
+    config = spead_xdp.send.StreamConfig(rate_method=spead_xdp.send.RateMethod.SW)
+    assert config.rate_method is spead_xdp.send.RateMethod.SW
+    assert spead_xdp.send.StreamConfig().rate_method is spead_xdp.send.StreamConfig.DEFAULT_RATE_METHOD
+    with pytest.raises(TypeError, match="expected a RateMethod"):
+        spead_xdp.send.StreamConfig(rate_method=2)

@@ -9,12 +9,15 @@ group, heaps and UDP and in-memory streams (synchronous and
 
 import atexit
 
-from ._spead_xdp import Flavour, __version__, _prepare_exit
+from ._flavour import Flavour
+from ._spead_xdp import __version__, _prepare_exit
 
 # Completions reach Python from a thread per stream; at exit they stop
 # first, so none takes the GIL while the interpreter finalizes.
 atexit.register(_prepare_exit)
 from ._items import Descriptor, Item, ItemGroup
+
+
 
 # Item IDs and stream-control values, as spead2 names them.
 NULL_ID = 0x00
@@ -24,10 +27,21 @@ PAYLOAD_OFFSET_ID = 0x03
 PAYLOAD_LENGTH_ID = 0x04
 DESCRIPTOR_ID = 0x05
 STREAM_CTRL_ID = 0x06
+DESCRIPTOR_NAME_ID = 0x10
+DESCRIPTOR_DESCRIPTION_ID = 0x11
+DESCRIPTOR_SHAPE_ID = 0x12
+DESCRIPTOR_FORMAT_ID = 0x13
+DESCRIPTOR_ID_ID = 0x14
+DESCRIPTOR_DTYPE_ID = 0x15
 CTRL_STREAM_START = 0
 CTRL_DESCRIPTOR_REISSUE = 1
 CTRL_STREAM_STOP = 2
 CTRL_DESCRIPTOR_UPDATE = 3
+# spead2's bug-compatibility flags: only 0 (none) is supported here.
+BUG_COMPAT_DESCRIPTOR_WIDTHS = 1
+BUG_COMPAT_SHAPE_BIT_1 = 2
+BUG_COMPAT_SWAP_ENDIAN = 4
+BUG_COMPAT_PYSPEAD_0_5_2 = 7
 
 
 class ThreadPool:

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ._spead_xdp import Flavour
+from ._flavour import Flavour
 
 
 def _shape_of(shape):
@@ -31,7 +31,8 @@ def _format_of(format):
             raise ValueError("zero-length field (bug_compat mismatch?)")
         if bits < 0:
             raise ValueError("negative-length field")
-        if code not in "uifbc" or (code == "f" and bits not in (32, 64)) or (code in "bc" and bits != 8):
+        # spead2's rule: u, i and b of any width; f of 32 or 64; c of 8.
+        if code not in "uifbc" or (code == "f" and bits not in (32, 64)) or (code == "c" and bits != 8):
             raise ValueError(f"illegal format ({code!r}, {bits})")
     return fields
 
@@ -104,6 +105,8 @@ def _pack_bits(values, fields):
                 raw = int.from_bytes(np.array(value, dtype=">f%d" % (bits // 8)).tobytes(), "big")
             elif code == "c":
                 raw = value[0] if isinstance(value, (bytes, bytearray)) else ord(value)
+            elif code == "b":
+                raw = 1 if value else 0
             else:
                 raw = int(value)
                 _check_range(raw, code, bits)
@@ -168,9 +171,34 @@ class Item(Descriptor):
             raw = self._value.encode() if isinstance(self._value, str) else bytes(self._value)
             self._expect_shape((len(raw),))
             return raw
-        array = np.asarray(self._value, dtype=object)
-        elements = list(array.reshape(-1)) if len(self.format) == 1 else [tuple(e) for e in self._value]
-        return bytes(_pack_bits(elements, self.format))
+        value = self._value
+        if len(self.shape) == 0 and isinstance(value, np.ndarray):
+            value = value[()]
+        self._expect_shape(_nested_shape(value, len(self.shape)))
+        return bytes(_pack_bits(_elements(value, len(self.shape)), self.format))
+
+
+def _nested_shape(value, dims):
+    """The shape of the first `dims` levels of nested sequences."""
+    shape = []
+    for _ in range(dims):
+        shape.append(len(value))
+        if len(value) == 0:
+            shape.extend([0] * (dims - len(shape)))
+            break
+        value = value[0]
+    return tuple(shape)
+
+
+def _elements(value, dims):
+    """The elements (scalars, or tuples of a multi-field format) of `dims`
+    levels of nested sequences, in order."""
+    if dims == 0:
+        return [value]
+    out = []
+    for sub in value:
+        out.extend(_elements(sub, dims - 1))
+    return out
 
 
 class ItemGroup:

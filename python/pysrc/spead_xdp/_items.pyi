@@ -2,7 +2,8 @@ from typing import Any, ItemsView, KeysView, Sequence, ValuesView
 
 import numpy as np
 
-from ._spead_xdp import Flavour, Heap
+from ._flavour import Flavour
+from ._spead_xdp import Heap
 
 class Descriptor:
     id: int

@@ -2,10 +2,12 @@
 
 from typing import Any, Callable, Iterable, Sequence, final
 
+from ._enums import GroupMode, RateMethod
+from ._flavour import Flavour
+
 __version__: str
 
-@final
-class Flavour:
+class _Flavour:
     def __init__(
         self,
         version: int | None = ...,
@@ -22,22 +24,12 @@ class Flavour:
     @property
     def bug_compat(self) -> int: ...
 
-@final
-class RateMethod:
-    SW: RateMethod
-    HW: RateMethod
-    AUTO: RateMethod
-
-@final
-class GroupMode:
-    ROUND_ROBIN: GroupMode
-    SERIAL: GroupMode
-
 class StreamConfig:
     DEFAULT_MAX_PACKET_SIZE: int
     DEFAULT_MAX_HEAPS: int
     DEFAULT_BURST_SIZE: int
     DEFAULT_BURST_RATE_RATIO: float
+    DEFAULT_RATE_METHOD: RateMethod
     max_packet_size: int
     rate: float
     burst_size: int

@@ -2,12 +2,10 @@
 
 from .._spead_xdp import (
     BytesStream,
-    GroupMode,
     Heap,
     HeapReference,
     HeapReferenceList,
     PacketGenerator,
-    RateMethod,
     Stream,
     StreamConfig,
     TcpStream,
@@ -16,6 +14,7 @@ from .._spead_xdp import (
     XdpStream,
 )
 
+from .._enums import GroupMode, RateMethod
 from .._items import HeapGenerator
 from .._items import SendItemGroup as ItemGroup
 

@@ -1,13 +1,13 @@
 from . import asyncio as asyncio
+from .._enums import GroupMode as GroupMode
+from .._enums import RateMethod as RateMethod
 from .._items import HeapGenerator as HeapGenerator
 from .._items import SendItemGroup as ItemGroup
 from .._spead_xdp import BytesStream as BytesStream
-from .._spead_xdp import GroupMode as GroupMode
 from .._spead_xdp import Heap as Heap
 from .._spead_xdp import HeapReference as HeapReference
 from .._spead_xdp import HeapReferenceList as HeapReferenceList
 from .._spead_xdp import PacketGenerator as PacketGenerator
-from .._spead_xdp import RateMethod as RateMethod
 from .._spead_xdp import Stream as Stream
 from .._spead_xdp import StreamConfig as StreamConfig
 from .._spead_xdp import TcpStream as TcpStream

@@ -11,27 +11,33 @@ from . import UdpStream as _UdpStream
 from . import XdpStream as _XdpStream
 
 
-def _settle(future, exception, sent):
-    if future.cancelled():
-        return
-    if exception is None:
-        future.set_result(sent)
-    else:
-        future.set_exception(exception)
-
-
 class _AsyncStream:
     """The asyncio methods, over a native stream's ``_submit_heap`` and
     ``_submit_heaps``."""
 
     _last = None
+    # Heaps queued and not yet completed (spead2's ``_active``).
+    _active = 0
+
+    def _settle(self, future, exception, sent):
+        self._active -= 1
+        if future.cancelled():
+            return
+        if exception is None:
+            future.set_result(sent)
+        else:
+            future.set_exception(exception)
 
     def _queue(self, submit):
         loop = asyncio.get_event_loop()
         future = loop.create_future()
 
         def done(exception, sent):
-            loop.call_soon_threadsafe(_settle, future, exception, sent)
+            try:
+                loop.call_soon_threadsafe(self._settle, future, exception, sent)
+            except RuntimeError:
+                # The loop has closed: no one can await the future now.
+                pass
 
         try:
             submit(done)
@@ -40,6 +46,7 @@ class _AsyncStream:
             # it in the future. Settings errors (ValueError) are raised.
             future.set_exception(refused)
             return future
+        self._active += 1
         self._last = future
         return future
 
