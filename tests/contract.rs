@@ -230,7 +230,7 @@ impl PacketSource for Pieces<'_> {
         buf[..self.written].fill(0x5A);
         let mut pieces = PacketPieces::new(self.written);
         for piece in &self.payload {
-            pieces.push(piece).unwrap();
+            pieces.push(&piece[..]).unwrap();
         }
         pieces
     }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PySlice};
@@ -12,7 +11,8 @@ use pyo3::types::{PyBytes, PySlice};
 use spead_xdp::protocol::{self, HeapError, PacketizeError};
 use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
 use spead_xdp::transport::{
-    MemoryTransport, MulticastInterface, TcpTransport, TransportError, UdpConfig, UdpTransport,
+    MemoryTransport, MulticastInterface, PyBufferMemory, TcpTransport, TransportError, UdpConfig,
+    UdpTransport,
 };
 
 /// A SPEAD flavour: version 4, 64-bit item pointers, `heap_address_bits`
@@ -370,49 +370,18 @@ impl Default for StreamConfig {
 
 /// A heap to send, spead2's `send.Heap`. Items are taken from objects with
 /// `id`, `to_buffer()` and `allow_immediate()` (spead2's `Item`); their
-/// buffers are kept and read again each time the heap is sent, so a value
-/// changed in place before a send goes out changed, as in spead2.
+/// buffers are referred to, not copied, kept alive by the heap, and read as
+/// they are when each packet is made, so a value changed in place before a
+/// send goes out changed, as in spead2.
 #[pyclass(module = "spead_xdp._spead_xdp", weakref)]
 struct Heap {
-    /// The heap as it was last read: checked when each part is added.
+    /// The heap, checked as each part is added.
     inner: Arc<protocol::Heap<'static>>,
-    /// Per item of `inner`, in order: the buffer its bytes are read from
-    /// at send time (`None`: descriptors and stream control).
-    sources: Vec<Option<Py<PyAny>>>,
     flavour: Flavour,
 }
 
 fn heap_error(error: HeapError) -> PyErr {
     PyValueError::new_err(error.to_string())
-}
-
-/// The bytes of a buffer (a C-contiguous numpy array, `bytes`, ...),
-/// copied.
-fn buffer_bytes(buffer: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    let view = pyo3::types::PyMemoryView::from(buffer)?;
-    if !view.getattr("c_contiguous")?.is_truthy()? {
-        return Err(PyValueError::new_err("ndarray is not C-contiguous"));
-    }
-    let bytes = view.call_method0("tobytes")?;
-    Ok(Bytes::copy_from_slice(bytes.cast::<PyBytes>()?.as_bytes()))
-}
-
-impl Heap {
-    /// The heap as it is now: each item's buffer read again (with the
-    /// GIL), so in-place changes since it was built go out.
-    fn current(&self, py: Python<'_>) -> PyResult<Arc<protocol::Heap<'static>>> {
-        if self.sources.iter().all(Option::is_none) {
-            return Ok(Arc::clone(&self.inner));
-        }
-        let mut heap = (*self.inner).clone();
-        for (index, source) in self.sources.iter().enumerate() {
-            if let Some(source) = source {
-                heap.replace_value(index, buffer_bytes(source.bind(py))?)
-                    .map_err(heap_error)?;
-            }
-        }
-        Ok(Arc::new(heap))
-    }
 }
 
 #[pymethods]
@@ -423,7 +392,6 @@ impl Heap {
         let flavour = flavour.unwrap_or_else(Flavour::default_64_40);
         Heap {
             inner: Arc::new(protocol::Heap::new(flavour.inner)),
-            sources: Vec::new(),
             flavour,
         }
     }
@@ -450,11 +418,10 @@ impl Heap {
         let id: u64 = item.getattr("id")?.extract()?;
         let buffer = item.call_method0("to_buffer")?;
         let allow_immediate = item.call_method0("allow_immediate")?.is_truthy()?;
-        let bytes = buffer_bytes(&buffer)?;
+        let lent: Arc<dyn protocol::ForeignMemory> = Arc::new(PyBufferMemory::new(&buffer)?);
         let mut heap = slf.try_borrow_mut()?;
-        let item = protocol::Item::new(id, bytes).allow_immediate(allow_immediate);
+        let item = protocol::Item::new(id, lent).allow_immediate(allow_immediate);
         Arc::make_mut(&mut heap.inner).add(item).map_err(heap_error)?;
-        heap.sources.push(Some(buffer.unbind()));
         Ok(())
     }
 
@@ -470,21 +437,18 @@ impl Heap {
         Arc::make_mut(&mut heap.inner)
             .add_descriptor(&descriptor)
             .map_err(heap_error)?;
-        heap.sources.push(None);
         Ok(())
     }
 
     /// Adds the stream-control item that starts a stream.
     fn add_start(&mut self) -> PyResult<()> {
         Arc::make_mut(&mut self.inner).add_start().map_err(heap_error)?;
-        self.sources.push(None);
         Ok(())
     }
 
     /// Adds the stream-control item that ends a stream.
     fn add_end(&mut self) -> PyResult<()> {
         Arc::make_mut(&mut self.inner).add_end().map_err(heap_error)?;
-        self.sources.push(None);
         Ok(())
     }
 }
@@ -585,7 +549,7 @@ impl Entry {
     }
 
     fn heap_ref(&self, py: Python<'_>) -> PyResult<HeapRef> {
-        let current = self.heap.bind(py).try_borrow()?.current(py)?;
+        let current = Arc::clone(&self.heap.bind(py).try_borrow()?.inner);
         let mut heap = HeapRef::new(current).substream(self.substream_index);
         if self.cnt >= 0 {
             heap = heap.cnt(self.cnt as u64);
@@ -1269,7 +1233,7 @@ impl PacketGenerator {
     fn new(py: Python<'_>, heap: Py<Heap>, cnt: u64, max_packet_size: usize) -> PyResult<Self> {
         let sizing = protocol::PacketSizing::new(max_packet_size)
             .map_err(|_| PyValueError::new_err("packet size is too small"))?;
-        let heap = heap.bind(py).try_borrow()?.current(py)?;
+        let heap = Arc::clone(&heap.bind(py).try_borrow()?.inner);
         let packets: Vec<Vec<u8>> = sizing
             .packets(&heap, cnt)
             .map_err(|e| PyValueError::new_err(e.to_string()))?

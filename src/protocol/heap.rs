@@ -3,6 +3,8 @@
 //! memory, share a reference-counted buffer, or be owned; nothing is copied
 //! until the packetizer writes a frame.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use thiserror::Error;
 
@@ -21,6 +23,62 @@ pub enum ItemValue<'a> {
     /// An integer sent as an immediate (spead2's inline items), such as a
     /// stream control value or a timestamp updated between sends.
     Inline(u64),
+    /// Memory lent by another runtime (a numpy array) and read as it is
+    /// when each packet is made: never borrowed, only copied out, or sent
+    /// by reference where a transport can send its address.
+    Foreign(ForeignBytes),
+}
+
+/// Memory that Rust code may not borrow: a buffer another runtime owns
+/// (a numpy array) and may write at any moment, even while a heap that
+/// refers to it is being sent, as spead2 allows. It is read only through
+/// [`copy_to`](Self::copy_to), which takes the bytes as they are then.
+pub trait ForeignMemory: Send + Sync + std::fmt::Debug {
+    /// Its length in bytes.
+    fn len(&self) -> usize;
+
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the bytes from `offset` into all of `dst`. A range past the
+    /// end (a caller's mistake) copies nothing.
+    fn copy_to(&self, offset: usize, dst: &mut [u8]);
+
+    /// The address of its first byte, for a transport that sends memory
+    /// by reference when it lies in memory the transport registered.
+    fn address(&self) -> usize;
+}
+
+/// Foreign memory as an item value: shared, and equal only to itself.
+#[derive(Clone, Debug)]
+pub struct ForeignBytes(Arc<dyn ForeignMemory>);
+
+impl ForeignBytes {
+    /// The memory as a value.
+    pub fn new(memory: Arc<dyn ForeignMemory>) -> Self {
+        ForeignBytes(memory)
+    }
+
+    /// The memory.
+    pub fn memory(&self) -> &dyn ForeignMemory {
+        &*self.0
+    }
+}
+
+impl PartialEq for ForeignBytes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ForeignBytes {}
+
+impl From<Arc<dyn ForeignMemory>> for ItemValue<'_> {
+    fn from(memory: Arc<dyn ForeignMemory>) -> Self {
+        ItemValue::Foreign(ForeignBytes(memory))
+    }
 }
 
 /// Bytes shown of a value in `Debug` output: a heap's items can be many
@@ -34,6 +92,7 @@ impl std::fmt::Debug for ItemValue<'_> {
             ItemValue::Shared(_) => "Shared",
             ItemValue::Owned(_) => "Owned",
             ItemValue::Inline(value) => return write!(f, "Inline({value:#x})"),
+            ItemValue::Foreign(memory) => return write!(f, "Foreign({} bytes)", memory.memory().len()),
         };
         let bytes = self.bytes().unwrap_or_default();
         let shown = &bytes[..bytes.len().min(DEBUG_BYTES)];
@@ -46,13 +105,103 @@ impl std::fmt::Debug for ItemValue<'_> {
 }
 
 impl ItemValue<'_> {
-    /// The value's bytes, or `None` for an inline integer.
+    /// The value's bytes, or `None` for an inline integer and for foreign
+    /// memory (which is only copied out).
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
             ItemValue::Borrowed(b) => Some(b),
             ItemValue::Shared(b) => Some(b),
             ItemValue::Owned(b) => Some(b),
-            ItemValue::Inline(_) => None,
+            ItemValue::Inline(_) | ItemValue::Foreign(_) => None,
+        }
+    }
+
+    /// Bytes of the value (0 for an inline integer, whose width is the
+    /// flavour's).
+    pub fn len(&self) -> usize {
+        match self {
+            ItemValue::Foreign(memory) => memory.memory().len(),
+            value => value.bytes().map_or(0, <[u8]>::len),
+        }
+    }
+
+    /// Whether the value has no bytes (an inline integer has none).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes `range` of the value as a payload piece, if it has them.
+    pub(crate) fn piece(&self, offset: usize, len: usize) -> Option<Piece<'_>> {
+        match self {
+            ItemValue::Foreign(memory) => {
+                let memory = memory.memory();
+                (offset.checked_add(len)? <= memory.len()).then_some(Piece::Foreign { memory, offset, len })
+            }
+            value => value
+                .bytes()?
+                .get(offset..offset.checked_add(len)?)
+                .map(Piece::Bytes),
+        }
+    }
+}
+
+/// Payload bytes of a packet, by reference: the sender's own memory, or a
+/// range of foreign memory (copied out, never borrowed).
+#[derive(Debug, Clone, Copy)]
+pub enum Piece<'p> {
+    /// Memory the heap may borrow.
+    Bytes(&'p [u8]),
+    /// `len` bytes from `offset` of foreign memory.
+    Foreign {
+        /// The memory.
+        memory: &'p dyn ForeignMemory,
+        /// Where the piece starts in it.
+        offset: usize,
+        /// Its length.
+        len: usize,
+    },
+}
+
+impl Default for Piece<'_> {
+    fn default() -> Self {
+        Piece::Bytes(&[])
+    }
+}
+
+impl<'p> From<&'p [u8]> for Piece<'p> {
+    fn from(bytes: &'p [u8]) -> Self {
+        Piece::Bytes(bytes)
+    }
+}
+
+impl Piece<'_> {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Piece::Bytes(bytes) => bytes.len(),
+            Piece::Foreign { len, .. } => *len,
+        }
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies it into the start of `dst` (which must hold it).
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        let dst = &mut dst[..self.len()];
+        match self {
+            Piece::Bytes(bytes) => dst.copy_from_slice(bytes),
+            Piece::Foreign { memory, offset, .. } => memory.copy_to(*offset, dst),
+        }
+    }
+
+    /// The address of its first byte.
+    pub fn address(&self) -> usize {
+        match self {
+            Piece::Bytes(bytes) => bytes.as_ptr() as usize,
+            Piece::Foreign { memory, offset, .. } => memory.address() + offset,
         }
     }
 }
@@ -134,7 +283,7 @@ impl<'a> Item<'a> {
     pub fn is_immediate(&self, flavour: Flavour) -> bool {
         match &self.value {
             ItemValue::Inline(_) => true,
-            value => self.allow_immediate && value.bytes().map_or(0, <[u8]>::len) <= flavour.immediate_size(),
+            value => self.allow_immediate && value.len() <= flavour.immediate_size(),
         }
     }
 
@@ -143,7 +292,7 @@ impl<'a> Item<'a> {
         if self.is_immediate(flavour) {
             0
         } else {
-            self.value.bytes().map_or(0, <[u8]>::len)
+            self.value.len()
         }
     }
 
@@ -152,13 +301,17 @@ impl<'a> Item<'a> {
         if !self.is_immediate(flavour) {
             return None;
         }
+        let big_endian = |bytes: &[u8]| bytes.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b));
         Some(match &self.value {
             ItemValue::Inline(v) => *v,
-            value => value
-                .bytes()
-                .unwrap_or_default()
-                .iter()
-                .fold(0, |acc, b| (acc << 8) | u64::from(*b)),
+            ItemValue::Foreign(memory) => {
+                // At most the immediate size (8 bytes or fewer), as it is now.
+                let mut now = [0u8; 8];
+                let now = &mut now[..memory.memory().len().min(8)];
+                memory.memory().copy_to(0, now);
+                big_endian(now)
+            }
+            value => big_endian(value.bytes().unwrap_or_default()),
         })
     }
 }

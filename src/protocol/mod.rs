@@ -14,7 +14,7 @@ mod wire;
 pub use decoder::{DecodeError, PacketInfo};
 pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDtype};
 pub use flavour::{Flavour, FlavourError, ItemPointer, StreamControl};
-pub use heap::{Heap, HeapError, Item, ItemHandle, ItemValue};
+pub use heap::{ForeignBytes, ForeignMemory, Heap, HeapError, Item, ItemHandle, ItemValue, Piece};
 pub use packetizer::{HeapPackets, PacketParts, PacketSizing, PacketizeError};
 pub use reassembler::{
     Reassembler, ReassemblerConfig, ReassemblyError, ReassemblyStats, ReceivedHeap, ReceivedItem,

@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 use super::flavour::{item_id, Flavour, POINTER_SIZE};
-use super::heap::{Heap, Item};
+use super::heap::{Heap, Item, Piece};
 use super::wire::Packet;
 
 /// The pointers every packet carries before its items' (heap cnt, heap
@@ -37,7 +37,7 @@ pub struct PacketParts<'p> {
     /// Bytes of header and item pointers written at the start of the frame.
     header_len: usize,
     /// The payload pieces, in order (`count` of them).
-    payload: [&'p [u8]; MAX_PARTS],
+    payload: [Piece<'p>; MAX_PARTS],
     /// Pieces in `payload`.
     count: usize,
     /// Zero bytes of padding after the payload pieces.
@@ -57,7 +57,7 @@ impl<'p> PacketParts<'p> {
     }
 
     /// The payload pieces.
-    pub fn pieces(&self) -> &[&'p [u8]] {
+    pub fn pieces(&self) -> &[Piece<'p>] {
         &self.payload[..self.count]
     }
 
@@ -71,7 +71,7 @@ impl<'p> PacketParts<'p> {
     pub fn write_payload(&self, frame: &mut [u8]) {
         let mut at = self.header_len;
         for piece in self.pieces() {
-            frame[at..at + piece.len()].copy_from_slice(piece);
+            piece.copy_to(&mut frame[at..]);
             at += piece.len();
         }
         frame[at..at + self.padding].fill(0);
@@ -278,7 +278,7 @@ impl HeapCursor {
             let word = match item.immediate_value(flavour) {
                 Some(value) => flavour.immediate(item.id(), value),
                 None => {
-                    let len = item.value().bytes().unwrap_or_default().len();
+                    let len = item.value().len();
                     let word = flavour.address(item.id(), address);
                     address += len as u64;
                     if len > 0 {
@@ -320,10 +320,11 @@ impl HeapCursor {
         self.pointer_words.len() / POINTER_SIZE
     }
 
-    /// The bytes of payload segment `k` of `items`, if it exists.
-    fn segment<'p>(&self, items: &'p [Item<'_>], k: usize) -> Option<&'p [u8]> {
+    /// Bytes `offset..offset + len` of payload segment `k` of `items`, if
+    /// it has them.
+    fn segment<'p>(&self, items: &'p [Item<'_>], k: usize, offset: usize, len: usize) -> Option<Piece<'p>> {
         let &(index, _) = self.segments.get(k)?;
-        items.get(index)?.value().bytes()
+        items.get(index)?.value().piece(offset, len)
     }
 
     /// Pointers and payload bytes of the packet after `pointers_sent`
@@ -421,7 +422,7 @@ impl HeapCursor {
         // Collect the pieces without moving the cursor yet.
         let mut parts = PacketParts {
             header_len: PREFIX_LEN + n_pointers * POINTER_SIZE,
-            payload: [&[][..]; MAX_PARTS],
+            payload: [Piece::default(); MAX_PARTS],
             count: 0,
             padding: 0,
         };
@@ -435,10 +436,7 @@ impl HeapCursor {
                 return Ok(None);
             }
             let n = (segment_len - offset).min(left);
-            let bytes = self
-                .segment(items, segment)
-                .and_then(|b| b.get(offset..offset + n));
-            let Some(bytes) = bytes else {
+            let Some(bytes) = self.segment(items, segment, offset, n) else {
                 // Not the items this cursor was made from: send it written.
                 return Ok(None);
             };
@@ -512,9 +510,8 @@ impl HeapCursor {
             let n = (segment_len - self.segment_offset).min(left);
             if let Some(buf) = out {
                 let (head, tail) = buf.split_at_mut(n);
-                let range = self.segment_offset..self.segment_offset + n;
-                match self.segment(items, self.next_segment).and_then(|b| b.get(range)) {
-                    Some(bytes) => head.copy_from_slice(bytes),
+                match self.segment(items, self.next_segment, self.segment_offset, n) {
+                    Some(piece) => piece.copy_to(head),
                     None => head.fill(0),
                 }
                 out = Some(tail);
@@ -563,6 +560,65 @@ mod tests {
             PacketSizing::new(55),
             Err(PacketizeError::PacketSizeTooSmall { size: 55, min: 56 })
         );
+    }
+
+    /// Foreign memory as a test has it: bytes behind a lock, which another
+    /// thread may change between packets.
+    #[derive(Debug)]
+    struct Lent(std::sync::Mutex<Vec<u8>>);
+
+    impl crate::protocol::ForeignMemory for Lent {
+        fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+
+        fn copy_to(&self, offset: usize, dst: &mut [u8]) {
+            let bytes = self.0.lock().unwrap();
+            if let Some(src) = bytes.get(offset..offset + dst.len()) {
+                dst.copy_from_slice(src);
+            }
+        }
+
+        fn address(&self) -> usize {
+            self.0.lock().unwrap().as_ptr() as usize
+        }
+    }
+
+    #[test]
+    fn foreign_values_make_the_packets_owned_ones_make_read_when_packetized() {
+        let data: Vec<u8> = (0..=255).cycle().take(5_000).collect();
+        let lent = std::sync::Arc::new(Lent(std::sync::Mutex::new(vec![0; 5_000])));
+        let stamp = std::sync::Arc::new(Lent(std::sync::Mutex::new(vec![0; 6])));
+        let mut foreign = Heap::new(Flavour::SPEAD_64_48);
+        foreign
+            .add(Item::new(
+                0x1000,
+                lent.clone() as std::sync::Arc<dyn crate::protocol::ForeignMemory>,
+            ))
+            .unwrap();
+        foreign
+            .add(
+                Item::new(
+                    0x1001,
+                    stamp.clone() as std::sync::Arc<dyn crate::protocol::ForeignMemory>,
+                )
+                .allow_immediate(true),
+            )
+            .unwrap();
+        // Written after the heap was built: the packets carry the new bytes.
+        lent.0.lock().unwrap().copy_from_slice(&data);
+        stamp
+            .0
+            .lock()
+            .unwrap()
+            .copy_from_slice(&[0, 0, 0, 0x12, 0x34, 0x56]);
+        let mut owned = Heap::new(Flavour::SPEAD_64_48);
+        owned.add(Item::new(0x1000, data.clone())).unwrap();
+        owned.add(Item::immediate(0x1001, 0x123456)).unwrap();
+        let sizing = PacketSizing::new(1472).unwrap();
+        let theirs: Vec<_> = sizing.packets(&owned, 9).unwrap().collect();
+        let ours: Vec<_> = sizing.packets(&foreign, 9).unwrap().collect();
+        assert_eq!(ours, theirs);
     }
 
     #[test]

@@ -430,7 +430,7 @@ impl Cursor {
                 let mut pieces = PacketPieces::new(parts.header_len());
                 for piece in parts.pieces() {
                     // At most MAX_PARTS pieces, as many as PacketPieces holds.
-                    let _ = pieces.push(piece);
+                    let _ = pieces.push(*piece);
                 }
                 pieces
             }

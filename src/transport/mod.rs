@@ -5,15 +5,23 @@
 
 use arrayvec::ArrayVec;
 
+use crate::protocol::Piece;
+
 mod error;
 #[allow(unsafe_code)]
 mod fd;
 mod frame;
 #[allow(unsafe_code)]
 mod iface;
+#[cfg(feature = "python")]
+#[allow(unsafe_code)]
+mod lent;
 mod memory;
 mod netlink;
 mod pcap;
+#[cfg(any(test, feature = "python"))]
+#[allow(unsafe_code)]
+mod racy;
 mod tcp;
 #[allow(unsafe_code)]
 mod udp;
@@ -28,6 +36,8 @@ mod xdp_features;
 pub use error::{BadPacket, TransportError};
 pub use fd::duplicate_fd;
 pub use frame::MacAddress;
+#[cfg(feature = "python")]
+pub use lent::PyBufferMemory;
 pub use memory::MemoryTransport;
 pub use pcap::{PcapConfig, PcapTransport};
 pub use tcp::TcpTransport;
@@ -79,7 +89,7 @@ pub struct PacketSpec {
 #[derive(Debug, Clone, Default)]
 pub struct PacketPieces<'a> {
     written: usize,
-    pieces: ArrayVec<&'a [u8], MAX_REF_PIECES>,
+    pieces: ArrayVec<Piece<'a>, MAX_REF_PIECES>,
 }
 
 impl<'a> PacketPieces<'a> {
@@ -94,8 +104,8 @@ impl<'a> PacketPieces<'a> {
 
     /// Adds a piece after the bytes written; `Err` (handing it back) when
     /// [`MAX_REF_PIECES`] pieces are there already.
-    pub fn push(&mut self, piece: &'a [u8]) -> Result<(), &'a [u8]> {
-        self.pieces.try_push(piece).map_err(|e| e.element())
+    pub fn push(&mut self, piece: impl Into<Piece<'a>>) -> Result<(), Piece<'a>> {
+        self.pieces.try_push(piece.into()).map_err(|e| e.element())
     }
 
     /// Bytes written into the buffer.
@@ -104,7 +114,7 @@ impl<'a> PacketPieces<'a> {
     }
 
     /// The pieces, in order.
-    pub fn pieces(&self) -> &[&'a [u8]] {
+    pub fn pieces(&self) -> &[Piece<'a>] {
         &self.pieces
     }
 

@@ -213,11 +213,11 @@ impl UmemArea {
         self.map.len() > self.slot_bytes
     }
 
-    /// Where `piece` lies in the user part, as an offset from the start of
-    /// the mapping; `None` if any of it lies outside.
-    pub(super) fn user_offset(&self, piece: &[u8]) -> Option<u64> {
-        let start = (piece.as_ptr() as usize).checked_sub(self.base as usize)?;
-        let end = start.checked_add(piece.len())?;
+    /// Where `len` bytes at `address` lie in the user part, as an offset
+    /// from the start of the mapping; `None` if any of them lie outside.
+    pub(super) fn user_offset(&self, address: usize, len: usize) -> Option<u64> {
+        let start = address.checked_sub(self.base as usize)?;
+        let end = start.checked_add(len)?;
         (start >= self.slot_bytes && end <= self.map.len()).then_some(start as u64)
     }
 

@@ -776,20 +776,24 @@ fn queue_descriptors(
     if pieces.pieces().is_empty() {
         return false;
     }
-    let referenced = pieces.pieces().iter().all(|piece| match area.user_offset(piece) {
-        Some(offset) => {
-            push_chunks(descriptors, offset, piece.len());
-            descriptors.len() - first <= MAX_FRAGS
-        }
-        None => false,
-    });
+    let referenced =
+        pieces
+            .pieces()
+            .iter()
+            .all(|piece| match area.user_offset(piece.address(), piece.len()) {
+                Some(offset) => {
+                    push_chunks(descriptors, offset, piece.len());
+                    descriptors.len() - first <= MAX_FRAGS
+                }
+                None => false,
+            });
     if referenced {
         return true;
     }
     descriptors.truncate(first);
     let mut at = written;
     for piece in pieces.pieces() {
-        frame[at..at + piece.len()].copy_from_slice(piece);
+        piece.copy_to(&mut frame[at..]);
         at += piece.len();
     }
     push_chunks(descriptors, base, at);
