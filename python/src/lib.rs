@@ -12,7 +12,7 @@ use spead_xdp::protocol::{self, HeapError, PacketizeError};
 use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
 use spead_xdp::transport::{
     MemoryTransport, MulticastInterface, PyBufferMemory, TcpTransport, TransportError, UdpConfig,
-    UdpTransport,
+    UdpTransport, UmemArea, UmemBuffer, XdpCounters, XdpTransport,
 };
 
 /// A SPEAD flavour: version 4, 64-bit item pointers, `heap_address_bits`
@@ -1274,7 +1274,13 @@ struct XdpConfig {
     huge_pages: String,
     #[pyo3(get, set)]
     mode: String,
-    /// Accepted for spead2's API; payloads are copied into the UMEM.
+    /// Bytes of the UMEM kept for arrays from `XdpStream.allocate`, which
+    /// go out by reference.
+    #[pyo3(get, set)]
+    user_buffer_size: usize,
+    /// spead2's memory regions: AF_XDP registers one UMEM per socket, which
+    /// holds the stream's own frames, so these are accepted and their
+    /// bytes copied into frames (arrays from `allocate` are not).
     #[pyo3(get, set)]
     memory_regions: Vec<Py<PyAny>>,
     /// Accepted for spead2's `UdpIbvConfig`; AF_XDP has no use for them.
@@ -1294,7 +1300,8 @@ impl XdpConfig {
     #[new]
     #[pyo3(signature = (*, endpoints=Vec::new(), interface_address=String::new(), interface=String::new(),
                         buffer_size=16 << 20, ttl=1, queue=0, huge_pages="auto".to_string(),
-                        mode="auto".to_string(), memory_regions=Vec::new(), comp_vector=0, max_poll=10))]
+                        mode="auto".to_string(), user_buffer_size=0, memory_regions=Vec::new(),
+                        comp_vector=0, max_poll=10))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         endpoints: Vec<(String, u16)>,
@@ -1305,6 +1312,7 @@ impl XdpConfig {
         queue: u32,
         huge_pages: String,
         mode: String,
+        user_buffer_size: usize,
         memory_regions: Vec<Py<PyAny>>,
         comp_vector: i32,
         max_poll: i32,
@@ -1318,6 +1326,7 @@ impl XdpConfig {
             queue,
             huge_pages,
             mode,
+            user_buffer_size,
             memory_regions,
             comp_vector,
             max_poll,
@@ -1385,7 +1394,10 @@ impl XdpConfig {
 /// A stream over AF_XDP (needs root or CAP_NET_RAW): spead2's
 /// `UdpIbvStream` counterpart, on any Linux NIC.
 #[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
-struct XdpStream {}
+struct XdpStream {
+    area: Arc<UmemArea>,
+    counters: Arc<XdpCounters>,
+}
 
 #[pymethods]
 impl XdpStream {
@@ -1397,9 +1409,45 @@ impl XdpStream {
         xdp_config: PyRef<'_, XdpConfig>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let xdp = xdp_config.to_rust(py)?;
-        let transport = spead_xdp::transport::XdpTransport::new(&xdp).map_err(|e| transport_error(&e))?;
-        Ok(PyClassInitializer::from(start(transport, Some(config), thread_pool)?).add_subclass(XdpStream {}))
+        let user_bytes = xdp_config.user_buffer_size;
+        let transport = py
+            .detach(|| {
+                let area = UmemArea::with_pages(xdp.buffer_size, user_bytes, xdp.huge_pages)?;
+                XdpTransport::with_area(&xdp, Arc::clone(&area)).map(|transport| (transport, area))
+            })
+            .map_err(|e| transport_error(&e));
+        let (transport, area) = transport?;
+        let counters = transport.counters();
+        Ok(
+            PyClassInitializer::from(start(transport, Some(config), thread_pool)?)
+                .add_subclass(XdpStream { area, counters }),
+        )
     }
+
+    /// `nbytes` of the stream's UMEM for an array (`allocate` builds it):
+    /// the memory's address and the object that keeps it mapped.
+    fn _allocate(&self, nbytes: usize) -> PyResult<(usize, UmemAllocation)> {
+        let buffer = self.area.alloc(nbytes).map_err(|e| {
+            pyo3::exceptions::PyMemoryError::new_err(format!(
+                "{e} (XdpConfig.user_buffer_size sets the bytes kept for allocate)"
+            ))
+        })?;
+        Ok((buffer.address(), UmemAllocation { _buffer: buffer }))
+    }
+
+    /// Packets handed to the kernel so far, and of them those whose payload
+    /// went by reference from arrays in the UMEM (not copied).
+    #[getter]
+    fn xdp_packets(&self) -> (u64, u64) {
+        (self.counters.packets(), self.counters.by_reference())
+    }
+}
+
+/// Keeps an `XdpStream.allocate` array's UMEM memory mapped (the array
+/// holds it).
+#[pyclass(module = "spead_xdp._spead_xdp", frozen)]
+struct UmemAllocation {
+    _buffer: UmemBuffer,
 }
 
 /// The native module.
@@ -1421,5 +1469,6 @@ fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PacketGenerator>()?;
     m.add_class::<XdpConfig>()?;
     m.add_class::<XdpStream>()?;
+    m.add_class::<UmemAllocation>()?;
     Ok(())
 }

@@ -384,6 +384,58 @@ def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
         subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
+def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
+    """XdpStream.allocate: a spectrum and a timestamp in the stream's UMEM,
+    sent, changed in place, sent again; the wire carries what a
+    BytesStream makes of the same heap at each step, and every packet's
+    payload went by reference (the AF_XDP counters)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    privileged("test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place")
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "setup-veth.sh"
+    name = f"pyumem{os.getpid() % 10000}"
+    up = subprocess.run(["bash", script, "up", name, "--subnet", "236", "--mtu", "1500"],
+                        capture_output=True, text=True, check=True)
+    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
+    try:
+        config = spead_xdp.send.XdpConfig(
+            endpoints=[(env["PEER_IP"], 7148)], interface_address=env["HOST_IP"], user_buffer_size=1 << 20
+        )
+        stream = spead_xdp.send.XdpStream(spead_xdp.ThreadPool(), spead_xdp.send.StreamConfig(), config)
+        spectrum = stream.allocate((4, 1024), np.uint16)
+        timestamp = stream.allocate((), ">u8")
+        assert spectrum.shape == (4, 1024) and not spectrum.any()
+        group = spead_xdp.send.ItemGroup(flavour=spead_xdp.Flavour(4, 64, 48, 0))
+        group.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=timestamp)
+        group.add_item(0x4000, "spectrum", "", (4, 1024), dtype=np.uint16, value=spectrum)
+        heap = group.get_heap(descriptors="none", data="all")
+        reference = spead_xdp.send.BytesStream(spead_xdp.ThreadPool())
+        for step in range(2):
+            spectrum[:] = np.arange(4096, dtype=np.uint16).reshape(4, 1024) * (step + 1)
+            timestamp[()] = 0x123456 + step
+            reference.send_heap(heap)
+        packets = reference.stats.packets
+        receiver = subprocess.Popen(
+            ["ip", "netns", "exec", env["NETNS"], sys.executable, "-c", RECEIVE, env["PEER_IP"], str(packets)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert receiver.stdout.readline().strip() == "ready"
+        for step in range(2):
+            spectrum[:] = np.arange(4096, dtype=np.uint16).reshape(4, 1024) * (step + 1)
+            timestamp[()] = 0x123456 + step
+            stream.send_heap(heap)
+        got, _ = receiver.communicate(timeout=10)
+        assert bytes.fromhex(got) == reference.getvalue()
+        assert stream.xdp_packets == (packets, packets)
+        with pytest.raises(MemoryError, match="user_buffer_size"):
+            stream.allocate(2 << 20, np.uint8)
+    finally:
+        subprocess.run(["bash", script, "down", name], capture_output=True)
+
+
 def test_tcp_streams_send_spead2s_bytes_connected_or_over_a_socket():
     import threading
 

@@ -256,6 +256,15 @@ impl std::fmt::Debug for UmemBuffer {
     }
 }
 
+impl UmemBuffer {
+    /// The address of its first byte: for a runtime that writes the buffer
+    /// itself (the Python package's `XdpStream.allocate` arrays), which
+    /// heaps then lend as foreign memory, sent by reference.
+    pub fn address(&self) -> usize {
+        self.area.base as usize + self.offset
+    }
+}
+
 impl AsRef<[u8]> for UmemBuffer {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: this buffer alone owns this range of the live mapping.

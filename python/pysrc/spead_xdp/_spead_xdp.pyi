@@ -143,6 +143,7 @@ class XdpConfig:
     queue: int
     huge_pages: str
     mode: str
+    user_buffer_size: int
     memory_regions: list[Any]
     comp_vector: int
     max_poll: int
@@ -157,6 +158,7 @@ class XdpConfig:
         queue: int = 0,
         huge_pages: str = "auto",
         mode: str = "auto",
+        user_buffer_size: int = 0,
         memory_regions: Sequence[Any] = ...,
         comp_vector: int = 0,
         max_poll: int = 10,
@@ -164,6 +166,12 @@ class XdpConfig:
 
 class XdpStream(Stream):
     def __init__(self, thread_pool: Any, config: StreamConfig, xdp_config: XdpConfig) -> None: ...
+    def _allocate(self, nbytes: int) -> tuple[int, UmemAllocation]: ...
+    @property
+    def xdp_packets(self) -> tuple[int, int]: ...
+
+@final
+class UmemAllocation: ...
 
 class TcpStream(Stream):
     DEFAULT_BUFFER_SIZE: int

@@ -1,3 +1,5 @@
+from typing import Any, Sequence
+
 from . import asyncio as asyncio
 from .._enums import GroupMode as GroupMode
 from .._enums import RateMethod as RateMethod
@@ -13,4 +15,7 @@ from .._spead_xdp import StreamConfig as StreamConfig
 from .._spead_xdp import TcpStream as TcpStream
 from .._spead_xdp import UdpStream as UdpStream
 from .._spead_xdp import XdpConfig as XdpConfig
-from .._spead_xdp import XdpStream as XdpStream
+from .._spead_xdp import XdpStream as _XdpStream
+
+class XdpStream(_XdpStream):
+    def allocate(self, shape: int | Sequence[int], dtype: Any) -> Any: ...
