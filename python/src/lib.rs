@@ -1061,23 +1061,28 @@ impl BytesStream {
     }
 }
 
-/// Resolves spead2-style endpoints: `(host, port)` pairs.
+/// Resolves spead2-style endpoints: `(host, port)` pairs, looked up with
+/// the GIL released (a DNS query can take seconds).
 fn endpoints_of(endpoints: &Bound<'_, PyAny>) -> PyResult<Vec<std::net::SocketAddr>> {
     use std::net::ToSocketAddrs;
-    let mut addresses = Vec::new();
-    for endpoint in endpoints.try_iter()? {
-        let (host, port): (String, u16) = endpoint?.extract()?;
-        let address = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| PyOSError::new_err(format!("resolve {host}: {e}")))?
-            .next()
-            .ok_or_else(|| PyOSError::new_err(format!("resolve {host}: no address")))?;
-        addresses.push(address);
-    }
-    if addresses.is_empty() {
+    let pairs = endpoints
+        .try_iter()?
+        .map(|endpoint| endpoint?.extract::<(String, u16)>())
+        .collect::<PyResult<Vec<_>>>()?;
+    if pairs.is_empty() {
         return Err(PyValueError::new_err("Endpoint list must be non-empty"));
     }
-    Ok(addresses)
+    let resolve = |(host, port): &(String, u16)| -> Result<std::net::SocketAddr, String> {
+        (host.as_str(), *port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("resolve {host}: no address"))
+    };
+    endpoints
+        .py()
+        .detach(|| pairs.iter().map(resolve).collect::<Result<Vec<_>, _>>())
+        .map_err(PyOSError::new_err)
 }
 
 /// A stream over a kernel UDP socket (spead2's `send.UdpStream`):
@@ -1091,16 +1096,26 @@ impl UdpStream {
     #[classattr]
     const DEFAULT_BUFFER_SIZE: usize = UdpConfig::DEFAULT_BUFFER_SIZE;
 
+    /// spead2's overloads: `(thread_pool, endpoints, config, buffer_size,
+    /// interface_address)` (a bind address); `(..., buffer_size, ttl)`
+    /// (multicast); `(..., buffer_size, ttl, interface_address)` (IPv4
+    /// multicast out of that interface); `(..., buffer_size, ttl,
+    /// interface_index)` (IPv6 multicast out of that interface);
+    /// `(thread_pool, socket, endpoints, config)` (a caller's UDP socket).
+    /// `ttl`, `interface_address` and `interface_index` may be keywords.
     #[new]
-    #[pyo3(signature = (thread_pool, endpoints, config=None, buffer_size=None,
-                        interface_address=String::new(), *, ttl=None))]
+    #[pyo3(signature = (thread_pool, endpoints, config=None, buffer_size=None, *args,
+                        interface_address=None, ttl=None, interface_index=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         thread_pool: &Bound<'_, PyAny>,
         endpoints: &Bound<'_, PyAny>,
         config: Option<&Bound<'_, PyAny>>,
         buffer_size: Option<&Bound<'_, PyAny>>,
-        interface_address: String,
-        ttl: Option<u32>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        interface_address: Option<String>,
+        ttl: Option<i64>,
+        interface_index: Option<u32>,
     ) -> PyResult<PyClassInitializer<Self>> {
         // spead2's (thread_pool, socket, endpoints, config=StreamConfig()):
         // a caller's UDP socket, used as it is.
@@ -1117,37 +1132,127 @@ impl UdpStream {
             );
         }
         let config = config.map(|c| c.extract::<StreamConfig>()).transpose()?;
-        let buffer_size = match buffer_size {
-            Some(size) => size.extract::<usize>()?,
-            None => UdpConfig::DEFAULT_BUFFER_SIZE,
-        };
-        let destinations = endpoints_of(endpoints)?;
-        let mut udp = UdpConfig::new(destinations.clone());
-        udp.buffer_size = buffer_size;
-        let interface: Option<std::net::IpAddr> =
-            if interface_address.is_empty() {
-                None
-            } else {
-                Some(interface_address.parse().map_err(|_| {
-                    PyValueError::new_err(format!("bad interface address {interface_address:?}"))
-                })?)
-            };
-        match ttl {
-            Some(ttl) => {
-                if destinations.iter().any(|d| !d.ip().is_multicast()) {
-                    return Err(PyValueError::new_err("endpoint is not a multicast address"));
+        let mut udp = UdpConfig::new(endpoints_of(endpoints)?);
+        if let Some(size) = buffer_size {
+            udp.buffer_size = size_arg(size, "buffer_size")?;
+        }
+        let egress = UdpEgress::of(args, interface_address, ttl, interface_index)?;
+        egress.apply(&mut udp)?;
+        let transport = thread_pool
+            .py()
+            .detach(|| UdpTransport::new(&udp))
+            .map_err(|e| transport_error(&e))?;
+        Ok(PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(UdpStream {}))
+    }
+}
+
+/// Where a UDP stream's packets leave from, as spead2's overloads say it.
+#[derive(Debug, PartialEq)]
+enum UdpEgress {
+    /// Unicast (or multicast by the routing table), bound to an address
+    /// when given.
+    Bind(Option<std::net::IpAddr>),
+    /// Multicast with a TTL (hop limit), out of the routed interface.
+    Multicast { ttl: u8 },
+    /// IPv4 multicast out of the interface with this address.
+    MulticastByAddress { ttl: u8, address: std::net::Ipv4Addr },
+    /// IPv6 multicast out of the interface with this index.
+    MulticastByIndex { ttl: u8, index: u32 },
+}
+
+impl UdpEgress {
+    /// The overload the positional `args` after `buffer_size` and the
+    /// keywords pick.
+    fn of(
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        mut interface_address: Option<String>,
+        mut ttl: Option<i64>,
+        mut interface_index: Option<u32>,
+    ) -> PyResult<Self> {
+        let twice = |name: &str| PyTypeError::new_err(format!("UdpStream() got {name} twice"));
+        match args.len() {
+            0 => {}
+            1 | 2 => {
+                let first = args.get_item(0)?;
+                if let Ok(address) = first.extract::<String>() {
+                    if args.len() == 2 || interface_address.replace(address).is_some() {
+                        return Err(twice("interface_address"));
+                    }
+                } else if ttl.replace(first.extract()?).is_some() {
+                    return Err(twice("ttl"));
                 }
-                let ttl = u8::try_from(ttl)
-                    .map_err(|_| PyValueError::new_err("multicast hops value out of range"))?;
-                udp.ttl = Some(u32::from(ttl));
-                if let Some(std::net::IpAddr::V4(address)) = interface {
-                    udp.multicast_interface = Some(MulticastInterface::Address(address));
+                if args.len() == 2 {
+                    let second = args.get_item(1)?;
+                    if let Ok(address) = second.extract::<String>() {
+                        if interface_address.replace(address).is_some() {
+                            return Err(twice("interface_address"));
+                        }
+                    } else if interface_index.replace(second.extract()?).is_some() {
+                        return Err(twice("interface_index"));
+                    }
                 }
             }
-            None => udp.bind = interface.map(|ip| std::net::SocketAddr::new(ip, 0)),
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "UdpStream() takes at most 7 positional arguments ({} given)",
+                    n + 4
+                )))
+            }
         }
-        let transport = UdpTransport::new(&udp).map_err(|e| transport_error(&e))?;
-        Ok(PyClassInitializer::from(start(transport, config, thread_pool)?).add_subclass(UdpStream {}))
+        let address = match interface_address.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<std::net::IpAddr>().map_err(|_| {
+                PyValueError::new_err(format!("interface_address {text:?} is not an IP address"))
+            })?),
+        };
+        let Some(ttl) = ttl else {
+            if interface_index.is_some() {
+                return Err(PyTypeError::new_err("interface_index needs ttl (IPv6 multicast)"));
+            }
+            return Ok(UdpEgress::Bind(address));
+        };
+        let ttl = u8::try_from(ttl)
+            .map_err(|_| pyo3::exceptions::PyIndexError::new_err("multicast hops value out of range"))?;
+        match (address, interface_index) {
+            (None, None) => Ok(UdpEgress::Multicast { ttl }),
+            (Some(std::net::IpAddr::V4(address)), None) => Ok(UdpEgress::MulticastByAddress { ttl, address }),
+            (Some(other), None) => Err(PyValueError::new_err(format!(
+                "interface_address {other} is not IPv4 (IPv6 multicast takes interface_index)"
+            ))),
+            (None, Some(index)) => Ok(UdpEgress::MulticastByIndex { ttl, index }),
+            (Some(_), Some(_)) => Err(PyTypeError::new_err(
+                "give interface_address (IPv4) or interface_index (IPv6), not both",
+            )),
+        }
+    }
+
+    /// Sets `udp` to send this way, checking its endpoints as spead2 does.
+    fn apply(self, udp: &mut UdpConfig) -> PyResult<()> {
+        let all = |test: fn(&std::net::SocketAddr) -> bool| udp.destinations.iter().all(test);
+        match self {
+            UdpEgress::Bind(address) => udp.bind = address.map(|ip| std::net::SocketAddr::new(ip, 0)),
+            UdpEgress::Multicast { ttl } => {
+                if !all(|d| d.ip().is_multicast()) {
+                    return Err(PyValueError::new_err("endpoint is not a multicast address"));
+                }
+                udp.ttl = Some(u32::from(ttl));
+            }
+            UdpEgress::MulticastByAddress { ttl, address } => {
+                if !all(|d| d.is_ipv4() && d.ip().is_multicast()) {
+                    return Err(PyValueError::new_err("endpoint is not an IPv4 multicast address"));
+                }
+                udp.ttl = Some(u32::from(ttl));
+                udp.multicast_interface = Some(MulticastInterface::Address(address));
+            }
+            UdpEgress::MulticastByIndex { ttl, index } => {
+                if !all(|d| d.is_ipv6() && d.ip().is_multicast()) {
+                    return Err(PyValueError::new_err("endpoint is not an IPv6 multicast address"));
+                }
+                udp.ttl = Some(u32::from(ttl));
+                udp.multicast_interface = Some(MulticastInterface::Index(index));
+            }
+        }
+        Ok(())
     }
 }
 

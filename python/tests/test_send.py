@@ -705,3 +705,35 @@ def test_rate_methods_and_group_modes_are_spead2s_enums():
     assert spead_xdp.send.StreamConfig().rate_method is spead_xdp.send.StreamConfig.DEFAULT_RATE_METHOD
     with pytest.raises(TypeError, match="expected a RateMethod"):
         spead_xdp.send.StreamConfig(rate_method=2)
+
+
+def test_udp_stream_overloads_are_spead2s():
+    """Each of spead2's UdpStream overloads, positional and keyword: made
+    by both packages or refused by both with the same exception type."""
+    tp = lambda package: package.ThreadPool()  # noqa: E731
+    config = lambda package: package.send.StreamConfig()  # noqa: E731
+    cases = [
+        # (endpoints, positional after config, keywords)
+        ([("127.0.0.1", 8888)], (4096,), {}),
+        ([("127.0.0.1", 8888)], (4096, "127.0.0.1"), {}),
+        ([("127.0.0.1", 8888)], (), {"interface_address": "127.0.0.1"}),
+        ([("239.1.2.3", 8888)], (4096, 4), {}),
+        ([("239.1.2.3", 8888)], (4096,), {"ttl": 4}),
+        ([("239.1.2.3", 8888)], (4096, 4, "127.0.0.1"), {}),
+        ([("239.1.2.3", 8888)], (4096,), {"ttl": 4, "interface_address": "127.0.0.1"}),
+        ([("ff15::1", 8888)], (4096, 4, 1), {}),
+        ([("ff15::1", 8888)], (4096,), {"ttl": 4, "interface_index": 1}),
+        ([("127.0.0.1", 8888)], (4096, 4), {}),  # ttl to a unicast endpoint
+        ([("127.0.0.1", 8888)], (4096, 4, "127.0.0.1"), {}),  # ditto, IPv4 form
+        ([("239.1.2.3", 8888)], (4096, 300), {}),  # ttl out of range
+        ([], (), {}),
+    ]
+    for endpoints, args, kwargs in cases:
+        outcomes = []
+        for package in (spead2, spead_xdp):
+            try:
+                stream = package.send.UdpStream(tp(package), endpoints, config(package), *args, **kwargs)
+                outcomes.append(("made", stream.num_substreams))
+            except Exception as error:  # noqa: BLE001 (the type is compared)
+                outcomes.append((type(error).__name__, None))
+        assert outcomes[0] == outcomes[1], (endpoints, args, kwargs, outcomes)
