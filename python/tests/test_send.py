@@ -8,6 +8,7 @@ import socket
 import numpy as np
 import pytest
 import spead2
+import spead2.recv
 import spead2.send
 
 import spead_xdp
@@ -737,3 +738,30 @@ def test_udp_stream_overloads_are_spead2s():
             except Exception as error:  # noqa: BLE001 (the type is compared)
                 outcomes.append((type(error).__name__, None))
         assert outcomes[0] == outcomes[1], (endpoints, args, kwargs, outcomes)
+
+
+def test_adding_an_identical_descriptor_again_passes_only_its_value():
+    for package in (spead2, spead_xdp):
+        group = package.send.ItemGroup()
+        first = group.add_item(0x1000, "x", "d", (16,), dtype=np.uint8, value=np.zeros(16, np.uint8))
+        group.get_heap()  # the descriptor and value are now sent
+        again = group.add_item(0x1000, "x", "d", (16,), dtype=np.uint8, value=np.ones(16, np.uint8))
+        assert again is not first and group["x"] is first
+        assert (first.value == 1).all()
+        # Not a new descriptor: the next heap carries the value alone.
+        assert _heap_items(package, group.get_heap()) == [0x1000], package.__name__
+        group.add_item(0x1000, "x", "d", (16,), dtype=np.uint8)  # descriptor alone: value kept
+        assert (group["x"].value == 1).all()
+
+
+def _heap_items(package, heap):
+    """What spead2's receiver decodes from `heap` (via a BytesStream): the
+    ids of its items (0x1000 and up) and its descriptors (negated)."""
+    data = bytes_of(package, lambda s: [s.send_heap(heap), s.send_heap(package.send.ItemGroup().get_end())])
+    stream = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
+    stream.add_buffer_reader(data)  # read to the end heap
+    ids = []
+    for received in stream:
+        ids += [item.id for item in received.get_items() if item.id >= 0x1000]
+        ids += [-d.id for d in received.get_descriptors()]
+    return ids

@@ -178,6 +178,11 @@ class Item(Descriptor):
         return bytes(_pack_bits(_elements(value, len(self.shape)), self.format))
 
 
+def _same_descriptor(a, b):
+    return (a.name, a.description, a.shape, a.dtype, a.order, a.format) == (
+        b.name, b.description, b.shape, b.dtype, b.order, b.format)
+
+
 def _nested_shape(value, dims):
     """The shape of the first `dims` levels of nested sequences."""
     shape = []
@@ -209,6 +214,14 @@ class ItemGroup:
         self._by_name = {}
 
     def _add(self, item):
+        old = self._by_id.get(item.id)
+        if old is not None and _same_descriptor(old, item):
+            # spead2: the same descriptor again only passes its value on
+            # (none: a descriptor alone); the group keeps its item, and
+            # returns the new one, as spead2's does.
+            if item.value is not None:
+                old.value = item.value
+            return item
         for old in (self._by_id.get(item.id), self._by_name.get(item.name)):
             if old is not None:
                 self._by_id.pop(old.id, None)
