@@ -396,9 +396,13 @@ impl Heap {
         }
     }
 
+    /// The heap's flavour, a `spead_xdp.Flavour`.
     #[getter]
-    fn flavour(&self) -> Flavour {
-        self.flavour
+    fn flavour<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let bits = self.flavour.inner.heap_address_bits();
+        py.import("spead_xdp._flavour")?
+            .getattr("Flavour")?
+            .call1((4, 64, bits, 0))
     }
 
     #[getter]

@@ -147,6 +147,7 @@ def test_flavours_as_spead2_makes_them():
     f = spead_xdp.Flavour(version=4, item_pointer_bits=64, heap_address_bits=48)
     assert (f.version, f.item_pointer_bits, f.heap_address_bits, f.bug_compat) == (4, 64, 48, 0)
     assert spead_xdp.send.Heap().flavour == spead_xdp.Flavour()
+    assert isinstance(spead_xdp.send.Heap(f).flavour, spead_xdp.Flavour)
     for bad, says in [
         ((5, 64, 48), "Version is not supported"),
         ((4, 32, 48), "item_pointer_bits not supported"),
