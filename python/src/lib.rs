@@ -139,11 +139,12 @@ fn enum_value(member: &Bound<'_, PyAny>, class: &str) -> PyResult<i64> {
 
 impl RateMethod {
     fn from_py(member: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(match enum_value(member, "RateMethod")? {
-            0 => RateMethod::SW,
-            1 => RateMethod::HW,
-            _ => RateMethod::AUTO,
-        })
+        match enum_value(member, "RateMethod")? {
+            0 => Ok(RateMethod::SW),
+            1 => Ok(RateMethod::HW),
+            2 => Ok(RateMethod::AUTO),
+            other => Err(PyValueError::new_err(format!("unknown RateMethod value {other}"))),
+        }
     }
 
     fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -155,10 +156,11 @@ impl RateMethod {
 
 impl GroupMode {
     fn from_py(member: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(match enum_value(member, "GroupMode")? {
-            0 => GroupMode::ROUND_ROBIN,
-            _ => GroupMode::SERIAL,
-        })
+        match enum_value(member, "GroupMode")? {
+            0 => Ok(GroupMode::ROUND_ROBIN),
+            1 => Ok(GroupMode::SERIAL),
+            other => Err(PyValueError::new_err(format!("unknown GroupMode value {other}"))),
+        }
     }
 }
 
@@ -670,6 +672,13 @@ fn stream_error(error: StreamError) -> PyErr {
     }
 }
 
+/// A stream whose transport refused its packet size (spead2 finds out at
+/// the first send): sends fail with `EMSGSIZE`; nothing is ever queued.
+struct Refusal {
+    message: String,
+    substreams: usize,
+}
+
 /// What every send stream does (spead2's `send.Stream`).
 #[pyclass(module = "spead_xdp._spead_xdp", subclass)]
 struct Stream {
@@ -677,7 +686,7 @@ struct Stream {
     inner: Option<stream::Stream>,
     /// Why the transport could not take the stream's packets: spead2 makes
     /// such a stream and fails each send with `EMSGSIZE`, and so does this.
-    refusal: Option<String>,
+    refusal: Option<Refusal>,
     /// Completions waited on in order, each then reported to its
     /// callback (the asyncio streams' futures): made with the first.
     completer: std::sync::OnceLock<crossbeam_channel::Sender<(stream::Completion, Py<PyAny>)>>,
@@ -827,6 +836,9 @@ impl Stream {
 
     /// Waits until every heap queued has been sent.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        if self.refusal.is_some() {
+            return Ok(()); // nothing was ever queued
+        }
         let stream = self.stream()?;
         py.detach(|| stream.flush());
         Ok(())
@@ -834,7 +846,10 @@ impl Stream {
 
     #[getter]
     fn num_substreams(&self) -> PyResult<usize> {
-        Ok(self.stream()?.substreams())
+        match &self.refusal {
+            Some(refusal) => Ok(refusal.substreams),
+            None => Ok(self.stream()?.substreams()),
+        }
     }
 
     /// The stream's figures now: heaps, errors, queue-full refusals,
@@ -996,10 +1011,12 @@ fn start<T: spead_xdp::transport::Transport>(
     thread_pool: &Bound<'_, PyAny>,
 ) -> PyResult<Stream> {
     let config = config.unwrap_or_default().to_rust();
+    let substreams = transport.substreams();
     let (inner, refusal) = match stream::Stream::with_worker(transport, config, worker_of(thread_pool)?) {
         Ok(inner) => (Some(inner), None),
         Err(StreamError::Transport(too_large @ TransportError::PacketTooLarge { .. })) => {
-            (None, Some(too_large.to_string()))
+            let message = too_large.to_string();
+            (None, Some(Refusal { message, substreams }))
         }
         Err(error) => return Err(stream_error(error)),
     };
@@ -1014,7 +1031,7 @@ impl Stream {
     /// The library's stream.
     fn stream(&self) -> PyResult<&stream::Stream> {
         self.inner.as_ref().ok_or_else(|| match &self.refusal {
-            Some(refusal) => PyOSError::new_err((libc::EMSGSIZE, refusal.clone())),
+            Some(refusal) => PyOSError::new_err((libc::EMSGSIZE, refusal.message.clone())),
             None => PyOSError::new_err((libc::EPIPE, "the stream is closed")),
         })
     }
@@ -1136,11 +1153,15 @@ impl UdpStream {
             );
         }
         let config = config.map(|c| c.extract::<StreamConfig>()).transpose()?;
+        let buffer_size = buffer_size
+            .map(|size| size_arg(size, "buffer_size"))
+            .transpose()?;
+        // Checked before the endpoints are looked up (DNS may take long).
+        let egress = UdpEgress::of(args, interface_address, ttl, interface_index)?;
         let mut udp = UdpConfig::new(endpoints_of(endpoints)?);
         if let Some(size) = buffer_size {
-            udp.buffer_size = size_arg(size, "buffer_size")?;
+            udp.buffer_size = size;
         }
-        let egress = UdpEgress::of(args, interface_address, ttl, interface_index)?;
         egress.apply(&mut udp)?;
         let transport = thread_pool
             .py()
@@ -1166,34 +1187,49 @@ enum UdpEgress {
 
 impl UdpEgress {
     /// The overload the positional `args` after `buffer_size` and the
-    /// keywords pick.
+    /// keywords pick: `(interface_address)`, `(ttl)`, `(ttl,
+    /// interface_address)` or `(ttl, interface_index)`.
     fn of(
         args: &Bound<'_, pyo3::types::PyTuple>,
         mut interface_address: Option<String>,
         mut ttl: Option<i64>,
         mut interface_index: Option<u32>,
     ) -> PyResult<Self> {
-        let twice = |name: &str| PyTypeError::new_err(format!("UdpStream() got {name} twice"));
+        fn set<T>(slot: &mut Option<T>, value: T, name: &str) -> PyResult<()> {
+            match slot.replace(value) {
+                Some(_) => Err(PyTypeError::new_err(format!(
+                    "UdpStream() got {name} both by position and by keyword"
+                ))),
+                None => Ok(()),
+            }
+        }
+        fn int<T: for<'a, 'py> FromPyObject<'a, 'py>>(value: &Bound<'_, PyAny>, name: &str) -> PyResult<T> {
+            value.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{name} must be an int, not {}",
+                    value.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
+                ))
+            })
+        }
         match args.len() {
             0 => {}
-            1 | 2 => {
+            1 => {
                 let first = args.get_item(0)?;
-                if let Ok(address) = first.extract::<String>() {
-                    if args.len() == 2 || interface_address.replace(address).is_some() {
-                        return Err(twice("interface_address"));
-                    }
-                } else if ttl.replace(first.extract()?).is_some() {
-                    return Err(twice("ttl"));
+                match first.extract::<String>() {
+                    Ok(address) => set(&mut interface_address, address, "interface_address")?,
+                    Err(_) => set(&mut ttl, int(&first, "ttl")?, "ttl")?,
                 }
-                if args.len() == 2 {
-                    let second = args.get_item(1)?;
-                    if let Ok(address) = second.extract::<String>() {
-                        if interface_address.replace(address).is_some() {
-                            return Err(twice("interface_address"));
-                        }
-                    } else if interface_index.replace(second.extract()?).is_some() {
-                        return Err(twice("interface_index"));
-                    }
+            }
+            2 => {
+                set(&mut ttl, int(&args.get_item(0)?, "ttl")?, "ttl")?;
+                let second = args.get_item(1)?;
+                match second.extract::<String>() {
+                    Ok(address) => set(&mut interface_address, address, "interface_address")?,
+                    Err(_) => set(
+                        &mut interface_index,
+                        int(&second, "interface_index")?,
+                        "interface_index",
+                    )?,
                 }
             }
             n => {
@@ -1215,8 +1251,11 @@ impl UdpEgress {
             }
             return Ok(UdpEgress::Bind(address));
         };
-        let ttl = u8::try_from(ttl)
-            .map_err(|_| pyo3::exceptions::PyIndexError::new_err("multicast hops value out of range"))?;
+        let ttl = u8::try_from(ttl).map_err(|_| {
+            pyo3::exceptions::PyIndexError::new_err(format!(
+                "multicast hops value out of range: ttl {ttl} (0 to 255)"
+            ))
+        })?;
         match (address, interface_index) {
             (None, None) => Ok(UdpEgress::Multicast { ttl }),
             (Some(std::net::IpAddr::V4(address)), None) => Ok(UdpEgress::MulticastByAddress { ttl, address }),

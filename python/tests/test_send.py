@@ -413,8 +413,11 @@ def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
         group = spead_xdp.send.ItemGroup(flavour=spead_xdp.Flavour(4, 64, 48, 0))
         group.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=timestamp)
         group.add_item(0x4000, "spectrum", "", (4, 1024), dtype=np.uint16, value=spectrum)
+        descriptors = group.get_heap(descriptors="all", data="none")
         heap = group.get_heap(descriptors="none", data="all")
         reference = spead_xdp.send.BytesStream(spead_xdp.ThreadPool())
+        reference.send_heap(descriptors)
+        descriptor_packets = reference.stats.packets
         for step in range(2):
             spectrum[:] = np.arange(4096, dtype=np.uint16).reshape(4, 1024) * (step + 1)
             timestamp[()] = 0x123456 + step
@@ -425,15 +428,36 @@ def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
             stdout=subprocess.PIPE, text=True,
         )
         assert receiver.stdout.readline().strip() == "ready"
+        stream.send_heap(descriptors)
         for step in range(2):
             spectrum[:] = np.arange(4096, dtype=np.uint16).reshape(4, 1024) * (step + 1)
             timestamp[()] = 0x123456 + step
             stream.send_heap(heap)
         got, _ = receiver.communicate(timeout=10)
-        assert bytes.fromhex(got) == reference.getvalue()
-        assert stream.xdp_packets == (packets, packets)
+        wire = bytes.fromhex(got)
+        assert wire == reference.getvalue()
+        # Only the data heaps' packets went by reference, every one of them.
+        assert stream.xdp_packets == (packets, packets - descriptor_packets)
+        # spead2's receiver decodes the values each send carried.
+        decoded = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig())
+        decoded.add_buffer_reader(wire + bytes_of(spead2, lambda s: s.send_heap(spead2.send.ItemGroup(flavour=spead2.Flavour(4, 64, 48, 0)).get_end())))
+        values = spead2.ItemGroup()
+        seen = []
+        for received in decoded:
+            if values.update(received):
+                seen.append((int(values["timestamp"].value), values["spectrum"].value.copy()))
+        assert [t for t, _ in seen] == [0x123456, 0x123457]
+        for step, (_, got_spectrum) in enumerate(seen):
+            assert (got_spectrum == np.arange(4096, dtype=np.uint16).reshape(4, 1024) * (step + 1)).all()
         with pytest.raises(MemoryError, match="user_buffer_size"):
             stream.allocate(2 << 20, np.uint8)
+        # The arrays keep their memory mapped after the stream has gone.
+        del stream, heap, group
+        import gc
+
+        gc.collect()
+        spectrum[:] = 7
+        assert (spectrum == 7).all()
     finally:
         subprocess.run(["bash", script, "down", name], capture_output=True)
 
@@ -728,6 +752,7 @@ def test_udp_stream_overloads_are_spead2s():
         ([("127.0.0.1", 8888)], (4096, 4), {}),  # ttl to a unicast endpoint
         ([("127.0.0.1", 8888)], (4096, 4, "127.0.0.1"), {}),  # ditto, IPv4 form
         ([("239.1.2.3", 8888)], (4096, 300), {}),  # ttl out of range
+        ([("239.1.2.3", 8888)], (4096, "127.0.0.1", 5), {}),  # address then ttl: no such overload
         ([], (), {}),
     ]
     for endpoints, args, kwargs in cases:
@@ -766,3 +791,35 @@ def _heap_items(package, heap):
         ids += [item.id for item in received.get_items() if item.id >= 0x1000]
         ids += [-d.id for d in received.get_descriptors()]
     return ids
+
+
+def test_a_heap_holds_an_export_of_each_buffer_until_it_goes():
+    """The heap's claim on a buffer is an export of its own: while the heap
+    lives the buffer cannot be resized (its memory cannot move under a
+    send), and once the heap goes it can."""
+    import gc
+
+    data = bytearray(range(100))
+    heap = spead_xdp.send.Heap()
+    heap.add_item(RawItem(0x1000, b""))  # a plain item first
+    item = RawItem(0x1001, b"")
+    item.data = data
+    heap.add_item(item)
+    with pytest.raises(BufferError):
+        data.clear()
+    del heap, item
+    gc.collect()
+    spead_xdp.send.StreamConfig()  # any call into the package frees what a worker let go
+    data.clear()
+    assert len(data) == 0
+
+
+def test_a_stream_refusing_its_packet_size_fails_sends_only():
+    stream = spead_xdp.send.UdpStream(
+        spead_xdp.ThreadPool(), [("127.0.0.1", 8888)], spead_xdp.send.StreamConfig(max_packet_size=100000)
+    )
+    assert stream.num_substreams == 1
+    stream.flush()
+    with pytest.raises(OSError) as refused:
+        stream.send_heap(end_heap(spead_xdp, (4, 64, 48, 0)))
+    assert refused.value.errno == errno.EMSGSIZE and "100000" in str(refused.value)

@@ -33,6 +33,9 @@ pub enum ItemValue<'a> {
 /// (a numpy array) and may write at any moment, even while a heap that
 /// refers to it is being sent, as spead2 allows. It is read only through
 /// [`copy_to`](Self::copy_to), which takes the bytes as they are then.
+/// A transport trusts [`address`](Self::address) only to decide whether
+/// to send the memory by reference from its own registered memory; a
+/// wrong address sends wrong bytes, never anything worse.
 pub trait ForeignMemory: Send + Sync + std::fmt::Debug {
     /// Its length in bytes.
     fn len(&self) -> usize;
@@ -43,7 +46,7 @@ pub trait ForeignMemory: Send + Sync + std::fmt::Debug {
     }
 
     /// Copies the bytes from `offset` into all of `dst`. A range past the
-    /// end (a caller's mistake) copies nothing.
+    /// end (a caller's mistake) fills `dst` with zeros.
     fn copy_to(&self, offset: usize, dst: &mut [u8]);
 
     /// The address of its first byte, for a transport that sends memory
@@ -56,11 +59,6 @@ pub trait ForeignMemory: Send + Sync + std::fmt::Debug {
 pub struct ForeignBytes(Arc<dyn ForeignMemory>);
 
 impl ForeignBytes {
-    /// The memory as a value.
-    pub fn new(memory: Arc<dyn ForeignMemory>) -> Self {
-        ForeignBytes(memory)
-    }
-
     /// The memory.
     pub fn memory(&self) -> &dyn ForeignMemory {
         &*self.0
@@ -130,7 +128,8 @@ impl ItemValue<'_> {
         self.len() == 0
     }
 
-    /// The bytes `range` of the value as a payload piece, if it has them.
+    /// The value's `len` bytes from `offset` as a payload piece, if it has
+    /// them.
     pub(crate) fn piece(&self, offset: usize, len: usize) -> Option<Piece<'_>> {
         match self {
             ItemValue::Foreign(memory) => {
@@ -201,7 +200,8 @@ impl Piece<'_> {
     pub fn address(&self) -> usize {
         match self {
             Piece::Bytes(bytes) => bytes.as_ptr() as usize,
-            Piece::Foreign { memory, offset, .. } => memory.address() + offset,
+            // Compared with a transport's memory, never dereferenced.
+            Piece::Foreign { memory, offset, .. } => memory.address().wrapping_add(*offset),
         }
     }
 }

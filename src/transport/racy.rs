@@ -11,18 +11,19 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Copies `dst.len()` bytes from `src` into `dst`, as they are at the time.
 ///
 /// # Safety
-/// `src..src + dst.len()` must stay mapped and readable for the call. Its
-/// bytes may be written meanwhile, by any thread or runtime.
+/// `src..src + dst.len()` must stay mapped and readable for the call, must
+/// not overlap `dst`, and must not be covered by a live Rust `&mut`. Its
+/// bytes may be written meanwhile, by another thread or runtime.
 pub(super) unsafe fn copy_racy(src: *const u8, dst: &mut [u8]) {
     if dst.is_empty() {
         return;
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `rep movsb` reads `len` bytes from `src`, which the caller
-    // keeps mapped, and writes them to `dst`, which we hold exclusively;
-    // the direction flag is clear, as the ABI guarantees between calls.
-    // Being one asm block, the reads are not Rust accesses and so cannot
-    // race in Rust's sense.
+    // keeps mapped, and writes them to `dst`, which we hold exclusively
+    // and which does not overlap it; the direction flag is clear on entry
+    // to an asm block (Rust's inline-assembly rules). Being one asm block,
+    // the reads are not Rust accesses and so cannot race in Rust's sense.
     unsafe {
         std::arch::asm!(
             "rep movsb",
@@ -35,7 +36,9 @@ pub(super) unsafe fn copy_racy(src: *const u8, dst: &mut [u8]) {
     #[cfg(not(target_arch = "x86_64"))]
     for (k, out) in dst.iter_mut().enumerate() {
         // SAFETY: the byte lies in the range the caller keeps mapped; an
-        // atomic load may race with writes without undefined behaviour.
+        // atomic load may race with writes without undefined behaviour, and
+        // a relaxed load of read-only memory is allowed (std's "atomic
+        // accesses to read-only memory").
         *out = unsafe { AtomicU8::from_ptr(src.add(k).cast_mut()) }.load(Ordering::Relaxed);
     }
 }

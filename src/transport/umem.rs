@@ -259,7 +259,10 @@ impl std::fmt::Debug for UmemBuffer {
 impl UmemBuffer {
     /// The address of its first byte: for a runtime that writes the buffer
     /// itself (the Python package's `XdpStream.allocate` arrays), which
-    /// heaps then lend as foreign memory, sent by reference.
+    /// heaps then lend as foreign memory, sent by reference. It stays valid
+    /// while this buffer lives (the buffer keeps the mapping); whoever
+    /// writes through it must not also borrow the buffer with `as_ref` or
+    /// `as_mut` meanwhile.
     pub fn address(&self) -> usize {
         self.area.base as usize + self.offset
     }

@@ -1,6 +1,6 @@
 """Type stubs of the native module (spead2's send API over spead-xdp)."""
 
-from typing import Any, Callable, Iterable, Sequence, final
+from typing import Any, Callable, Iterable, Sequence, final, overload
 
 from ._enums import GroupMode, RateMethod
 from ._flavour import Flavour
@@ -121,6 +121,7 @@ class BytesStream(Stream):
 
 class UdpStream(Stream):
     DEFAULT_BUFFER_SIZE: int
+    @overload
     def __init__(
         self,
         thread_pool: Any,
@@ -128,9 +129,52 @@ class UdpStream(Stream):
         config: StreamConfig | None = None,
         buffer_size: int = ...,
         interface_address: str = "",
-        *,
-        ttl: int | None = None,
     ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints: Sequence[tuple[str, int]],
+        config: StreamConfig | None = None,
+        buffer_size: int = ...,
+        *,
+        ttl: int,
+        interface_address: str = "",
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints: Sequence[tuple[str, int]],
+        config: StreamConfig,
+        buffer_size: int,
+        ttl: int,
+        interface_address: str = "",
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints: Sequence[tuple[str, int]],
+        config: StreamConfig,
+        buffer_size: int,
+        ttl: int,
+        interface_index: int,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        thread_pool: Any,
+        endpoints: Sequence[tuple[str, int]],
+        config: StreamConfig | None = None,
+        buffer_size: int = ...,
+        *,
+        ttl: int,
+        interface_index: int,
+    ) -> None: ...
+    @overload
+    def __init__(self, thread_pool: Any, socket: Any, endpoints: Sequence[tuple[str, int]],
+                 config: StreamConfig | None = None) -> None: ...
 
 class XdpConfig:
     DEFAULT_BUFFER_SIZE: int

@@ -25,26 +25,40 @@ class XdpStream(_XdpStream):
     ``XdpStream(thread_pool, config, xdp_config)``."""
 
     def allocate(self, shape, dtype):
-        """A zeroed numpy array in the stream's UMEM: items whose values are
-        such arrays (or views of them) go out by reference, copied by no
-        one. Draws on ``XdpConfig.user_buffer_size`` bytes, which the
-        stream keeps for this; ``MemoryError`` when they run out. The
-        memory stays valid while the array (or any view of it) lives."""
+        """A zeroed numpy array in the stream's UMEM, drawn from
+        ``XdpConfig.user_buffer_size`` (``MemoryError`` when that runs
+        out). A packet whose payload lies wholly in such arrays goes out by
+        reference: the kernel (or, with a zero-copy driver, the NIC) reads
+        the array, and no copy is made in user space. The memory stays
+        valid while the array, or any view of it, lives."""
         import ctypes
+        import operator
+        import weakref
 
         import numpy as np
 
         dtype = np.dtype(dtype)
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        try:
+            shape = (operator.index(shape),)
+        except TypeError:
+            shape = tuple(operator.index(dim) for dim in shape)
         count = 1
         for dim in shape:
-            count *= int(dim)
+            if dim < 0:
+                raise ValueError(f"negative dimension in shape {shape}")
+            count *= dim
         nbytes = count * dtype.itemsize
         address, owner = self._allocate(nbytes)
         raw = (ctypes.c_ubyte * max(nbytes, 1)).from_address(address)
-        # The array keeps `raw`, and `raw` keeps the UMEM mapping.
-        raw._umem = owner
+        # The array keeps `raw`; the finalizer keeps the UMEM mapping
+        # (`owner`) until `raw` goes, out of reach of the array's users.
+        weakref.finalize(raw, _keep_until_collected, owner)
         return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+
+
+def _keep_until_collected(owner):
+    """A finalizer that only holds `owner` until its object is collected."""
+
 
 __all__ = [
     "HeapGenerator",
