@@ -18,13 +18,18 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 use super::source::{PcapSource, Received, SourceError};
 use crate::protocol::{Reassembler, ReceivedHeap, StreamControl};
-use crate::transport::UdpBatchReceiver;
+use crate::transport::{InprocQueue, Taken, UdpBatchReceiver};
 
 /// How long a socket's reader waits for data before looking whether it
 /// should stop.
 pub(super) const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// Pcap frames taken into the reassembler under one lock.
 const PCAP_BATCH: usize = 64;
+/// In-process packets taken into the reassembler under one lock.
+const INPROC_BATCH: usize = 64;
+/// How long an in-process reader waits for a packet before looking
+/// whether it should stop (short: a queue's stop is seen only then).
+const INPROC_WAIT: Duration = Duration::from_millis(10);
 
 /// What a reader hands the consumer.
 #[derive(Debug)]
@@ -352,6 +357,44 @@ pub(super) fn read_pcap(mut source: PcapSource, shared: Arc<Shared>, ring: Ring)
             Some(&payloads[std::mem::replace(start, end)..end])
         });
         let mut ended = take(&shared, datagrams, &mut ready);
+        if at_end {
+            ended |= source_ended(&shared, &mut ready);
+        }
+        if !deliver(&shared, &ring, &mut ready, ended) || at_end {
+            break;
+        }
+    }
+    guard.done = true;
+}
+
+/// Reads an in-process queue in batches (the first packet waited for, the
+/// rest taken as they are there) until it is stopped and drained, handing
+/// each packet's buffer back to the queue once taken in.
+pub(super) fn read_inproc(queue: InprocQueue, shared: Arc<Shared>, ring: Ring) {
+    let mut guard = ReaderGuard {
+        shared: &shared,
+        ring: &ring,
+        done: false,
+    };
+    let mut ready = Vec::with_capacity(64);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(INPROC_BATCH);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let at_end = match queue.take(INPROC_WAIT) {
+            Taken::Packet(packet) => {
+                batch.push(packet);
+                while batch.len() < INPROC_BATCH {
+                    match queue.try_take() {
+                        Some(packet) => batch.push(packet),
+                        None => break,
+                    }
+                }
+                false
+            }
+            Taken::Empty => continue,
+            Taken::Ended => true,
+        };
+        let mut ended = take(&shared, batch.iter().map(Vec::as_slice), &mut ready);
+        batch.drain(..).for_each(|buffer| queue.recycle(buffer));
         if at_end {
             ended |= source_ended(&shared, &mut ready);
         }

@@ -156,6 +156,14 @@ impl Receiver {
                     };
                     spawn(move || reader::read_pcap(pcap, shared, ring))?
                 }
+                Source::Inproc(queue) => {
+                    // Nothing is lost in process: the reader waits for room.
+                    let ring = Ring {
+                        sender: sender.clone(),
+                        wait: true,
+                    };
+                    spawn(move || reader::read_inproc(queue, shared, ring))?
+                }
             };
             receiver.readers.push(reader);
         }

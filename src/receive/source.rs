@@ -11,6 +11,8 @@ use pcap_file::pcap::PcapReader;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
+use crate::transport::InprocQueue;
+
 /// Why a source could not be opened or read.
 #[derive(Debug, Error)]
 pub enum SourceError {
@@ -77,6 +79,8 @@ pub enum Source {
     Udp(UdpSocket),
     /// UDP payloads read from a pcap file.
     Pcap(PcapSource),
+    /// Packets from an in-process queue (spead2's `InprocQueue`).
+    Inproc(InprocQueue),
 }
 
 /// UDP payloads from a pcap file of Ethernet/IPv4/UDP frames.
@@ -153,6 +157,13 @@ impl Source {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| SourceError::Spec(spec.to_owned()))?,
         };
+        Self::udp(address, options)
+    }
+
+    /// A UDP socket bound to `address`, or, for a multicast address, bound
+    /// to its port and joined to the group on `options.interface`; with
+    /// SO_REUSEADDR, so that several monitors can share a port or group.
+    pub fn udp(address: SocketAddr, options: &UdpOptions) -> Result<Self, SourceError> {
         let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))
             .map_err(io("creating a UDP socket"))?;
         socket
@@ -180,11 +191,11 @@ impl Source {
         Ok(Source::Udp(socket.into()))
     }
 
-    /// The local address of a UDP source.
+    /// The local address of a UDP source (`None` for others).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Source::Udp(socket) => socket.local_addr().ok(),
-            Source::Pcap(_) => None,
+            Source::Pcap(_) | Source::Inproc(_) => None,
         }
     }
 }

@@ -81,6 +81,15 @@ pub enum TransportError {
     /// was sent.
     #[error("bad packet")]
     BadPacket(#[from] BadPacket),
+    /// An in-process queue was full: its receiver has not kept up.
+    #[error("the in-process queue is full ({capacity} packets): its receiver has not kept up")]
+    InprocFull {
+        /// Packets the queue holds.
+        capacity: usize,
+    },
+    /// An in-process queue was stopped and takes no more packets.
+    #[error("the in-process queue has been stopped")]
+    InprocStopped,
     /// A transport was given no destination.
     #[error("a {transport} transport needs at least one destination")]
     NoDestinations {
@@ -339,6 +348,8 @@ impl TransportError {
                 ErrorKind::HostUnreachable
             }
             RingStalled { .. } => ErrorKind::TimedOut,
+            InprocFull { .. } => ErrorKind::WouldBlock,
+            InprocStopped => ErrorKind::BrokenPipe,
             Permission { .. } => ErrorKind::PermissionDenied,
             UmemFull { .. } | HugePagesUnavailable { .. } | UmemTooLarge { .. } => ErrorKind::OutOfMemory,
             MessageTooLong { source, .. } | Io { source, .. } => source.kind(),

@@ -13,6 +13,7 @@ mod fd;
 mod frame;
 #[allow(unsafe_code)]
 mod iface;
+mod inproc;
 #[cfg(feature = "python")]
 #[allow(unsafe_code)]
 mod lent;
@@ -36,6 +37,7 @@ mod xdp_features;
 pub use error::{BadPacket, TransportError};
 pub use fd::duplicate_fd;
 pub use frame::MacAddress;
+pub use inproc::{InprocQueue, InprocTransport, Taken};
 #[cfg(feature = "python")]
 pub use lent::PyBufferMemory;
 pub use memory::MemoryTransport;
