@@ -8,8 +8,7 @@
 #
 # Left out, with the reason:
 # - TestUdpIbvConfig: spead2's ibverbs stream, which spead-xdp replaces
-#   with XdpStream/XdpConfig (AF_XDP) rather than imitating;
-# - TestInprocStream: in-process streams come with issue 17.
+#   with XdpStream/XdpConfig (AF_XDP) rather than imitating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,5 +34,4 @@ PYTHONPATH="$OLDPWD/python/tests/spead2_suite${PYTHONPATH:+:$PYTHONPATH}" \
     "$python" -m pytest -q -p no:cacheprovider -p spead2_is_spead_xdp \
     -o asyncio_default_fixture_loop_scope=function \
     --deselect tests/test_send.py::TestUdpIbvConfig \
-    --deselect tests/test_send.py::TestInprocStream \
     tests/test_send.py tests/test_send_asyncio.py "$@"

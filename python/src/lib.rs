@@ -8,8 +8,13 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PySlice};
 
+use spead_xdp::protocol::ReceivedHeap;
 use spead_xdp::protocol::{self, HeapError, PacketizeError};
+use spead_xdp::receive::{
+    Event, PcapSource, Receiver, ReceiverConfig, ReceiverStats, Source, SourceError, UdpOptions,
+};
 use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
+use spead_xdp::transport::{InprocQueue, InprocTransport};
 use spead_xdp::transport::{
     MemoryTransport, MulticastInterface, PyBufferMemory, TcpTransport, TransportError, UdpConfig,
     UdpTransport, UmemArea, UmemBuffer, XdpCounters, XdpTransport,
@@ -654,10 +659,13 @@ fn transport_error(error: &TransportError) -> PyErr {
     if error.os_error().is_none() && error.kind() == std::io::ErrorKind::InvalidInput {
         return PyValueError::new_err(error.to_string());
     }
-    let errno = error
-        .os_error()
-        .and_then(|e| e.raw_os_error())
-        .unwrap_or(libc::EIO);
+    let errno = match (error.os_error().and_then(|e| e.raw_os_error()), error.kind()) {
+        (Some(errno), _) => errno,
+        // A full in-process queue is spead2's EAGAIN; a stopped one EPIPE.
+        (None, std::io::ErrorKind::WouldBlock) => libc::EAGAIN,
+        (None, std::io::ErrorKind::BrokenPipe) => libc::EPIPE,
+        (None, _) => libc::EIO,
+    };
     let message = match error.os_error() {
         Some(os) => format!("{error}: {os}"),
         None => error.to_string(),
@@ -1598,6 +1606,427 @@ struct UmemAllocation {
     _buffer: UmemBuffer,
 }
 
+/// spead2's `InprocQueue`: packets between a stream and a receiver in
+/// this process (`capacity` packets at most; a full queue fails the send).
+#[pyclass(module = "spead_xdp._spead_xdp", name = "InprocQueue", frozen)]
+struct PyInprocQueue {
+    queue: InprocQueue,
+}
+
+#[pymethods]
+impl PyInprocQueue {
+    #[classattr]
+    const DEFAULT_CAPACITY: usize = InprocQueue::DEFAULT_CAPACITY;
+
+    #[new]
+    #[pyo3(signature = (capacity=InprocQueue::DEFAULT_CAPACITY))]
+    fn new(capacity: usize) -> Self {
+        PyInprocQueue {
+            queue: InprocQueue::new(capacity),
+        }
+    }
+
+    /// Queues a packet (any bytes-like object, copied).
+    fn add_packet(&self, packet: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = match packet.cast::<PyBytes>() {
+            Ok(bytes) => bytes.clone(),
+            Err(_) => packet
+                .py()
+                .import("builtins")?
+                .getattr("bytes")?
+                .call1((packet,))?
+                .cast_into::<PyBytes>()?,
+        };
+        self.queue
+            .add_packet(bytes.as_bytes())
+            .map_err(|e| transport_error(&e))
+    }
+
+    /// Stops the queue: its receiver ends after what is queued.
+    fn stop(&self) {
+        self.queue.stop();
+    }
+}
+
+/// spead2's `send.InprocStream`: a stream into in-process queues, one
+/// substream each.
+#[pyclass(module = "spead_xdp._spead_xdp", extends = Stream, subclass)]
+struct InprocStream {
+    queues: Vec<Py<PyInprocQueue>>,
+}
+
+#[pymethods]
+impl InprocStream {
+    #[new]
+    #[pyo3(signature = (thread_pool, queues, config=None))]
+    fn new(
+        thread_pool: &Bound<'_, PyAny>,
+        queues: Vec<Py<PyInprocQueue>>,
+        config: Option<StreamConfig>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let inner: Vec<InprocQueue> = queues.iter().map(|q| q.get().queue.clone()).collect();
+        let transport = InprocTransport::new(inner).map_err(|e| transport_error(&e))?;
+        Ok(PyClassInitializer::from(start(transport, config, thread_pool)?)
+            .add_subclass(InprocStream { queues }))
+    }
+
+    /// The queues, one per substream.
+    #[getter]
+    fn queues(&self, py: Python<'_>) -> Vec<Py<PyInprocQueue>> {
+        self.queues.iter().map(|q| q.clone_ref(py)).collect()
+    }
+}
+
+pyo3::create_exception!(
+    _spead_xdp,
+    Stopped,
+    pyo3::exceptions::PyException,
+    "The receiving stream has ended."
+);
+pyo3::create_exception!(
+    _spead_xdp,
+    Empty,
+    pyo3::exceptions::PyException,
+    "No heap is ready yet."
+);
+
+/// The native receiving stream under `spead_xdp.recv.Stream`: sources are
+/// opened as they are added and read from `start()` (or the first `get`).
+#[pyclass(module = "spead_xdp._spead_xdp", name = "_RecvStream")]
+struct RecvStream {
+    config: ReceiverConfig,
+    pending: Vec<Source>,
+    receiver: Option<Receiver>,
+    stopped: bool,
+}
+
+fn source_error(error: SourceError) -> PyErr {
+    let errno = match &error {
+        SourceError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        _ => libc::EINVAL,
+    };
+    let mut message = error.to_string();
+    if let Some(source) = std::error::Error::source(&error) {
+        message = format!("{message}: {source}");
+    }
+    PyOSError::new_err((errno, message))
+}
+
+#[pymethods]
+impl RecvStream {
+    #[new]
+    #[pyo3(signature = (max_heaps, ring_heaps, contiguous_only))]
+    fn new(max_heaps: usize, ring_heaps: usize, contiguous_only: bool) -> PyResult<Self> {
+        if max_heaps == 0 {
+            return Err(PyValueError::new_err("max_heaps must be positive"));
+        }
+        let mut config = ReceiverConfig::default();
+        config.reassembly.max_heaps = max_heaps;
+        config.ring_heaps = ring_heaps.max(1);
+        config.deliver_incomplete = !contiguous_only;
+        Ok(RecvStream {
+            config,
+            pending: Vec::new(),
+            receiver: None,
+            stopped: false,
+        })
+    }
+
+    /// A UDP source: `address` (unicast, bound; or a multicast group,
+    /// joined on `interface_address`) and `port`.
+    fn _add_udp(
+        &mut self,
+        py: Python<'_>,
+        address: String,
+        port: u16,
+        buffer_size: usize,
+        interface_address: String,
+    ) -> PyResult<()> {
+        let interface = match interface_address.as_str() {
+            "" | "0.0.0.0" => None,
+            text => Some(text.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                PyValueError::new_err(format!("interface_address {text:?} is not an IPv4 address"))
+            })?),
+        };
+        let ip: std::net::IpAddr = match address.as_str() {
+            "" => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            host => match host.parse() {
+                Ok(ip) => ip,
+                Err(_) => endpoints_of(pyo3::types::PyList::new(py, [(host, port)])?.as_any())?[0].ip(),
+            },
+        };
+        let options = UdpOptions {
+            bind: None,
+            interface,
+            buffer: buffer_size,
+        };
+        let source = Source::udp(std::net::SocketAddr::new(ip, port), &options).map_err(source_error)?;
+        self.add(source)
+    }
+
+    /// A caller's UDP socket (duplicated; the caller keeps theirs).
+    fn _add_socket(&mut self, socket: &Bound<'_, PyAny>) -> PyResult<()> {
+        let socket = socket_of(socket, socket2::Type::DGRAM, "UDP")?;
+        self.add(Source::Udp(socket.into()))
+    }
+
+    /// A pcap file of Ethernet/IPv4/UDP frames, read to its end.
+    fn _add_pcap(&mut self, path: std::path::PathBuf) -> PyResult<()> {
+        let source = PcapSource::open(&path).map_err(source_error)?;
+        self.add(Source::Pcap(source))
+    }
+
+    /// An in-process queue.
+    fn _add_inproc(&mut self, queue: PyRef<'_, PyInprocQueue>) -> PyResult<()> {
+        self.add(Source::Inproc(queue.queue.clone()))
+    }
+
+    /// Starts reading the sources added.
+    fn start(&mut self) -> PyResult<()> {
+        if self.receiver.is_none() && !self.stopped {
+            let sources = std::mem::take(&mut self.pending);
+            self.receiver = Some(Receiver::new(sources, self.config.clone()).map_err(source_error)?);
+        }
+        Ok(())
+    }
+
+    /// The next heap: waits up to `timeout` seconds (`None`: until one
+    /// comes); `Empty` when none came, `Stopped` once the stream ended.
+    #[pyo3(signature = (timeout=None))]
+    fn _get(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RecvHeap> {
+        self.start()?;
+        let Some(receiver) = self.receiver.as_mut() else {
+            return Err(Stopped::new_err("the stream has been stopped"));
+        };
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            // In slices, so that Ctrl-C is seen while waiting.
+            let slice = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(std::time::Instant::now()),
+                None => std::time::Duration::from_millis(100),
+            }
+            .min(std::time::Duration::from_millis(100));
+            let event = py.detach(|| receiver.next_event(slice)).map_err(source_error)?;
+            match event {
+                Event::Heap(heap) => return Ok(RecvHeap { heap }),
+                Event::End => return Err(Stopped::new_err("the stream has ended")),
+                Event::Timeout => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Err(Empty::new_err("no heap is ready"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the stream: its readers stop, sockets close (multicast groups
+    /// are left), and `get` raises `Stopped`.
+    fn stop(&mut self, py: Python<'_>) {
+        self.stopped = true;
+        self.pending.clear();
+        let receiver = self.receiver.take();
+        py.detach(|| drop(receiver));
+    }
+
+    /// The stream's figures: packets, bytes, heaps complete and
+    /// incomplete, malformed packets, duplicates, cnt gaps, kernel and
+    /// ring drops.
+    #[getter]
+    fn stats(&self) -> RecvStats {
+        RecvStats {
+            inner: self.receiver.as_ref().map(Receiver::stats).unwrap_or_default(),
+        }
+    }
+}
+
+impl RecvStream {
+    fn add(&mut self, source: Source) -> PyResult<()> {
+        if self.stopped {
+            return Err(Stopped::new_err("the stream has been stopped"));
+        }
+        if self.receiver.is_some() {
+            return Err(PyValueError::new_err(
+                "readers are added before the stream starts (its first get, or start())",
+            ));
+        }
+        self.pending.push(source);
+        Ok(())
+    }
+}
+
+/// A receiving stream's figures at one moment.
+#[pyclass(module = "spead_xdp._spead_xdp", frozen)]
+struct RecvStats {
+    inner: ReceiverStats,
+}
+
+#[pymethods]
+impl RecvStats {
+    /// Packets taken from the sources.
+    #[getter]
+    fn packets(&self) -> u64 {
+        self.inner.packets
+    }
+    /// Bytes of those packets.
+    #[getter]
+    fn bytes(&self) -> u64 {
+        self.inner.bytes
+    }
+    /// Heaps completed (spead2's `heaps` counts incomplete ones too).
+    #[getter]
+    fn heaps(&self) -> u64 {
+        self.inner.heaps_complete
+    }
+    /// Heaps evicted or flushed incomplete.
+    #[getter]
+    fn incomplete_heaps(&self) -> u64 {
+        self.inner.heaps_incomplete
+    }
+    /// Packets that were not SPEAD or broke a heap's layout.
+    #[getter]
+    fn malformed(&self) -> u64 {
+        self.inner.malformed
+    }
+    /// Packets seen twice.
+    #[getter]
+    fn duplicates(&self) -> u64 {
+        self.inner.duplicates
+    }
+    /// Heap cnts missing from the sequence seen.
+    #[getter]
+    fn cnt_gaps(&self) -> u64 {
+        self.inner.cnt_gaps
+    }
+    /// Datagrams the kernel dropped (socket buffers full).
+    #[getter]
+    fn kernel_drops(&self) -> u64 {
+        self.inner.kernel_drops
+    }
+    /// Heaps dropped because the consumer did not keep up.
+    #[getter]
+    fn ring_drops(&self) -> u64 {
+        self.inner.ring_drops
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "RecvStats(packets={}, bytes={}, heaps={}, incomplete_heaps={}, malformed={}, duplicates={}, cnt_gaps={}, kernel_drops={}, ring_drops={})",
+            s.packets, s.bytes, s.heaps_complete, s.heaps_incomplete, s.malformed, s.duplicates, s.cnt_gaps, s.kernel_drops, s.ring_drops
+        )
+    }
+}
+
+/// A received heap (spead2's `recv.Heap`).
+#[pyclass(module = "spead_xdp._spead_xdp", name = "RecvHeap", frozen)]
+struct RecvHeap {
+    heap: ReceivedHeap,
+}
+
+#[pymethods]
+impl RecvHeap {
+    /// The heap's cnt.
+    #[getter]
+    fn cnt(&self) -> u64 {
+        self.heap.cnt()
+    }
+
+    /// Its flavour.
+    #[getter]
+    fn flavour<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let bits = self.heap.flavour().heap_address_bits();
+        py.import("spead_xdp._flavour")?
+            .getattr("Flavour")?
+            .call1((4, 64, bits, 0))
+    }
+
+    /// Whether every byte of it arrived.
+    fn is_complete(&self) -> bool {
+        self.heap.is_complete()
+    }
+
+    /// Its items (not descriptors or stream control), in the sender's
+    /// order.
+    fn get_items(&self, py: Python<'_>) -> PyResult<Vec<RawItem>> {
+        Ok(self
+            .heap
+            .items()
+            .map(|item| RawItem {
+                id: item.id(),
+                is_immediate: item.is_immediate(),
+                immediate_value: item.is_immediate().then(|| item.as_u64()).flatten(),
+                value: PyBytes::new(py, item.value()).unbind(),
+            })
+            .collect())
+    }
+
+    /// The descriptors it carries.
+    fn get_descriptors(&self) -> PyResult<Vec<RawDescriptor>> {
+        let descriptors = self
+            .heap
+            .descriptors()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(descriptors.into_iter().map(RawDescriptor::from).collect())
+    }
+
+    /// Whether it starts a stream (a stream-control start).
+    fn is_start_of_stream(&self) -> bool {
+        self.heap.stream_control() == Some(protocol::StreamControl::Start)
+    }
+
+    /// Whether it ends a stream (a stream-control stop).
+    fn is_end_of_stream(&self) -> bool {
+        self.heap.stream_control() == Some(protocol::StreamControl::Stop)
+    }
+}
+
+/// An item of a received heap: its id, its bytes (an immediate's are its
+/// `heap_address_bits / 8` big-endian bytes) and, for an immediate, its
+/// value.
+#[pyclass(module = "spead_xdp._spead_xdp", frozen, get_all)]
+struct RawItem {
+    id: u64,
+    is_immediate: bool,
+    immediate_value: Option<u64>,
+    value: Py<PyBytes>,
+}
+
+/// A descriptor as received (spead2's `recv.RawDescriptor`): `shape` has
+/// -1 for a variable dimension; `format` is a list of `(code, bits)` or
+/// empty; `numpy_header` the numpy header text or empty.
+#[pyclass(module = "spead_xdp._spead_xdp", frozen, get_all)]
+struct RawDescriptor {
+    id: u64,
+    name: String,
+    description: String,
+    shape: Vec<i64>,
+    format: Vec<(String, u64)>,
+    numpy_header: String,
+}
+
+impl From<protocol::Descriptor> for RawDescriptor {
+    fn from(d: protocol::Descriptor) -> Self {
+        let numpy_header = d.numpy_header().unwrap_or_default();
+        let format = match &d.data_type {
+            protocol::DataType::Format(fields) => fields
+                .iter()
+                .map(|f| ((f.code as char).to_string(), f.bits))
+                .collect(),
+            protocol::DataType::Numpy { .. } => Vec::new(),
+        };
+        RawDescriptor {
+            id: d.id,
+            shape: d.shape.iter().map(|dim| dim.map_or(-1, |n| n as i64)).collect(),
+            name: d.name,
+            description: d.description,
+            format,
+            numpy_header,
+        }
+    }
+}
+
 /// The native module.
 #[pymodule]
 fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1618,5 +2047,14 @@ fn _spead_xdp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<XdpConfig>()?;
     m.add_class::<XdpStream>()?;
     m.add_class::<UmemAllocation>()?;
+    m.add_class::<PyInprocQueue>()?;
+    m.add_class::<InprocStream>()?;
+    m.add_class::<RecvStream>()?;
+    m.add_class::<RecvStats>()?;
+    m.add_class::<RecvHeap>()?;
+    m.add_class::<RawItem>()?;
+    m.add_class::<RawDescriptor>()?;
+    m.add("Stopped", m.py().get_type::<Stopped>())?;
+    m.add("Empty", m.py().get_type::<Empty>())?;
     Ok(())
 }

@@ -1,16 +1,16 @@
 """spead-xdp: SPEAD senders byte-compatible with spead2, with spead2's
 Python send API (``import spead_xdp as spead2``).
 
-This package is being built: ``Flavour``, ``ThreadPool``,
-``Descriptor``, ``Item``, ``ItemGroup``, and ``spead_xdp.send``'s item
-group, heaps and UDP and in-memory streams (synchronous and
-``spead_xdp.send.asyncio``) are here; the AF_XDP stream is not yet.
+``spead_xdp.send`` (and ``.asyncio``): spead2's send API, with UDP, TCP,
+in-memory, in-process and AF_XDP streams. ``spead_xdp.recv`` (and
+``.asyncio``): a receiving stream for monitors. ``spead_xdp.sock``: the
+one-line multicast pair for raw datagrams.
 """
 
 import atexit
 
 from ._flavour import Flavour
-from ._spead_xdp import __version__, _prepare_exit
+from ._spead_xdp import Empty, InprocQueue, Stopped, __version__, _prepare_exit
 
 # Completions reach Python from a thread per stream; at exit they stop
 # first, so none takes the GIL while the interpreter finalizes.
@@ -58,21 +58,27 @@ class ThreadPool:
         """Accepted for spead2's API: streams stop their own workers."""
 
 
-from . import send  # noqa: E402  (spead2's layout: spead_xdp.send)
+from . import recv, send, sock  # noqa: E402  (spead2's layout: spead_xdp.send, .recv)
 
 
 def install_as_spead2():
-    """Makes ``import spead2``, ``import spead2.send`` and ``import
-    spead2.send.asyncio`` give this package, for programs that send
-    (opt-in: spead2's receiving side is not here yet)."""
+    """Makes ``import spead2`` and its ``send``, ``send.asyncio``,
+    ``recv`` and ``recv.asyncio`` give this package (opt-in)."""
     import sys
 
     sys.modules["spead2"] = sys.modules[__name__]
     sys.modules["spead2.send"] = send
     sys.modules["spead2.send.asyncio"] = send.asyncio
+    sys.modules["spead2.recv"] = recv
+    sys.modules["spead2.recv.asyncio"] = recv.asyncio
 
 __all__ = [
     "Descriptor",
+    "Empty",
+    "InprocQueue",
+    "Stopped",
+    "recv",
+    "sock",
     "Flavour",
     "Item",
     "ItemGroup",

@@ -1,10 +1,15 @@
 from typing import Sequence
 
+from . import recv as recv
 from . import send as send
+from . import sock as sock
 from ._items import Descriptor as Descriptor
 from ._items import Item as Item
 from ._items import ItemGroup as ItemGroup
 from ._flavour import Flavour as Flavour
+from ._spead_xdp import Empty as Empty
+from ._spead_xdp import InprocQueue as InprocQueue
+from ._spead_xdp import Stopped as Stopped
 from ._spead_xdp import __version__ as __version__
 
 NULL_ID: int

@@ -142,6 +142,60 @@ class Item(Descriptor):
         if (fixed and tuple(shape) != self.shape) or len(shape) != len(self.shape):
             raise ValueError(f"Value has shape {tuple(shape)}, expected {self.shape}")
 
+    @classmethod
+    def from_raw(cls, raw):
+        """An item (no value yet) from a received descriptor."""
+        return cls(**_descriptor_args(raw))
+
+    def _dynamic_shape(self, max_elements):
+        """The shape with its variable dimension (if any) as large as
+        `max_elements` allows."""
+        known = 1
+        for d in self.shape:
+            known *= d if d is not None else 1
+        return tuple(d if d is not None else (max_elements // known if known else 0) for d in self.shape)
+
+    def set_from_raw(self, raw_item, new_order="="):
+        """Sets the value from a received item, as spead2 decodes it: numpy
+        dtypes by view (an immediate's bytes at its end), a single integer
+        field of an immediate as that integer, other formats bit by bit."""
+        data = raw_item.value
+        if self.dtype is not None:
+            itemsize = self.dtype.itemsize
+            shape = self._dynamic_shape(len(data) // itemsize)
+            count = 1
+            for d in shape:
+                count *= d
+            if count * itemsize > len(data):
+                raise ValueError(f"Item {self.name} has too few elements for shape ({len(data) // itemsize} < {count})")
+            raw = data[len(data) - count * itemsize:] if raw_item.is_immediate else data[: count * itemsize]
+            array = np.frombuffer(raw, dtype=self.dtype).astype(self.dtype.newbyteorder(new_order), copy=True)
+            value = array.reshape(shape, order=self.order)
+        elif (raw_item.is_immediate and len(self.format) == 1 and self.format[0][0] in "ui"
+              and len(data) * 8 == self.format[0][1]):
+            code, bits = self.format[0]
+            value = raw_item.immediate_value
+            if code == "i" and value >= 1 << (bits - 1):
+                value -= 1 << bits
+        else:
+            bits_each = self.itemsize_bits
+            shape = self._dynamic_shape(len(data) * 8 // bits_each)
+            count = 1
+            for d in shape:
+                count *= d
+            if count * bits_each > len(data) * 8:
+                raise ValueError(f"Item {self.name} has too few elements for shape")
+            if raw_item.is_immediate:
+                data = data[len(data) - (count * bits_each + 7) // 8:]
+            flat = _unpack_bits(data, count, self.format)
+            if self.format == [("c", 8)] and len(self.shape) == 1:
+                value = b"".join(flat).decode("ascii")
+            else:
+                value = np.array(_nest(flat, shape), dtype=_internal_dtype(self.format))
+        if isinstance(value, np.ndarray) and len(self.shape) == 0:
+            value = value[()]
+        self.value = value
+
     def to_buffer(self):
         """The value's bytes as they go in a heap."""
         if self._value is None:
@@ -176,6 +230,73 @@ class Item(Descriptor):
             value = value[()]
         self._expect_shape(_nested_shape(value, len(self.shape)))
         return bytes(_pack_bits(_elements(value, len(self.shape)), self.format))
+
+
+def _descriptor_args(raw):
+    """The constructor arguments of a received descriptor (spead2's
+    RawDescriptor: shape with -1 for a variable dimension, a format list
+    or a numpy header)."""
+    import ast
+
+    shape = tuple(None if d < 0 else d for d in raw.shape)
+    if raw.numpy_header:
+        header = ast.literal_eval(raw.numpy_header)
+        order = "F" if header["fortran_order"] else "C"
+        return dict(id=raw.id, name=raw.name, description=raw.description,
+                    shape=tuple(header["shape"]), dtype=np.dtype(header["descr"]), order=order)
+    return dict(id=raw.id, name=raw.name, description=raw.description, shape=shape,
+                format=[(code, bits) for code, bits in raw.format])
+
+
+def _unpack_bits(data, count, fields):
+    """`count` elements of a format item from `data`, each field's bits
+    in turn, most significant first: scalars, or tuples for several
+    fields."""
+    value = int.from_bytes(data, "big")
+    total = len(data) * 8
+    at = 0
+    out = []
+    for _ in range(count):
+        element = []
+        for code, bits in fields:
+            raw = (value >> (total - at - bits)) & ((1 << bits) - 1)
+            at += bits
+            if code == "i" and raw >= 1 << (bits - 1):
+                raw -= 1 << bits
+            if code == "f":
+                raw = float(np.frombuffer(raw.to_bytes(bits // 8, "big"), dtype=f">f{bits // 8}")[0])
+            elif code == "b":
+                raw = bool(raw)
+            elif code == "c":
+                raw = bytes([raw])
+            element.append(raw)
+        out.append(element[0] if len(fields) == 1 else tuple(element))
+    return out
+
+
+def _internal_dtype(fields):
+    """The numpy dtype spead2 decodes a format list into: whole-byte
+    integers and floats big-endian, an 8-bit bool, a char; anything else
+    an object."""
+    parts = []
+    for code, bits in fields:
+        if (code in "ui" and bits in (8, 16, 32, 64)) or (code == "f" and bits in (32, 64)):
+            parts.append(f">{code}{bits // 8}")
+        elif code == "b" and bits == 8:
+            parts.append("?")
+        elif code == "c" and bits == 8:
+            parts.append("S1")
+        else:
+            parts.append("O")
+    return np.dtype(",".join(parts))
+
+
+def _nest(flat, shape):
+    """`flat` as nested lists of `shape`."""
+    if not shape:
+        return flat[0]
+    step = len(flat) // shape[0] if shape[0] else 0
+    return [_nest(flat[k * step:(k + 1) * step], shape[1:]) for k in range(shape[0])]
 
 
 def _same_descriptor(a, b):
@@ -262,6 +383,24 @@ class ItemGroup:
 
     def __len__(self):
         return len(self._by_id)
+
+    def update(self, heap, new_order="="):
+        """Takes a received heap: its descriptors first (new items, or
+        replacements), then its values, for items whose descriptors are
+        known (a value that comes before its descriptor is passed over, as
+        spead2 does). Returns the items updated, by name."""
+        for raw in heap.get_descriptors():
+            self._add(Item.from_raw(raw))
+        updated = {}
+        for raw_item in heap.get_items():
+            if raw_item.id <= 0x06:
+                continue  # SPEAD's own fields
+            item = self._by_id.get(raw_item.id)
+            if item is None:
+                continue
+            item.set_from_raw(raw_item, new_order=new_order)
+            updated[item.name] = item
+        return updated
 
 
 _SELECTIONS = ("stale", "all", "none")

@@ -3,7 +3,7 @@ from typing import Any, ItemsView, KeysView, Sequence, ValuesView
 import numpy as np
 
 from ._flavour import Flavour
-from ._spead_xdp import Heap
+from ._spead_xdp import Heap, RawDescriptor, RawItem, RecvHeap
 
 class Descriptor:
     id: int
@@ -36,9 +36,13 @@ class Item(Descriptor):
     @value.setter
     def value(self, new: Any) -> None: ...
     def to_buffer(self) -> Any: ...
+    @classmethod
+    def from_raw(cls, raw: RawDescriptor) -> Item: ...
+    def set_from_raw(self, raw_item: RawItem, new_order: str = "=") -> None: ...
 
 class ItemGroup:
     def __init__(self) -> None: ...
+    def update(self, heap: RecvHeap, new_order: str = "=") -> dict[str, Item]: ...
     def add_item(
         self,
         id: int | None,

@@ -9,6 +9,7 @@ from .._spead_xdp import BytesStream as BytesStream
 from .._spead_xdp import Heap as Heap
 from .._spead_xdp import HeapReference as HeapReference
 from .._spead_xdp import HeapReferenceList as HeapReferenceList
+from .._spead_xdp import InprocStream as InprocStream
 from .._spead_xdp import PacketGenerator as PacketGenerator
 from .._spead_xdp import Stream as Stream
 from .._spead_xdp import StreamConfig as StreamConfig

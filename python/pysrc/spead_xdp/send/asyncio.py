@@ -6,6 +6,7 @@ with the exception that failed it."""
 import asyncio
 
 from . import BytesStream as _BytesStream
+from . import InprocStream as _InprocStream
 from . import TcpStream as _TcpStream
 from . import UdpStream as _UdpStream
 from . import XdpStream as _XdpStream
@@ -90,9 +91,13 @@ class TcpStream(_AsyncStream, _TcpStream):
         )
 
 
+class InprocStream(_AsyncStream, _InprocStream):
+    """spead2's ``send.asyncio.InprocStream``."""
+
+
 class BytesStream(_AsyncStream, _BytesStream):
     """A ``BytesStream`` with the asyncio methods (spead2 has none; handy in
     tests)."""
 
 
-__all__ = ["UdpStream", "TcpStream", "XdpStream", "BytesStream"]
+__all__ = ["UdpStream", "TcpStream", "XdpStream", "InprocStream", "BytesStream"]

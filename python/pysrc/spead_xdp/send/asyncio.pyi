@@ -3,6 +3,7 @@ from typing import Sequence
 
 from .._spead_xdp import BytesStream as _BytesStream
 from .._spead_xdp import GroupMode, Heap, HeapReference, HeapReferenceList
+from .._spead_xdp import InprocStream as _InprocStream
 from .._spead_xdp import TcpStream as _TcpStream
 from .._spead_xdp import UdpStream as _UdpStream
 from .._spead_xdp import XdpStream as _XdpStream
@@ -24,4 +25,5 @@ class TcpStream(_AsyncStream, _TcpStream):
         buffer_size: int = ..., interface_address: str = ""
     ) -> TcpStream: ...
 class XdpStream(_AsyncStream, _XdpStream): ...
+class InprocStream(_AsyncStream, _InprocStream): ...
 class BytesStream(_AsyncStream, _BytesStream): ...
