@@ -378,3 +378,18 @@ def test_a_python_monitor_takes_every_heap_of_a_2_gbps_stream():
         assert (heaps, complete, incomplete, kernel_drops, ring_drops) == (300, 300, 0, 0, 0), err
     finally:
         subprocess.run(["bash", script, "down", name], capture_output=True)
+
+
+def test_the_monitor_example_shows_what_the_sender_example_sends():
+    port = free_udp_port()
+    examples = ROOT / "python" / "examples"
+    monitor = subprocess.Popen([sys.executable, examples / "monitor.py", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert monitor.stdout.readline().strip() == "listening"
+    sent = subprocess.run([sys.executable, examples / "spectra.py", "127.0.0.1", str(port), "5"],
+                          capture_output=True, text=True)
+    assert sent.returncode == 0, sent.stderr
+    out, err = monitor.communicate(timeout=30)
+    lines = out.splitlines()
+    assert lines[:5] == [f"heap {k + 1}: timestamp {k * 8192}, mean {k:.1f}" for k in range(5)], err
+    assert lines[5].startswith("RecvStats(packets=") and "heaps=5," in lines[5]
