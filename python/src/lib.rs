@@ -11,7 +11,8 @@ use pyo3::types::{PyBytes, PySlice};
 use spead_xdp::protocol::ReceivedHeap;
 use spead_xdp::protocol::{self, HeapError, PacketizeError};
 use spead_xdp::receive::{
-    Event, PcapSource, Receiver, ReceiverConfig, ReceiverStats, Source, SourceError, UdpOptions,
+    Event, PcapSource, Receiver, ReceiverConfig, ReceiverHandle, ReceiverStats, Source, SourceError,
+    UdpOptions,
 };
 use spead_xdp::stream::{self, HeapRef, Invalid, SendError, StreamError, WorkerConfig};
 use spead_xdp::transport::{InprocQueue, InprocTransport};
@@ -1692,12 +1693,17 @@ pyo3::create_exception!(
 
 /// The native receiving stream under `spead_xdp.recv.Stream`: sources are
 /// opened as they are added and read from `start()` (or the first `get`).
-#[pyclass(module = "spead_xdp._spead_xdp", name = "_RecvStream")]
+/// Another thread may call `stop()` or read `stats` while one waits in
+/// `_get`.
+#[pyclass(module = "spead_xdp._spead_xdp", name = "_RecvStream", frozen)]
 struct RecvStream {
     config: ReceiverConfig,
-    pending: Vec<Source>,
-    receiver: Option<Receiver>,
-    stopped: bool,
+    pending: std::sync::Mutex<Vec<Source>>,
+    /// The receiver once started, held by the thread waiting for a heap.
+    receiver: std::sync::Mutex<Option<Receiver>>,
+    /// Its counters and stop, for any thread.
+    handle: std::sync::OnceLock<ReceiverHandle>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 fn source_error(error: SourceError) -> PyErr {
@@ -1710,6 +1716,10 @@ fn source_error(error: SourceError) -> PyErr {
         message = format!("{message}: {source}");
     }
     PyOSError::new_err((errno, message))
+}
+
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[pymethods]
@@ -1726,16 +1736,17 @@ impl RecvStream {
         config.deliver_incomplete = !contiguous_only;
         Ok(RecvStream {
             config,
-            pending: Vec::new(),
-            receiver: None,
-            stopped: false,
+            pending: std::sync::Mutex::new(Vec::new()),
+            receiver: std::sync::Mutex::new(None),
+            handle: std::sync::OnceLock::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// A UDP source: `address` (unicast, bound; or a multicast group,
     /// joined on `interface_address`) and `port`.
     fn _add_udp(
-        &mut self,
+        &self,
         py: Python<'_>,
         address: String,
         port: u16,
@@ -1765,55 +1776,70 @@ impl RecvStream {
     }
 
     /// A caller's UDP socket (duplicated; the caller keeps theirs).
-    fn _add_socket(&mut self, socket: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn _add_socket(&self, socket: &Bound<'_, PyAny>) -> PyResult<()> {
         let socket = socket_of(socket, socket2::Type::DGRAM, "UDP")?;
         self.add(Source::Udp(socket.into()))
     }
 
     /// A pcap file of Ethernet/IPv4/UDP frames, read to its end.
-    fn _add_pcap(&mut self, path: std::path::PathBuf) -> PyResult<()> {
+    fn _add_pcap(&self, path: std::path::PathBuf) -> PyResult<()> {
         let source = PcapSource::open(&path).map_err(source_error)?;
         self.add(Source::Pcap(source))
     }
 
     /// An in-process queue.
-    fn _add_inproc(&mut self, queue: PyRef<'_, PyInprocQueue>) -> PyResult<()> {
+    fn _add_inproc(&self, queue: PyRef<'_, PyInprocQueue>) -> PyResult<()> {
         self.add(Source::Inproc(queue.queue.clone()))
     }
 
     /// Starts reading the sources added.
-    fn start(&mut self) -> PyResult<()> {
-        if self.receiver.is_none() && !self.stopped {
-            let sources = std::mem::take(&mut self.pending);
-            self.receiver = Some(Receiver::new(sources, self.config.clone()).map_err(source_error)?);
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) || self.handle.get().is_some() {
+            return Ok(());
         }
-        Ok(())
+        py.detach(|| {
+            let mut receiver = locked(&self.receiver);
+            if receiver.is_none() {
+                let sources = std::mem::take(&mut *locked(&self.pending));
+                let started = Receiver::new(sources, self.config.clone()).map_err(source_error)?;
+                let _ = self.handle.set(started.handle());
+                *receiver = Some(started);
+            }
+            Ok(())
+        })
     }
 
     /// The next heap: waits up to `timeout` seconds (`None`: until one
     /// comes); `Empty` when none came, `Stopped` once the stream ended.
     #[pyo3(signature = (timeout=None))]
-    fn _get(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RecvHeap> {
-        self.start()?;
-        let Some(receiver) = self.receiver.as_mut() else {
-            return Err(Stopped::new_err("the stream has been stopped"));
-        };
-        let deadline =
-            timeout.map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+    fn _get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RecvHeap> {
+        use std::time::{Duration, Instant};
+        self.start(py)?;
+        let slice_most = Duration::from_millis(100);
+        let deadline = timeout
+            .and_then(|t| Duration::try_from_secs_f64(t.max(0.0)).ok())
+            .and_then(|t| Instant::now().checked_add(t));
         loop {
-            // In slices, so that Ctrl-C is seen while waiting.
-            let slice = match deadline {
-                Some(deadline) => deadline.saturating_duration_since(std::time::Instant::now()),
-                None => std::time::Duration::from_millis(100),
+            if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Stopped::new_err("the stream has been stopped"));
             }
-            .min(std::time::Duration::from_millis(100));
-            let event = py.detach(|| receiver.next_event(slice)).map_err(source_error)?;
-            match event {
-                Event::Heap(heap) => return Ok(RecvHeap { heap }),
-                Event::End => return Err(Stopped::new_err("the stream has ended")),
-                Event::Timeout => {
+            // In slices, so that Ctrl-C and a stop from another thread are
+            // seen while waiting.
+            let slice = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(slice_most),
+                None if timeout.is_some() => Duration::ZERO,
+                None => slice_most,
+            };
+            let event = py.detach(|| match locked(&self.receiver).as_mut() {
+                Some(receiver) => receiver.next_event(slice).map(Some),
+                None => Ok(None),
+            });
+            match event.map_err(source_error)? {
+                Some(Event::Heap(heap)) => return Ok(RecvHeap { heap }),
+                Some(Event::End) | None => return Err(Stopped::new_err("the stream has ended")),
+                Some(Event::Timeout) => {
                     py.check_signals()?;
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    if timeout.is_some() && deadline.is_none_or(|d| Instant::now() >= d) {
                         return Err(Empty::new_err("no heap is ready"));
                     }
                 }
@@ -1822,12 +1848,15 @@ impl RecvStream {
     }
 
     /// Stops the stream: its readers stop, sockets close (multicast groups
-    /// are left), and `get` raises `Stopped`.
-    fn stop(&mut self, py: Python<'_>) {
-        self.stopped = true;
-        self.pending.clear();
-        let receiver = self.receiver.take();
-        py.detach(|| drop(receiver));
+    /// are left), and `get` raises `Stopped`, in this thread or one
+    /// waiting. The figures stay readable.
+    fn stop(&self, py: Python<'_>) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(handle) = self.handle.get() {
+            handle.stop();
+        }
+        locked(&self.pending).clear();
+        py.detach(|| drop(locked(&self.receiver).take()));
     }
 
     /// The stream's figures: packets, bytes, heaps complete and
@@ -1836,22 +1865,22 @@ impl RecvStream {
     #[getter]
     fn stats(&self) -> RecvStats {
         RecvStats {
-            inner: self.receiver.as_ref().map(Receiver::stats).unwrap_or_default(),
+            inner: self.handle.get().map(ReceiverHandle::stats).unwrap_or_default(),
         }
     }
 }
 
 impl RecvStream {
-    fn add(&mut self, source: Source) -> PyResult<()> {
-        if self.stopped {
+    fn add(&self, source: Source) -> PyResult<()> {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Stopped::new_err("the stream has been stopped"));
         }
-        if self.receiver.is_some() {
+        if self.handle.get().is_some() {
             return Err(PyValueError::new_err(
                 "readers are added before the stream starts (its first get, or start())",
             ));
         }
-        self.pending.push(source);
+        locked(&self.pending).push(source);
         Ok(())
     }
 }

@@ -55,6 +55,8 @@ def item_group(package, bits):
     ig.add_item(0x1803, "odd", "", (3,), format=[("i", 10)])
     ig.add_item(0x1804, "mixed", "", (2,), format=[("b", 1), ("i", 7), ("c", 8), ("f", 32)])
     ig.add_item(0x1805, "name", "", (None,), format=[("c", 8)])
+    ig.add_item(0x1806, "words", "", (6,), format=[("u", 32)])
+    ig.add_item(0x1807, "one", "", (1,), format=[("u", bits)])
     return ig
 
 
@@ -66,6 +68,8 @@ def fill(ig, t):
     ig["odd"].value = [-t, t, 511 - t]
     ig["mixed"].value = [(t % 2 == 0, t, "y", float(t)), (True, -t, "n", -1.5)]
     ig["name"].value = "heap %d" % t
+    ig["words"].value = np.arange(6, dtype=np.uint32) * (t + 1)
+    ig["one"].value = [t + 7]
 
 
 def send_heaps(package, stream, bits, heaps=4):
@@ -80,15 +84,38 @@ def send_heaps(package, stream, bits, heaps=4):
     stream.send_heap(ig.get_end())
 
 
+def heaps_of(package, stream, timeout=20):
+    """The stream's heaps until it ends, each waited for at most `timeout`
+    seconds (a lost heap fails the test instead of hanging it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            yield stream.get_nowait()
+            deadline = time.monotonic() + timeout
+        except package.Stopped:
+            return
+        except package.Empty:
+            assert time.monotonic() < deadline, "no heap and no end within the timeout"
+            time.sleep(0.005)
+
+
 def decoded(package, stream):
-    """Per heap, the values its receiver's ItemGroup updated, as plain
-    Python (lists), by name."""
+    """Per heap, the values its receiver's ItemGroup updated, by name:
+    plain Python values, with each array's dtype and shape."""
     group = package.ItemGroup()
     out = []
-    for heap in stream:
+    for heap in heaps_of(package, stream):
         updated = group.update(heap)
-        out.append({name: plain(item.value) for name, item in sorted(updated.items())})
+        out.append({name: described(item.value) for name, item in sorted(updated.items())})
     return out
+
+
+def described(value):
+    if isinstance(value, np.ndarray):
+        return (str(value.dtype), value.shape, plain(value))
+    return (type(value).__name__, plain(value))
 
 
 def plain(value):
@@ -121,7 +148,8 @@ def test_what_spead2_sends_our_receiver_decodes_as_spead2s_does(bits):
     send_heaps(spead2, Both(), bits)
     expected, got = decoded(spead2, theirs), decoded(spead_xdp, ours)
     assert len(got) == 4 and got == expected
-    assert got[0] == {} and got[1]["name"] == "heap 1" and got[3]["timestamp"] == 3 * 8192
+    assert got[0] == {} and got[1]["name"] == ("str", "heap 1") and got[3]["timestamp"] == ("int", 3 * 8192)
+    assert got[2]["words"][:2] == ("uint32", (6,))  # native order, as spead2 gives it
     assert ours.stats.heaps == 4 and ours.stats.ring_drops == 0
 
 
@@ -137,8 +165,8 @@ def test_in_process_streams_lose_nothing_and_end_on_the_queues_stop():
     receiver = spead_xdp.recv.Stream(spead_xdp.ThreadPool())
     receiver.add_inproc_reader(queue)
     seen = decoded(spead_xdp, receiver)
-    assert [heap["timestamp"] for heap in seen] == [t * 8192 for t in range(20)]
-    assert seen[7]["spectrum"] == (np.arange(1024) + 7).reshape(4, 256).tolist()
+    assert [heap["timestamp"] for heap in seen] == [("int", t * 8192) for t in range(20)]
+    assert seen[7]["spectrum"] == ("uint16", (4, 256), (np.arange(1024) + 7).reshape(4, 256).tolist())
     with pytest.raises(spead_xdp.Stopped):
         receiver.get()
     # The stopped queue refuses: spead2's IOError.
@@ -154,7 +182,7 @@ def test_a_full_in_process_queue_fails_the_send():
     ig.add_item(0x1000, "data", "", (20000,), dtype=np.uint8, value=np.zeros(20000, np.uint8))
     with pytest.raises(BlockingIOError, match="4 packets"):
         stream.send_heap(ig.get_heap())
-    # spead2's own asyncio stream, fed from a queue with room, completes.
+    # The asyncio stream, into a queue with room, completes.
     queue = spead_xdp.InprocQueue()
 
     async def send():
@@ -360,6 +388,7 @@ def test_a_python_monitor_takes_every_heap_of_a_2_gbps_stream():
                         capture_output=True, text=True, check=True)
     env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
     group = "239.20.2.1"
+    monitor = None
     try:
         monitor = subprocess.Popen(
             ["ip", "netns", "exec", env["NETNS"], sys.executable, "-c", MONITOR, group, "7148", env["PEER_IP"]],
@@ -377,6 +406,9 @@ def test_a_python_monitor_takes_every_heap_of_a_2_gbps_stream():
         heaps, complete, incomplete, kernel_drops, ring_drops = map(int, out.split())
         assert (heaps, complete, incomplete, kernel_drops, ring_drops) == (300, 300, 0, 0, 0), err
     finally:
+        if monitor is not None:
+            monitor.kill()
+            monitor.wait()
         subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
@@ -389,7 +421,78 @@ def test_the_monitor_example_shows_what_the_sender_example_sends():
     sent = subprocess.run([sys.executable, examples / "spectra.py", "127.0.0.1", str(port), "5"],
                           capture_output=True, text=True)
     assert sent.returncode == 0, sent.stderr
-    out, err = monitor.communicate(timeout=30)
+    try:
+        out, err = monitor.communicate(timeout=30)
+    finally:
+        monitor.kill()
     lines = out.splitlines()
     assert lines[:5] == [f"heap {k + 1}: timestamp {k * 8192}, mean {k:.1f}" for k in range(5)], err
     assert lines[5].startswith("RecvStats(packets=") and "heaps=5," in lines[5]
+
+
+def test_another_thread_stops_a_waiting_get_and_the_figures_stay():
+    import threading
+
+    queue = spead_xdp.InprocQueue()
+    stream = spead_xdp.send.InprocStream(spead_xdp.ThreadPool(), [queue])
+    ig = item_group(spead_xdp, 48)
+    fill(ig, 1)
+    stream.send_heap(ig.get_heap())
+    receiver = spead_xdp.recv.Stream(spead_xdp.ThreadPool())
+    receiver.add_inproc_reader(queue)
+    assert receiver.get().cnt == 1
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(_wait(receiver)))
+    waiting.start()
+    # While that thread waits: the figures are readable, then the stop
+    # ends its wait.
+    assert receiver.stats.heaps == 1
+    receiver.stop()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and outcome == ["Stopped"]
+    assert receiver.stats.heaps == 1 and receiver.stats.packets > 0
+
+
+def _wait(receiver):
+    try:
+        receiver.get()
+        return "heap"
+    except spead_xdp.Stopped:
+        return "Stopped"
+
+
+def test_a_cancelled_asyncio_get_loses_no_heap():
+    queue = spead_xdp.InprocQueue()
+    stream = spead_xdp.send.InprocStream(spead_xdp.ThreadPool(), [queue])
+    ig = item_group(spead_xdp, 48)
+
+    async def monitor():
+        receiver = spead_xdp.recv.asyncio.Stream(spead_xdp.ThreadPool())
+        receiver.add_inproc_reader(queue)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(receiver.get(), 0.05)  # nothing sent yet
+        fill(ig, 3)
+        stream.send_heap(ig.get_heap())
+        heap = await asyncio.wait_for(receiver.get(), 10)
+        receiver.stop()
+        return heap.cnt
+
+    assert asyncio.run(monitor()) == 1
+
+
+def test_sock_heaps_follow_one_another_and_an_end_does_not_end_monitoring():
+    port = free_udp_port()
+    with spead_xdp.sock.MulticastReceiver(port=port) as receiver:
+        sender = spead_xdp.sock.MulticastSender(port=port)
+        ig = item_group(spead_xdp, 48)
+        stamps = []
+        group = spead_xdp.ItemGroup()
+        for run in range(2):  # a stream, its end, and the next stream
+            for t in range(3):
+                fill(ig, t)
+                sender.send_heap(ig.get_heap(descriptors="all"))
+            sender.send_heap(ig.get_end())
+            for _ in range(3):
+                group.update(receiver.receive_heap())
+                stamps.append(int(group["timestamp"].value))
+        assert stamps == [0, 8192, 16384] * 2

@@ -6,6 +6,6 @@ mod receiver;
 mod source;
 mod values;
 
-pub use receiver::{Event, Receiver, ReceiverConfig, ReceiverStats};
+pub use receiver::{Event, Receiver, ReceiverConfig, ReceiverHandle, ReceiverStats};
 pub use source::{PcapSource, Received, Source, SourceError, UdpOptions};
 pub use values::{decode, Scalar, Value};

@@ -5,7 +5,8 @@
 //! to the consumer through a bounded ring. A socket's reader never waits
 //! for the consumer: when the ring is full the heap is dropped and counted,
 //! so a slow consumer costs whole heaps, never a silently overflowing
-//! socket. A file's reader waits instead (a file loses nothing by waiting).
+//! socket. A file's or an in-process queue's reader waits instead (they
+//! lose nothing by waiting).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -28,8 +29,8 @@ const PCAP_BATCH: usize = 64;
 /// In-process packets taken into the reassembler under one lock.
 const INPROC_BATCH: usize = 64;
 /// How long an in-process reader waits for a packet before looking
-/// whether it should stop (short: a queue's stop is seen only then).
-const INPROC_WAIT: Duration = Duration::from_millis(10);
+/// whether the stream should stop (a queue's own stop wakes it at once).
+const INPROC_WAIT: Duration = Duration::from_millis(100);
 
 /// What a reader hands the consumer.
 #[derive(Debug)]

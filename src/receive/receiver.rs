@@ -205,23 +205,16 @@ impl Receiver {
 
     /// The counters so far.
     pub fn stats(&self) -> ReceiverStats {
-        let shared = &self.shared;
-        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let assembly = shared.lock();
-        let r = assembly.reassembler.stats();
-        ReceiverStats {
-            packets: load(&shared.packets),
-            bytes: load(&shared.bytes),
-            malformed: r.malformed + shared.truncated.iter().map(load).sum::<u64>(),
-            duplicates: r.duplicates,
-            heaps_complete: assembly.complete,
-            heaps_incomplete: r.heaps_incomplete,
-            cnt_gaps: assembly.cnts.missing(),
-            kernel_drops: shared.kernel_drops.iter().map(load).sum(),
-            ring_drops: load(&shared.ring_drops),
-        }
+        stats_of(&self.shared)
     }
 
+    /// A handle that reads the counters and stops the stream from another
+    /// thread while this one waits for heaps.
+    pub fn handle(&self) -> ReceiverHandle {
+        ReceiverHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
     /// The descriptor of an item, once a heap has carried it.
     pub fn descriptor(&self, id: u64) -> Option<&Descriptor> {
         self.descriptors.get(&id)
@@ -237,6 +230,53 @@ impl Receiver {
     /// The local address of each source (`None` for files), in order.
     pub fn local_addrs(&self) -> &[Option<SocketAddr>] {
         &self.local_addrs
+    }
+}
+
+/// A receiver's counters, from its shared state.
+fn stats_of(shared: &Shared) -> ReceiverStats {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+
+    let assembly = shared.lock();
+    let r = assembly.reassembler.stats();
+    ReceiverStats {
+        packets: load(&shared.packets),
+        bytes: load(&shared.bytes),
+        malformed: r.malformed + shared.truncated.iter().map(load).sum::<u64>(),
+        duplicates: r.duplicates,
+        heaps_complete: assembly.complete,
+        heaps_incomplete: r.heaps_incomplete,
+        cnt_gaps: assembly.cnts.missing(),
+        kernel_drops: shared.kernel_drops.iter().map(load).sum(),
+        ring_drops: load(&shared.ring_drops),
+    }
+}
+
+/// Reads a receiver's counters and stops it, from any thread (the
+/// receiver itself may be waiting for heaps meanwhile).
+#[derive(Clone)]
+pub struct ReceiverHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ReceiverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ReceiverHandle {
+    /// The counters so far (still there after the stream has ended).
+    pub fn stats(&self) -> ReceiverStats {
+        stats_of(&self.shared)
+    }
+
+    /// Stops the stream: its readers stop (within their read timeout),
+    /// and the receiver then sees the end.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -200,10 +200,11 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             pause: None,
         };
         let result = self.transport.send(&mut batch);
-        // A refused packet is its job's fault; any other failure is the
-        // batch's, which was for the first job.
+        // A refused packet (or one a full in-process queue turned away)
+        // is its job's fault; any other failure is the batch's, which was
+        // for the first job.
         let culprit = match &result {
-            Err(TransportError::BadPacket(_)) => batch.at.min(reach - 1),
+            Err(TransportError::BadPacket(_) | TransportError::InprocFull { .. }) => batch.at.min(reach - 1),
             _ => 0,
         };
         BatchOutcome {

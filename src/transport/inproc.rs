@@ -7,11 +7,10 @@
 //! what was queued. Packet buffers go back to the queue once read, so a
 //! steady stream allocates nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use super::{Limits, PacketSource, Transport, TransportError};
 
@@ -26,16 +25,23 @@ pub struct InprocQueue {
 
 #[derive(Debug)]
 struct Queue {
-    packets: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// The sending end, dropped by `stop`: then the channel reports the
+    /// end once drained, and a packet is either in before the stop or
+    /// refused (the lock makes adding and stopping exclusive).
+    sender: RwLock<Option<Sender<Vec<u8>>>>,
+    packets: Receiver<Vec<u8>>,
     /// Buffers of packets already read, for the next packets.
     spares: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     capacity: usize,
-    stopped: AtomicBool,
 }
+
+/// Spare buffers a queue keeps at most (a burst's buffers beyond these
+/// are freed).
+const MAX_SPARES: usize = 1024;
 
 /// What taking from a queue gave.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Taken {
+pub(crate) enum Taken {
     /// A packet; hand its buffer back with [`InprocQueue::recycle`].
     Packet(Vec<u8>),
     /// Nothing yet.
@@ -51,12 +57,13 @@ impl InprocQueue {
     /// A queue holding up to `capacity` packets (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
+        let (sender, packets) = crossbeam_channel::bounded(capacity);
         InprocQueue {
             inner: Arc::new(Queue {
-                packets: crossbeam_channel::bounded(capacity),
-                spares: crossbeam_channel::bounded(capacity),
+                sender: RwLock::new(Some(sender)),
+                packets,
+                spares: crossbeam_channel::bounded(capacity.min(MAX_SPARES)),
                 capacity,
-                stopped: AtomicBool::new(false),
             }),
         }
     }
@@ -69,16 +76,20 @@ impl InprocQueue {
     /// Queues a copy of `packet`, or says why not: the queue is full, or
     /// stopped.
     pub fn add_packet(&self, packet: &[u8]) -> Result<(), TransportError> {
-        if self.inner.stopped.load(Ordering::Acquire) {
+        let sender = self.inner.sender.read().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
             return Err(TransportError::InprocStopped);
-        }
+        };
         let mut buffer = self.inner.spares.1.try_recv().unwrap_or_default();
         buffer.clear();
         buffer.extend_from_slice(packet);
-        self.inner.packets.0.try_send(buffer).map_err(|e| match e {
-            TrySendError::Full(_) => TransportError::InprocFull {
-                capacity: self.inner.capacity,
-            },
+        sender.try_send(buffer).map_err(|e| match e {
+            TrySendError::Full(buffer) => {
+                self.recycle(buffer);
+                TransportError::InprocFull {
+                    capacity: self.inner.capacity,
+                }
+            }
             TrySendError::Disconnected(_) => TransportError::InprocStopped,
         })
     }
@@ -86,38 +97,34 @@ impl InprocQueue {
     /// Stops the queue: it takes no more packets, and its receiver ends
     /// after taking those queued.
     pub fn stop(&self) {
-        self.inner.stopped.store(true, Ordering::Release);
-    }
-
-    /// Whether the queue was stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.inner.stopped.load(Ordering::Acquire)
+        self.inner
+            .sender
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// Takes the next packet, waiting up to `timeout` for one.
-    pub fn take(&self, timeout: Duration) -> Taken {
-        // Stopped is read before looking, so that a packet queued before
-        // the stop is never missed.
-        let stopped = self.is_stopped();
-        match self.inner.packets.1.try_recv() {
+    pub(crate) fn take(&self, timeout: Duration) -> Taken {
+        match self.inner.packets.try_recv() {
             Ok(packet) => return Taken::Packet(packet),
             Err(TryRecvError::Disconnected) => return Taken::Ended,
-            Err(TryRecvError::Empty) if stopped => return Taken::Ended,
             Err(TryRecvError::Empty) => {}
         }
-        match self.inner.packets.1.recv_timeout(timeout) {
+        match self.inner.packets.recv_timeout(timeout) {
             Ok(packet) => Taken::Packet(packet),
-            Err(_) => Taken::Empty,
+            Err(RecvTimeoutError::Disconnected) => Taken::Ended,
+            Err(RecvTimeoutError::Timeout) => Taken::Empty,
         }
     }
 
     /// Takes a packet only if one is queued now.
-    pub fn try_take(&self) -> Option<Vec<u8>> {
-        self.inner.packets.1.try_recv().ok()
+    pub(crate) fn try_take(&self) -> Option<Vec<u8>> {
+        self.inner.packets.try_recv().ok()
     }
 
     /// Hands back the buffer of a packet taken, for a later packet.
-    pub fn recycle(&self, buffer: Vec<u8>) {
+    pub(crate) fn recycle(&self, buffer: Vec<u8>) {
         let _ = self.inner.spares.0.try_send(buffer);
     }
 }
@@ -208,6 +215,33 @@ mod tests {
         ));
         assert_eq!(queue.take(Duration::ZERO), Taken::Packet(b"a".to_vec()));
         queue.add_packet(b"c").unwrap();
+    }
+
+    #[test]
+    fn a_packet_added_as_the_queue_stops_is_either_taken_or_refused() {
+        for _ in 0..20 {
+            let queue = InprocQueue::new(1 << 16);
+            let adder = {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    let mut accepted = 0u64;
+                    while queue.add_packet(b"p").is_ok() {
+                        accepted += 1;
+                    }
+                    accepted
+                })
+            };
+            while queue.inner.packets.is_empty() {
+                std::thread::yield_now();
+            }
+            queue.stop();
+            let accepted = adder.join().unwrap();
+            let mut taken = 0u64;
+            while let Taken::Packet(_) = queue.take(Duration::ZERO) {
+                taken += 1;
+            }
+            assert_eq!(taken, accepted, "every packet accepted before the stop is taken");
+        }
     }
 
     #[test]

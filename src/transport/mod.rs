@@ -37,7 +37,8 @@ mod xdp_features;
 pub use error::{BadPacket, TransportError};
 pub use fd::duplicate_fd;
 pub use frame::MacAddress;
-pub use inproc::{InprocQueue, InprocTransport, Taken};
+pub(crate) use inproc::Taken;
+pub use inproc::{InprocQueue, InprocTransport};
 #[cfg(feature = "python")]
 pub use lent::PyBufferMemory;
 pub use memory::MemoryTransport;

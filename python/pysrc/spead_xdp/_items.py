@@ -156,45 +156,58 @@ class Item(Descriptor):
         return tuple(d if d is not None else (max_elements // known if known else 0) for d in self.shape)
 
     def set_from_raw(self, raw_item, new_order="="):
-        """Sets the value from a received item, as spead2 decodes it: numpy
-        dtypes by view (an immediate's bytes at its end), a single integer
-        field of an immediate as that integer, other formats bit by bit."""
+        """Sets the value from a received item, as spead2 decodes it: a
+        numpy dtype, or a format list whose fields numpy has, by view (an
+        immediate's bytes at its end), in byte order `new_order`; a single
+        integer field of a scalar immediate as that integer; other formats
+        bit by bit."""
         data = raw_item.value
-        if self.dtype is not None:
-            itemsize = self.dtype.itemsize
-            shape = self._dynamic_shape(len(data) // itemsize)
-            count = 1
-            for d in shape:
-                count *= d
-            if count * itemsize > len(data):
-                raise ValueError(f"Item {self.name} has too few elements for shape ({len(data) // itemsize} < {count})")
-            raw = data[len(data) - count * itemsize:] if raw_item.is_immediate else data[: count * itemsize]
-            array = np.frombuffer(raw, dtype=self.dtype).astype(self.dtype.newbyteorder(new_order), copy=True)
-            value = array.reshape(shape, order=self.order)
-        elif (raw_item.is_immediate and len(self.format) == 1 and self.format[0][0] in "ui"
-              and len(data) * 8 == self.format[0][1]):
+        numpy_dtype = self.dtype if self.dtype is not None else _internal_dtype(self.format)
+        if not numpy_dtype.hasobject:
+            value = self._from_bytes(data, raw_item.is_immediate, numpy_dtype, new_order)
+            if self.format == [("c", 8)] and len(self.shape) == 1:
+                value = b"".join(value.tolist()).decode("ascii")
+        elif (raw_item.is_immediate and not self.shape and len(self.format) == 1
+              and self.format[0][0] in "ui" and len(data) * 8 == self.format[0][1]):
             code, bits = self.format[0]
             value = raw_item.immediate_value
             if code == "i" and value >= 1 << (bits - 1):
                 value -= 1 << bits
         else:
             bits_each = self.itemsize_bits
-            shape = self._dynamic_shape(len(data) * 8 // bits_each)
-            count = 1
-            for d in shape:
-                count *= d
-            if count * bits_each > len(data) * 8:
-                raise ValueError(f"Item {self.name} has too few elements for shape")
+            shape, count = self._elements_in(len(data) * 8 // bits_each)
             if raw_item.is_immediate:
                 data = data[len(data) - (count * bits_each + 7) // 8:]
             flat = _unpack_bits(data, count, self.format)
-            if self.format == [("c", 8)] and len(self.shape) == 1:
-                value = b"".join(flat).decode("ascii")
-            else:
-                value = np.array(_nest(flat, shape), dtype=_internal_dtype(self.format))
+            value = np.array(_nest(flat, shape), dtype=numpy_dtype)
         if isinstance(value, np.ndarray) and len(self.shape) == 0:
             value = value[()]
         self.value = value
+
+    def _elements_in(self, available):
+        """The shape (its variable dimension as large as `available`
+        elements allow) and its element count; a ValueError when there are
+        too few."""
+        shape = self._dynamic_shape(available)
+        count = 1
+        for d in shape:
+            count *= d
+        if count > available:
+            raise ValueError(f"Item {self.name} has too few elements for shape ({available} < {count})")
+        return shape, count
+
+    def _from_bytes(self, data, is_immediate, dtype, new_order):
+        """The value viewed from `data` as `dtype` (an immediate's bytes
+        are at its end), in byte order `new_order`."""
+        shape, count = self._elements_in(len(data) // dtype.itemsize)
+        size = count * dtype.itemsize
+        raw = data[len(data) - size:] if is_immediate else data[:size]
+        array = np.frombuffer(raw, dtype=dtype)
+        if dtype.names is None:
+            array = array.astype(dtype.newbyteorder(new_order), casting="equiv")
+        else:
+            array = array.copy()
+        return array.reshape(shape, order=self.order)
 
     def to_buffer(self):
         """The value's bytes as they go in a heap."""
@@ -240,10 +253,14 @@ def _descriptor_args(raw):
 
     shape = tuple(None if d < 0 else d for d in raw.shape)
     if raw.numpy_header:
-        header = ast.literal_eval(raw.numpy_header)
-        order = "F" if header["fortran_order"] else "C"
+        try:
+            header = ast.literal_eval(raw.numpy_header)
+            order = "F" if header["fortran_order"] else "C"
+            dtype, header_shape = np.dtype(header["descr"]), tuple(header["shape"])
+        except (ValueError, SyntaxError, KeyError, TypeError) as error:
+            raise ValueError(f"bad numpy header {raw.numpy_header!r} for item {raw.id:#x}") from error
         return dict(id=raw.id, name=raw.name, description=raw.description,
-                    shape=tuple(header["shape"]), dtype=np.dtype(header["descr"]), order=order)
+                    shape=header_shape, dtype=dtype, order=order)
     return dict(id=raw.id, name=raw.name, description=raw.description, shape=shape,
                 format=[(code, bits) for code, bits in raw.format])
 
@@ -251,15 +268,15 @@ def _descriptor_args(raw):
 def _unpack_bits(data, count, fields):
     """`count` elements of a format item from `data`, each field's bits
     in turn, most significant first: scalars, or tuples for several
-    fields."""
-    value = int.from_bytes(data, "big")
-    total = len(data) * 8
+    fields. One pass: each field is read from the few bytes it spans."""
     at = 0
     out = []
     for _ in range(count):
         element = []
         for code, bits in fields:
-            raw = (value >> (total - at - bits)) & ((1 << bits) - 1)
+            first, last = at // 8, (at + bits + 7) // 8
+            span = int.from_bytes(data[first:last], "big")
+            raw = (span >> ((last - first) * 8 - (at - first * 8) - bits)) & ((1 << bits) - 1)
             at += bits
             if code == "i" and raw >= 1 << (bits - 1):
                 raw -= 1 << bits

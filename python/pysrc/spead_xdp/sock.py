@@ -18,7 +18,7 @@ import ipaddress
 import socket
 from typing import Any
 
-from ._spead_xdp import Empty, InprocQueue, PacketGenerator
+from ._spead_xdp import PacketGenerator
 
 DEFAULT_MAX_PACKET_SIZE = 65535
 
@@ -77,9 +77,13 @@ class MulticastSender(MulticastSocketBase):
         """Sends one datagram; returns the bytes sent."""
         return self._socket.sendto(data, (self.group, self.port))
 
-    def send_heap(self, heap, cnt: int = 1, max_packet_size: int = 1472) -> int:
+    def send_heap(self, heap, cnt: int = None, max_packet_size: int = 1472) -> int:
         """Sends a SPEAD heap (``spead_xdp.send.Heap``) as its packets, one
-        datagram each; returns the bytes sent."""
+        datagram each, with heap cnt `cnt` (by default the next of this
+        sender's sequence 1, 2, ...); returns the bytes sent."""
+        if cnt is None:
+            self._next_cnt = getattr(self, "_next_cnt", 0) + 1
+            cnt = self._next_cnt
         return sum(self.send_data(packet) for packet in PacketGenerator(heap, cnt, max_packet_size))
 
 
@@ -108,28 +112,24 @@ class MulticastReceiver(MulticastSocketBase):
             raise ValueError(f"max_size must be a positive int, not {max_size!r}")
         return self._socket.recv(max_size)
 
-    def receive_heap(self, max_size: int = DEFAULT_MAX_PACKET_SIZE):
-        """Waits for the next whole SPEAD heap (``spead_xdp.recv.Heap``),
-        reassembled from the datagrams as they come; give its values to
-        ``spead_xdp.ItemGroup.update``."""
-        if self._heaps is None:
-            from . import recv
+    def receive_heap(self):
+        """Waits for the next whole SPEAD heap (``spead_xdp.recv.Heap``);
+        give its values to ``spead_xdp.ItemGroup.update``. The first call
+        hands the socket to one of the library's reader threads, which
+        reassembles heaps as datagrams come: use either ``receive`` or
+        ``receive_heap`` on one receiver. A sender's end heap does not end
+        the monitoring: the next call waits for the next stream."""
+        from . import Stopped, recv
 
-            self._queue = InprocQueue()
-            self._heaps = recv.Stream(None)
-            self._heaps.add_inproc_reader(self._queue)
         while True:
+            if self._heaps is None:
+                self._heaps = recv.Stream(None)
+                self._heaps.add_udp_reader(self._socket)
             try:
-                return self._heaps.get_nowait()
-            except Empty:
-                pass
-            self._queue.add_packet(self.receive(max_size))
-            # The reader takes the packet in its own thread: look again
-            # once it has (a heap is complete only after its last packet).
-            try:
-                return self._heaps._native._get(0.05)
-            except Empty:
-                continue
+                return self._heaps.get()
+            except Stopped:
+                self._heaps.stop()
+                self._heaps = None
 
     def close(self) -> None:
         if self._heaps is not None:

@@ -17,8 +17,9 @@ from .._spead_xdp import _RecvStream
 class StreamConfig:
     """spead2's ``recv.StreamConfig`` (keyword-only). ``max_heaps`` (heaps
     under reassembly at once) is used; the others are accepted for
-    spead2's API: heaps are reassembled in any order, and a stop heap
-    always ends the stream."""
+    spead2's API: heaps are reassembled in any order, a stop heap always
+    ends the stream, and reading starts at ``start()`` or the first
+    ``get``, whatever ``explicit_start`` says."""
 
     DEFAULT_MAX_HEAPS = 4
 
@@ -29,6 +30,8 @@ class StreamConfig:
             raise ValueError("max_heaps must be positive")
         if bug_compat != 0:
             raise ValueError("bug_compat flags are not supported (only 0)")
+        if not stop_on_stop_item:
+            raise ValueError("stop_on_stop_item=False is not supported: a stop heap ends the stream")
         self.max_heaps = int(max_heaps)
         self.substreams = substreams
         self.bug_compat = bug_compat
