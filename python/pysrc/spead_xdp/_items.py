@@ -3,11 +3,14 @@
 ``ItemGroup`` with its heap generator. Written for spead_xdp; the bytes
 they put in heaps are spead2's (tested against spead2 from PyPI)."""
 
+import logging
 import numbers
 
 import numpy as np
 
 from ._flavour import Flavour
+
+_logger = logging.getLogger("spead_xdp")
 
 
 def _shape_of(shape):
@@ -143,8 +146,9 @@ class Item(Descriptor):
             raise ValueError(f"Value has shape {tuple(shape)}, expected {self.shape}")
 
     @classmethod
-    def from_raw(cls, raw):
-        """An item (no value yet) from a received descriptor."""
+    def from_raw(cls, raw, flavour=None):
+        """An item (no value yet) from a received descriptor (`flavour` is
+        accepted for spead2's signature: only 64-bit pointers here)."""
         return cls(**_descriptor_args(raw))
 
     def _dynamic_shape(self, max_elements):
@@ -414,6 +418,7 @@ class ItemGroup:
                 continue  # SPEAD's own fields
             item = self._by_id.get(raw_item.id)
             if item is None:
+                _logger.warning("Item with ID %#x received but there is no descriptor", raw_item.id)
                 continue
             item.set_from_raw(raw_item, new_order=new_order)
             updated[item.name] = item
