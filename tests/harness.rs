@@ -517,3 +517,85 @@ fn umem_buffers_go_by_reference_at_mtu_9000() {
         umem_buffers_go_by_reference("l", 212, 9000, 8192);
     }
 }
+
+/// spead-send's datagrams on the harness, and what it printed, for
+/// `options` (the peer's SPEAD port as destination).
+fn spead_send_datagrams(
+    harness: &Harness,
+    receiver: &UdpSocket,
+    options: &[&str],
+    count: usize,
+) -> (Vec<Vec<u8>>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spead-send"))
+        .args(["--transport", "xdp", "--interface", harness.get("HOST_IF")])
+        .args(options)
+        .arg(harness.peer(7148).to_string())
+        .output()
+        .expect("start spead-send");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "spead-send failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (receive(receiver, count), stdout)
+}
+
+/// `spead-send --zero-copy` puts the heaps' payload in the UMEM and sends
+/// it by reference: the same datagrams as the copying path, and every
+/// packet of the data heaps by reference (the first heap's descriptors and
+/// the end heap are the sender's own bytes, copied).
+fn zero_copy_matches_copying(tag: &str, subnet: u8, mtu: u32, packet: &str) {
+    let harness = Harness::up(tag, subnet, mtu);
+    let receiver = peer_receiver(&harness);
+    let options = [
+        "--heaps",
+        "6",
+        "--heap-size",
+        "200000",
+        "--packet",
+        packet,
+        "--rate",
+        "1",
+    ];
+    let expected_packets = {
+        let (copied, _) = spead_send_datagrams(&harness, &receiver, &options, usize::MAX);
+        copied
+    };
+    assert!(
+        expected_packets.len() > 6 * 20,
+        "{} datagrams",
+        expected_packets.len()
+    );
+    let with_zero_copy: Vec<&str> = options.iter().copied().chain(["--zero-copy"]).collect();
+    let (got, stdout) = spead_send_datagrams(&harness, &receiver, &with_zero_copy, expected_packets.len());
+    assert!(
+        got == expected_packets,
+        "--zero-copy datagrams differ from the copying path's"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Zero copy: "))
+        .unwrap_or_else(|| panic!("no zero-copy line in:\n{stdout}"));
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let (by_reference, packets) = (numbers[0], numbers[1]);
+    assert_eq!(packets, got.len() as u64, "{line}");
+    // The descriptors ride in the first heap's first packet(s); the end
+    // heap is one packet: everything else went by reference.
+    assert!(by_reference >= packets - 3 && by_reference < packets, "{line}");
+    println!("--zero-copy at MTU {mtu}: {line}; datagrams identical to the copying path");
+}
+
+#[test]
+fn spead_send_zero_copy_matches_the_copying_path_at_mtu_1500() {
+    if privileged("spead_send_zero_copy_matches_the_copying_path_at_mtu_1500") {
+        zero_copy_matches_copying("zc", 217, 1500, "1472");
+    }
+}
+
+#[test]
+fn spead_send_zero_copy_matches_the_copying_path_at_mtu_9000() {
+    if privileged("spead_send_zero_copy_matches_the_copying_path_at_mtu_9000") {
+        zero_copy_matches_copying("zj", 218, 9000, "8192");
+    }
+}

@@ -22,7 +22,7 @@ use spead_xdp::stream::{
 };
 use spead_xdp::transport::{
     self, HugePages, MulticastInterface, PcapConfig, PcapTransport, TcpTransport, TransportChoice, UdpConfig,
-    UdpTransport, XdpConfig, XdpMode, XdpTransport,
+    UdpTransport, UmemArea, XdpConfig, XdpCounters, XdpMode, XdpTransport,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,6 +151,12 @@ struct Args {
     /// UMEM pages for AF_XDP: huge pages when reserved (auto), required, or never.
     #[arg(long, value_enum, default_value_t = HugePagesArg::Auto, help_heading = "Transport options")]
     huge_pages: HugePagesArg,
+    /// AF_XDP only, one worker: the heaps' payload lives in the UMEM and
+    /// packets reference it instead of copying it, as an engine would
+    /// allocate its buffers there (with a zero-copy driver nothing copies
+    /// the payload at all).
+    #[arg(long, help_heading = "Transport options")]
+    zero_copy: bool,
     /// Sending workers (threads), each with its own socket and an equal
     /// share of every heap's packets and of the rate.
     #[arg(long, default_value_t = 1, help_heading = "Pacing options")]
@@ -327,8 +333,33 @@ fn auto_transport(args: &Args, destinations: &[SocketAddr]) -> Result<TransportK
     }
 }
 
-fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -> Result<Stream> {
-    match transport_kind(args, destinations)? {
+/// What --zero-copy adds to a stream: the payload every item shares,
+/// allocated in its UMEM, and the counters that show it went by
+/// reference.
+struct ZeroCopy {
+    payload: Bytes,
+    counters: Arc<XdpCounters>,
+}
+
+/// The stream, and what --zero-copy adds to it.
+fn open_stream(
+    args: &Args,
+    destinations: &[SocketAddr],
+    config: StreamConfig,
+) -> Result<(Stream, Option<ZeroCopy>)> {
+    if args.zero_copy {
+        ensure!(
+            matches!(args.transport, TransportKind::Xdp | TransportKind::Auto),
+            "--zero-copy needs the AF_XDP transport (--transport xdp)"
+        );
+        ensure!(
+            args.workers == 1,
+            "--zero-copy takes one worker (each AF_XDP socket has its own UMEM)"
+        );
+        return open_xdp_zero_copy(args, destinations, config)
+            .map(|(stream, zero_copy)| (stream, Some(zero_copy)));
+    }
+    let stream = match transport_kind(args, destinations)? {
         // Chosen for zero-copy: in zero-copy mode only, else UDP.
         TransportKind::Xdp if args.transport == TransportKind::Auto => {
             open_xdp(args, destinations, config, XdpMode::ZeroCopy).or_else(|why| {
@@ -340,7 +371,8 @@ fn open_stream(args: &Args, destinations: &[SocketAddr], config: StreamConfig) -
         TransportKind::Udp | TransportKind::Auto => open_udp(args, destinations, config),
         TransportKind::Tcp => open_tcp(args, destinations, config),
         TransportKind::Pcap => open_pcap(args, destinations, config),
-    }
+    }?;
+    Ok((stream, None))
 }
 
 /// A stream over kernel UDP sockets, one per worker.
@@ -421,8 +453,8 @@ fn xdp_interface(args: &Args, destinations: &[SocketAddrV4]) -> Result<String> {
     }
 }
 
-/// A stream over AF_XDP in `mode`: one socket (TX queue) per worker.
-fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig, mode: XdpMode) -> Result<Stream> {
+/// The AF_XDP settings the options ask for.
+fn xdp_config(args: &Args, destinations: &[SocketAddr], mode: XdpMode) -> Result<XdpConfig> {
     let v4 = ipv4_destinations(destinations, "AF_XDP")?;
     let mut xdp = XdpConfig::new(xdp_interface(args, &v4)?, v4);
     xdp.mode = mode;
@@ -443,12 +475,36 @@ fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig, mode
     if let Some(ttl) = args.ttl {
         xdp.ttl = ipv4_ttl(ttl)?;
     }
+    Ok(xdp)
+}
+
+/// A stream over AF_XDP in `mode`: one socket (TX queue) per worker.
+fn open_xdp(args: &Args, destinations: &[SocketAddr], config: StreamConfig, mode: XdpMode) -> Result<Stream> {
+    let xdp = xdp_config(args, destinations, mode)?;
     let workers = worker_configs(args);
     let transports = (0..workers.len() as u32)
         .map(|queue| XdpTransport::new(&XdpConfig { queue, ..xdp.clone() }))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("opening AF_XDP on {}", xdp.interface))?;
     Ok(Stream::with_workers(transports, config, workers)?)
+}
+
+/// A one-worker AF_XDP stream whose UMEM also holds the payload every item
+/// shares: packets reference it rather than copy it.
+fn open_xdp_zero_copy(
+    args: &Args,
+    destinations: &[SocketAddr],
+    config: StreamConfig,
+) -> Result<(Stream, ZeroCopy)> {
+    let xdp = xdp_config(args, destinations, XdpMode::Auto)?;
+    let payload_len = item_payload_len(args)?;
+    let area = UmemArea::with_pages(xdp.buffer_size, payload_len, xdp.huge_pages)?;
+    let payload = Bytes::from_owner(area.alloc(payload_len)?);
+    let transport = XdpTransport::with_area(&xdp, area)
+        .with_context(|| format!("opening AF_XDP on {}", xdp.interface))?;
+    let counters = transport.counters();
+    let stream = Stream::with_worker(transport, config, single(args, "--zero-copy")?)?;
+    Ok((stream, ZeroCopy { payload, counters }))
 }
 
 fn stream_config(args: &Args) -> Result<StreamConfig> {
@@ -463,9 +519,18 @@ fn stream_config(args: &Args) -> Result<StreamConfig> {
     Ok(config)
 }
 
+/// Bytes of each item's value: --heap-size shared by --items of --dtype,
+/// rounded down to whole elements.
+fn item_payload_len(args: &Args) -> Result<usize> {
+    let dtype = NumpyDtype::new(&args.dtype)?;
+    ensure!(args.items > 0, "--items must be at least 1");
+    Ok((args.heap_size / (args.items * dtype.itemsize()) * dtype.itemsize()) as usize)
+}
+
 /// spead2_send's items: --items of --dtype, filling --heap-size between
-/// them (rounded down to whole elements), all sharing one zero buffer.
-fn item_group(args: &Args) -> Result<ItemGroup> {
+/// them (rounded down to whole elements), all sharing one zero buffer
+/// (`payload`, in the UMEM with --zero-copy).
+fn item_group(args: &Args, payload: Option<Bytes>) -> Result<ItemGroup> {
     let flavour = Flavour::new(args.addr_bits)?;
     let dtype = NumpyDtype::new(&args.dtype)?;
     ensure!(args.items > 0, "--items must be at least 1");
@@ -482,7 +547,7 @@ fn item_group(args: &Args) -> Result<ItemGroup> {
         group = group.with_descriptor_frequency(every);
     }
     // One zero buffer shared by every item of every heap: no copies.
-    let zeros = Bytes::from(vec![0u8; (elements * dtype.itemsize()) as usize]);
+    let zeros = payload.unwrap_or_else(|| Bytes::from(vec![0u8; (elements * dtype.itemsize()) as usize]));
     for i in 0..args.items {
         let descriptor = Descriptor::with_dtype(
             group.free_id(),
@@ -670,8 +735,8 @@ fn run(args: &Args) -> Result<bool> {
         .iter()
         .map(|d| resolve(d))
         .collect::<Result<Vec<_>>>()?;
-    let group = item_group(args)?;
-    let stream = open_stream(args, &destinations, stream_config(args)?)?;
+    let (stream, zero_copy) = open_stream(args, &destinations, stream_config(args)?)?;
+    let group = item_group(args, zero_copy.as_ref().map(|z| z.payload.clone()))?;
     // Keep this thread (building heaps, waiting on completions) off the
     // pinned workers' cores where it can, so it does not preempt pacing.
     if let Some(core) = spare_core(args) {
@@ -683,6 +748,13 @@ fn run(args: &Args) -> Result<bool> {
     reporters.stop();
     let interrupted = outcome.interrupted;
     report(&stream, outcome);
+    if let Some(ZeroCopy { counters, .. }) = zero_copy {
+        println!(
+            "Zero copy: {} of {} packets referenced their payload in the UMEM",
+            counters.by_reference(),
+            counters.packets()
+        );
+    }
     Ok(!interrupted)
 }
 
