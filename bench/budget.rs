@@ -5,10 +5,23 @@
 //! packet takes on a 100 GbE wire, which gives the cores line rate needs
 //! for user space alone.
 //!
+//! Two payload paths: copied into each frame, and by reference (the
+//! payload allocated in the UMEM, as `spead-send --zero-copy` and
+//! `XdpStream.allocate` do: each packet's pieces are located in the UMEM
+//! and their offsets taken, as the AF_XDP transport's descriptors need,
+//! and nothing is copied).
+//!
 //! `cargo bench --features internals --bench budget` (no root). The worker is pinned to core 1;
 //! each figure is the best of several runs (the least disturbed by other
-//! work on a shared machine).
+//! work on a shared machine). Where valgrind is installed, the same paths
+//! are also counted in instructions per packet (callgrind; the machine's
+//! noise cannot move them): the instructions executed within the
+//! transport's `send` (packetizer, limiter, payload copy or piece lookup,
+//! frame headers), the process run twice, sending 4 and 8 heaps of 1 MiB,
+//! and the difference divided by the packets it adds.
 
+use std::ops::Range;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,11 +46,32 @@ const HEAP_BYTES: usize = 4 << 20;
 const HEAPS_PER_RUN: usize = 64;
 const RUNS: usize = 7;
 
+/// How a packet's payload reaches its frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PayloadPath {
+    /// Copied into the frame.
+    Copied,
+    /// Referenced where it lies in the UMEM.
+    ByReference,
+}
+
+impl PayloadPath {
+    fn name(self) -> &'static str {
+        match self {
+            PayloadPath::Copied => "copied",
+            PayloadPath::ByReference => "by reference",
+        }
+    }
+}
+
 /// Fills UMEM slots as the AF_XDP transport does, then lets them go
 /// without a syscall: the kernel's part of a send is left out.
 struct NoKernelTransport {
+    area: Arc<UmemArea>,
     /// Mapped by `prepare`, when the packet size is known.
     frames: Option<UmemBuffer>,
+    /// Where payloads sent by reference lie (`None`: everything copied).
+    referable: Option<Range<usize>>,
     slot_size: usize,
     next: usize,
     template: UdpFrameTemplate,
@@ -45,8 +79,10 @@ struct NoKernelTransport {
 }
 
 impl NoKernelTransport {
-    fn new() -> Self {
+    fn new(area: Arc<UmemArea>, referable: Option<Range<usize>>) -> Self {
         NoKernelTransport {
+            area,
+            referable,
             frames: None,
             slot_size: 0,
             next: 0,
@@ -73,8 +109,7 @@ impl Transport for NoKernelTransport {
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         self.slot_size = (max_packet_size + HEADERS).next_multiple_of(CHUNK);
-        let area = UmemArea::new(0, self.slot_size * SLOTS)?;
-        self.frames = Some(area.alloc(self.slot_size * SLOTS)?);
+        self.frames = Some(self.area.alloc(self.slot_size * SLOTS)?);
         Ok(())
     }
 
@@ -87,7 +122,23 @@ impl Transport for NoKernelTransport {
             };
             let start = self.next * self.slot_size;
             let frame = &mut frames[start..start + self.slot_size];
-            packets.write(&mut frame[HEADERS..HEADERS + spec.len]);
+            match &self.referable {
+                None => packets.write(&mut frame[HEADERS..HEADERS + spec.len]),
+                Some(referable) => {
+                    let pieces = packets.write_pieces(&mut frame[HEADERS..HEADERS + spec.len]);
+                    let mut at = HEADERS + pieces.written();
+                    for piece in pieces.pieces() {
+                        let (address, len) = (piece.address(), piece.len());
+                        if address >= referable.start && address + len <= referable.end {
+                            // A descriptor's offset, as the transport takes it.
+                            std::hint::black_box(address - referable.start);
+                        } else {
+                            piece.copy_to(&mut frame[at..]);
+                        }
+                        at += len;
+                    }
+                }
+            }
             self.template.write(frame, spec.len, self.ip_id);
             std::hint::black_box(&frame[0]);
             self.ip_id = self.ip_id.wrapping_add(1);
@@ -98,10 +149,26 @@ impl Transport for NoKernelTransport {
     }
 }
 
-/// Best ns per packet over the runs, sending 4 MiB heaps of `packet`-byte
-/// packets at `rate` bytes/s (0: unpaced).
-fn ns_per_packet(packet: usize, rate: f64) -> f64 {
-    let payload = Bytes::from(vec![7u8; HEAP_BYTES]);
+/// A stream into a transport that leaves the kernel out, and a heap of a
+/// timestamp and `heap_bytes` of payload (in the transport's UMEM when it
+/// goes by reference), with its packets' count.
+fn setup(
+    packet: usize,
+    rate: f64,
+    path: PayloadPath,
+    heap_bytes: usize,
+) -> (Stream, Arc<Heap<'static>>, usize) {
+    let slots = (packet + HEADERS).next_multiple_of(CHUNK) * SLOTS;
+    let area = UmemArea::new(0, slots + heap_bytes).unwrap();
+    let (payload, referable) = match path {
+        PayloadPath::Copied => (Bytes::from(vec![7u8; heap_bytes]), None),
+        PayloadPath::ByReference => {
+            let mut buffer = area.alloc(heap_bytes).unwrap();
+            buffer.as_mut().fill(7);
+            let range = buffer.address()..buffer.address() + heap_bytes;
+            (Bytes::from_owner(buffer), Some(range))
+        }
+    };
     let mut heap = Heap::new(Flavour::SPEAD_64_48);
     heap.add(Item::immediate(0x1600, 1)).unwrap();
     heap.add(Item::new(0x1800, payload)).unwrap();
@@ -121,21 +188,33 @@ fn ns_per_packet(packet: usize, rate: f64) -> f64 {
         core: Some(1),
         ..Default::default()
     };
-    let stream = Stream::with_worker(NoKernelTransport::new(), config, worker).unwrap();
+    let stream = Stream::with_worker(NoKernelTransport::new(area, referable), config, worker).unwrap();
+    (stream, heap, per_heap)
+}
+
+/// Sends `heaps` copies of `heap`, eight in flight.
+fn send(stream: &Stream, heap: &Arc<Heap<'static>>, heaps: usize) {
+    let mut in_flight = std::collections::VecDeque::new();
+    for _ in 0..heaps {
+        if in_flight.len() == 8 {
+            let completion: spead_xdp::stream::Completion = in_flight.pop_front().unwrap();
+            completion.wait().unwrap();
+        }
+        in_flight.push_back(stream.submit(Arc::clone(heap)).unwrap());
+    }
+    for completion in in_flight {
+        completion.wait().unwrap();
+    }
+}
+
+/// Best ns per packet over the runs, sending 4 MiB heaps of `packet`-byte
+/// packets at `rate` bytes/s (0: unpaced).
+fn ns_per_packet(packet: usize, rate: f64, path: PayloadPath) -> f64 {
+    let (stream, heap, per_heap) = setup(packet, rate, path, HEAP_BYTES);
     let mut best = f64::MAX;
     for _ in 0..RUNS {
         let start = Instant::now();
-        let mut in_flight = std::collections::VecDeque::new();
-        for _ in 0..HEAPS_PER_RUN {
-            if in_flight.len() == 8 {
-                let completion: spead_xdp::stream::Completion = in_flight.pop_front().unwrap();
-                completion.wait().unwrap();
-            }
-            in_flight.push_back(stream.submit(Arc::clone(&heap)).unwrap());
-        }
-        for completion in in_flight {
-            completion.wait().unwrap();
-        }
+        send(&stream, &heap, HEAPS_PER_RUN);
         let ns = start.elapsed().as_nanos() as f64 / (HEAPS_PER_RUN * per_heap) as f64;
         best = best.min(ns);
     }
@@ -145,24 +224,120 @@ fn ns_per_packet(packet: usize, rate: f64) -> f64 {
     best
 }
 
+/// Heap size for the instruction counts (smaller: valgrind is slow).
+const COUNTED_HEAP_BYTES: usize = 1 << 20;
+
+/// The child run under callgrind: sends `heaps` heaps and prints how many
+/// packets that was.
+fn counted_run(packet: usize, path: PayloadPath, heaps: usize) {
+    let (stream, heap, per_heap) = setup(packet, 0.0, path, COUNTED_HEAP_BYTES);
+    send(&stream, &heap, heaps);
+    assert_eq!(stream.stats().errors, 0);
+    println!("packets {}", heaps * per_heap);
+}
+
+/// Instructions (callgrind's Ir) of this program sending `heaps` heaps, and
+/// the packets they were; `None` where valgrind cannot run it.
+fn instructions(packet: usize, path: PayloadPath, heaps: usize) -> Option<(u64, u64)> {
+    let out_file = std::env::temp_dir().join(format!(
+        "budget-callgrind-{}-{packet}-{heaps}",
+        std::process::id()
+    ));
+    let out = Command::new("valgrind")
+        // Counted inside the transport's send only: the packetizer, the
+        // limiter and the frame fill, batch by batch, each packet's whole
+        // user-space path but for the queue and completions around it
+        // (whose waits would make a count depend on scheduling).
+        .args([
+            "--tool=callgrind",
+            "--toggle-collect=*NoKernelTransport*as*Transport*send*",
+        ])
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(std::env::current_exe().ok()?)
+        .args(["--count", &packet.to_string(), path.name(), &heaps.to_string()])
+        .output()
+        .ok()?;
+    let text = std::fs::read_to_string(&out_file).ok();
+    let _ = std::fs::remove_file(&out_file);
+    if !out.status.success() {
+        eprintln!(
+            "callgrind: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+        return None;
+    }
+    let total = text?
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: ").or_else(|| l.strip_prefix("totals: ")))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let packets = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("packets "))?
+        .parse()
+        .ok()?;
+    Some((total, packets))
+}
+
+/// Instructions per packet: two runs (4 and 8 heaps), the difference over
+/// the packets it adds.
+fn instructions_per_packet(packet: usize, path: PayloadPath) -> Option<f64> {
+    let (few, few_packets) = instructions(packet, path, 4)?;
+    let (more, more_packets) = instructions(packet, path, 8)?;
+    Some(more.saturating_sub(few) as f64 / (more_packets - few_packets) as f64)
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--test") {
         return;
+    }
+    if let [_, flag, packet, path, heaps] = &args[..] {
+        if flag == "--count" {
+            let path = if path == "copied" {
+                PayloadPath::Copied
+            } else {
+                PayloadPath::ByReference
+            };
+            counted_run(packet.parse().unwrap(), path, heaps.parse().unwrap());
+            return;
+        }
     }
     println!(
         "user-space cost per packet (queue, worker, limiter, packetizer, UMEM frame fill; no kernel), \
          4 MiB heaps, worker on core 1, best of {RUNS} runs of {HEAPS_PER_RUN} heaps"
     );
-    println!("| packet | pacing | ns/packet | 100 GbE budget | cores for line rate |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| packet | payload | pacing | ns/packet | 100 GbE budget | cores for line rate |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let paths = [PayloadPath::Copied, PayloadPath::ByReference];
     for packet in [1472usize, 8192] {
         let budget = (packet + WIRE_OVERHEAD) as f64 * 8.0 / LINE_RATE_BPS * 1e9;
-        for (pacing, rate) in [("rate 0 (no limiter)", 0.0), ("limiter on, never waits", 1e15)] {
-            let ns = ns_per_packet(packet, rate);
-            println!(
-                "| {packet} B | {pacing} | {ns:.1} | {budget:.1} ns | {:.2} |",
-                ns / budget
-            );
+        for path in paths {
+            for (pacing, rate) in [("rate 0 (no limiter)", 0.0), ("limiter on, never waits", 1e15)] {
+                let ns = ns_per_packet(packet, rate, path);
+                println!(
+                    "| {packet} B | {} | {pacing} | {ns:.1} | {budget:.1} ns | {:.2} |",
+                    path.name(),
+                    ns / budget
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "instructions per packet within the transport's send (callgrind, 1 MiB heaps, unpaced; \
+         8 heaps less 4, over the packets they add)"
+    );
+    println!("| packet | payload | instructions/packet |");
+    println!("| --- | --- | --- |");
+    for packet in [1472usize, 8192] {
+        for path in paths {
+            match instructions_per_packet(packet, path) {
+                Some(count) => println!("| {packet} B | {} | {count:.0} |", path.name()),
+                None => println!("| {packet} B | {} | - (valgrind not available) |", path.name()),
+            }
         }
     }
 }
