@@ -132,10 +132,8 @@ impl ItemValue<'_> {
     /// them.
     pub(crate) fn piece(&self, offset: usize, len: usize) -> Option<Piece<'_>> {
         match self {
-            ItemValue::Foreign(memory) => {
-                let memory = memory.memory();
-                (offset.checked_add(len)? <= memory.len()).then_some(Piece::Foreign { memory, offset, len })
-            }
+            ItemValue::Foreign(memory) => (offset.checked_add(len)? <= memory.memory().len())
+                .then_some(Piece::Foreign { memory, offset, len }),
             value => value
                 .bytes()?
                 .get(offset..offset.checked_add(len)?)
@@ -152,14 +150,17 @@ pub enum Piece<'p> {
     Bytes(&'p [u8]),
     /// `len` bytes from `offset` of foreign memory.
     Foreign {
-        /// The memory.
-        memory: &'p dyn ForeignMemory,
+        /// The memory (a thin reference: a piece is moved with every packet).
+        memory: &'p ForeignBytes,
         /// Where the piece starts in it.
         offset: usize,
         /// Its length.
         len: usize,
     },
 }
+
+// Pieces are moved with every packet: keep them to three words.
+const _: () = assert!(std::mem::size_of::<Piece<'static>>() <= 24);
 
 impl Default for Piece<'_> {
     fn default() -> Self {
@@ -192,7 +193,7 @@ impl Piece<'_> {
         let dst = &mut dst[..self.len()];
         match self {
             Piece::Bytes(bytes) => dst.copy_from_slice(bytes),
-            Piece::Foreign { memory, offset, .. } => memory.copy_to(*offset, dst),
+            Piece::Foreign { memory, offset, .. } => memory.memory().copy_to(*offset, dst),
         }
     }
 
@@ -201,7 +202,7 @@ impl Piece<'_> {
         match self {
             Piece::Bytes(bytes) => bytes.as_ptr() as usize,
             // Compared with a transport's memory, never dereferenced.
-            Piece::Foreign { memory, offset, .. } => memory.address().wrapping_add(*offset),
+            Piece::Foreign { memory, offset, .. } => memory.memory().address().wrapping_add(*offset),
         }
     }
 }

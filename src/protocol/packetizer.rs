@@ -27,7 +27,7 @@ pub const PREFIX_LEN: usize = POINTER_SIZE * (1 + BOOKKEEPING_POINTERS);
 pub const MIN_PACKET_SIZE: usize = PREFIX_LEN + 2 * POINTER_SIZE;
 
 /// Most payload pieces [`HeapPackets::next_packet_parts`] returns for one packet.
-pub const MAX_PARTS: usize = 8;
+pub const MAX_PARTS: usize = 4;
 
 /// One packet as its header (written into a frame) and its payload, by
 /// reference to the items' memory, so a transport can send the payload

@@ -71,7 +71,7 @@ pub mod internals {
 }
 
 /// Most pieces of payload one packet can reference.
-pub const MAX_REF_PIECES: usize = 8;
+pub const MAX_REF_PIECES: usize = 4;
 const _: () = assert!(MAX_REF_PIECES == crate::protocol::packetizer::MAX_PARTS);
 
 /// The next packet a [`PacketSource`] offers: its length and destination,
