@@ -63,6 +63,8 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Sender {
     Xdp,
+    /// AF_XDP with the heaps' payload in the UMEM (`--zero-copy`).
+    XdpZeroCopy,
     Udp,
     Spead2,
     XdpCeiling,
@@ -77,8 +79,9 @@ enum Sender {
     BaselineUdpTwoWorkers,
 }
 
-const SENDERS: [Sender; 7] = [
+const SENDERS: [Sender; 8] = [
     Sender::Xdp,
+    Sender::XdpZeroCopy,
     Sender::Udp,
     Sender::Spead2,
     Sender::XdpCeiling,
@@ -91,6 +94,7 @@ impl Sender {
     fn name(self) -> &'static str {
         match self {
             Sender::Xdp => "spead-xdp AF_XDP",
+            Sender::XdpZeroCopy => "spead-xdp AF_XDP, payload in the UMEM",
             Sender::Udp => "spead-xdp UDP",
             Sender::Spead2 => "spead2_send.py",
             Sender::XdpCeiling => "raw AF_XDP ring (ceiling)",
@@ -187,9 +191,11 @@ fn run_command(harness: &common::veth::VethHarness, sender: Sender, work: Worklo
             };
             let mut c = Command::new(binary);
             let transport = match sender {
-                Sender::Xdp | Sender::XdpTwoQueues | Sender::BaselineXdp | Sender::BaselineXdpTwoQueues => {
-                    "xdp"
-                }
+                Sender::Xdp
+                | Sender::XdpZeroCopy
+                | Sender::XdpTwoQueues
+                | Sender::BaselineXdp
+                | Sender::BaselineXdpTwoQueues => "xdp",
                 _ => "udp",
             };
             let (workers, cores) = match sender {
@@ -209,6 +215,9 @@ fn run_command(harness: &common::veth::VethHarness, sender: Sender, work: Worklo
                 transport,
             ])
             .args(["--interface", harness.get("HOST_IF")]);
+            if sender == Sender::XdpZeroCopy {
+                c.arg("--zero-copy");
+            }
             c
         }
     };
@@ -423,13 +432,14 @@ fn main() {
         println!(
             "ratios of median packets/s: AF_XDP/spead2 {:.2}, UDP/spead2 {:.2}, \
              AF_XDP/its ceiling {:.2}, UDP/its ceiling {:.2}; on 2 cores: AF_XDP/spead2 {:.2}, \
-             UDP/spead2 {:.2}",
+             UDP/spead2 {:.2}; payload in the UMEM/copied {:.2}",
             ratio(Sender::Xdp, Sender::Spead2),
             ratio(Sender::Udp, Sender::Spead2),
             ratio(Sender::Xdp, Sender::XdpCeiling),
             ratio(Sender::Udp, Sender::UdpCeiling),
             ratio(Sender::XdpTwoQueues, Sender::Spead2),
-            ratio(Sender::UdpTwoWorkers, Sender::Spead2)
+            ratio(Sender::UdpTwoWorkers, Sender::Spead2),
+            ratio(Sender::XdpZeroCopy, Sender::Xdp)
         );
         if baseline_binary().is_some() {
             let cells: Vec<String> = SENDERS

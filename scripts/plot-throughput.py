@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {
     "spead-xdp AF_XDP": "#d62728",
+    "spead-xdp AF_XDP, payload in the UMEM": "#e377c2",
     "spead-xdp UDP": "#1f77b4",
     "spead2_send.py": "#2ca02c",
     "raw AF_XDP ring (ceiling)": "#ff9896",
