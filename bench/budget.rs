@@ -241,18 +241,25 @@ fn send(stream: &Stream, heap: &Arc<Heap<'static>>, heaps: usize) {
 /// Best ns per packet over the runs, sending 4 MiB heaps of `packet`-byte
 /// packets at `rate` bytes/s (0: unpaced).
 fn ns_per_packet(packet: usize, rate: f64, path: PayloadPath) -> f64 {
-    let (stream, heap, per_heap) = setup(packet, rate, path, HEAP_BYTES, None);
+    ns_per_packet_of(packet, rate, path, HEAP_BYTES).0
+}
+
+/// Best ns per packet over the runs for heaps of `heap_bytes` (as many
+/// heaps a run as make 256 MiB), and the packets a heap has.
+fn ns_per_packet_of(packet: usize, rate: f64, path: PayloadPath, heap_bytes: usize) -> (f64, usize) {
+    let heaps = (HEAPS_PER_RUN * HEAP_BYTES / heap_bytes).max(1);
+    let (stream, heap, per_heap) = setup(packet, rate, path, heap_bytes, None);
     let mut best = f64::MAX;
     for _ in 0..RUNS {
         let start = Instant::now();
-        send(&stream, &heap, HEAPS_PER_RUN);
-        let ns = start.elapsed().as_nanos() as f64 / (HEAPS_PER_RUN * per_heap) as f64;
+        send(&stream, &heap, heaps);
+        let ns = start.elapsed().as_nanos() as f64 / (heaps * per_heap) as f64;
         best = best.min(ns);
     }
     let stats = stream.stats();
     assert_eq!(stats.errors, 0);
-    assert_eq!(stats.packets(), (RUNS * HEAPS_PER_RUN * per_heap) as u64);
-    best
+    assert_eq!(stats.packets(), (RUNS * heaps * per_heap) as u64);
+    (best, per_heap)
 }
 
 /// Heap size for the instruction counts (smaller: valgrind is slow).
@@ -371,6 +378,22 @@ fn main() {
                 );
             }
         }
+    }
+    println!();
+    println!(
+        "small heaps, payload by reference, unpaced: what a heap's fixed cost (queue, worker \
+         pickup, completion) adds"
+    );
+    println!("| heap | packet | packets/heap | ns/packet | 4 MiB heaps ns/packet | fixed cost per heap |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (heap_bytes, packet) in [(16usize << 10, 1472usize), (64 << 10, 8192)] {
+        let (small, per_heap) = ns_per_packet_of(packet, 0.0, PayloadPath::ByReference, heap_bytes);
+        let large = ns_per_packet(packet, 0.0, PayloadPath::ByReference);
+        println!(
+            "| {} KiB | {packet} B | {per_heap} | {small:.1} | {large:.1} | {:.0} ns |",
+            heap_bytes >> 10,
+            (small - large) * per_heap as f64
+        );
     }
     println!();
     println!(

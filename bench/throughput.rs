@@ -16,6 +16,7 @@
 //! `cargo bench --features sink --bench throughput`
 //! (`SPEAD_BENCH_ROUNDS`, default 3, sets the rounds;
 //! `SPEAD_BENCH_ONLY=1472,8192` keeps the workloads with those packet sizes;
+//! `SPEAD_BENCH_HEAP_KIB=16,64` those with those heap sizes;
 //! `SPEAD_BENCH_BASELINE=PATH` adds the spead-send at PATH, say a build of
 //! an earlier commit, as four more senders in the same rounds, with the
 //! ratios of ours to it.)
@@ -381,8 +382,15 @@ fn main() {
     let only: Option<Vec<usize>> = std::env::var("SPEAD_BENCH_ONLY")
         .ok()
         .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
+    let only_heaps: Option<Vec<u64>> = std::env::var("SPEAD_BENCH_HEAP_KIB")
+        .ok()
+        .map(|v| v.split(',').filter_map(|h| h.trim().parse().ok()).collect());
     for (heap_size, packet) in WORKLOADS {
-        if only.as_ref().is_some_and(|o| !o.contains(&packet)) {
+        if only.as_ref().is_some_and(|o| !o.contains(&packet))
+            || only_heaps
+                .as_ref()
+                .is_some_and(|h| !h.contains(&(heap_size >> 10)))
+        {
             continue;
         }
         let work = Workload {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -209,12 +209,14 @@ impl Completion {
     /// to sleep and woken for every heap (on a VM, an interrupt between
     /// cores each time), at the price of that much busy CPU.
     pub fn wait_spinning(mut self, spin: Duration) -> Result<u64, SendError> {
-        let start = Instant::now();
+        // Timed by the TSC (quanta's clock): where clock_gettime is a system
+        // call, as on this VM, Instant would cost one a turn of the loop.
+        let start = quanta::Instant::now();
         loop {
             if let Some(result) = self.try_wait() {
                 return result;
             }
-            if start.elapsed() >= spin {
+            if quanta::Instant::now().duration_since(start) >= spin {
                 return self.wait();
             }
             std::hint::spin_loop();

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
@@ -144,13 +144,19 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     fn wait_for_job(&mut self, queue: &Receiver<WorkerShare>) -> Option<WorkerShare> {
         // Idle from here: time owed from before (a stall) stays owed, idle
         // time is not banked for a catch-up burst.
-        self.limiter.idle(self.clock.now());
-        let start = Instant::now();
+        let idle_since = self.clock.now();
+        self.limiter.idle(idle_since);
+        // The poll is timed on the pacing clock (the TSC where there is
+        // one): where the host's clock_gettime is a system call (this VM),
+        // timing it with Instant cost two calls a heap.
+        let poll_until = idle_since.saturating_add(self.idle_poll.as_nanos() as u64);
         let share = loop {
             match queue.try_recv() {
                 Ok(share) => break share,
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if start.elapsed() < self.idle_poll => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) if !self.idle_poll.is_zero() && self.clock.now() < poll_until => {
+                    std::hint::spin_loop()
+                }
                 Err(TryRecvError::Empty) => break queue.recv().ok()?,
             }
         };
