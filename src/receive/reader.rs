@@ -357,11 +357,7 @@ pub(super) fn read_pcap(mut source: PcapSource, shared: Arc<Shared>, ring: Ring)
         let datagrams = ends.iter().scan(0, |start, &end| {
             Some(&payloads[std::mem::replace(start, end)..end])
         });
-        let mut ended = take(&shared, datagrams, &mut ready);
-        if at_end {
-            ended |= source_ended(&shared, &mut ready);
-        }
-        if !deliver(&shared, &ring, &mut ready, ended) || at_end {
+        if !hand_over(&shared, &ring, datagrams, at_end, &mut ready) {
             break;
         }
     }
@@ -394,16 +390,36 @@ pub(super) fn read_inproc(queue: InprocQueue, shared: Arc<Shared>, ring: Ring) {
             Taken::Empty => continue,
             Taken::Ended => true,
         };
-        let mut ended = take(&shared, batch.iter().map(Vec::as_slice), &mut ready);
+        let go_on = hand_over(
+            &shared,
+            &ring,
+            batch.iter().map(Vec::as_slice),
+            at_end,
+            &mut ready,
+        );
         batch.drain(..).for_each(|buffer| queue.recycle(buffer));
-        if at_end {
-            ended |= source_ended(&shared, &mut ready);
-        }
-        if !deliver(&shared, &ring, &mut ready, ended) || at_end {
+        if !go_on {
             break;
         }
     }
     guard.done = true;
+}
+
+/// A waiting reader's batch (a file's, or an in-process queue's): takes
+/// `datagrams` into the stream, counts the source ended if `at_end`, and
+/// delivers what completed; says whether to read on.
+fn hand_over<'d>(
+    shared: &Shared,
+    ring: &Ring,
+    datagrams: impl Iterator<Item = &'d [u8]>,
+    at_end: bool,
+    ready: &mut Vec<ReceivedHeap>,
+) -> bool {
+    let mut ended = take(shared, datagrams, ready);
+    if at_end {
+        ended |= source_ended(shared, ready);
+    }
+    deliver(shared, ring, ready, ended) && !at_end
 }
 
 /// Counts a source as ended; when it was the last, flushes the heaps still
