@@ -103,6 +103,13 @@ impl Flavour {
     }
 }
 
+/// `flavour` as the Python package's subclassable `spead_xdp.Flavour`.
+fn flavour_object(py: Python<'_>, flavour: protocol::Flavour) -> PyResult<Bound<'_, PyAny>> {
+    py.import("spead_xdp._flavour")?
+        .getattr("Flavour")?
+        .call1((4, 64, flavour.heap_address_bits(), 0))
+}
+
 impl Flavour {
     fn default_64_40() -> Self {
         Flavour {
@@ -194,9 +201,19 @@ struct StreamConfig {
 /// A size argument: a non-negative int. Anything else is a `TypeError`,
 /// as spead2's conversion to `size_t` makes it.
 fn size_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
-    value.extract::<usize>().map_err(|_| {
+    int_arg(value, name, "a non-negative int")
+}
+
+/// An integer argument `name` of type `T`, described as `kind` in the
+/// `TypeError` that names the value given otherwise.
+fn int_arg<T: for<'a, 'py> FromPyObject<'a, 'py>>(
+    value: &Bound<'_, PyAny>,
+    name: &str,
+    kind: &str,
+) -> PyResult<T> {
+    value.extract().map_err(|_| {
         PyTypeError::new_err(format!(
-            "{name} must be a non-negative int, not {}",
+            "{name} must be {kind}, not {}",
             value.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
         ))
     })
@@ -407,10 +424,7 @@ impl Heap {
     /// The heap's flavour, a `spead_xdp.Flavour`.
     #[getter]
     fn flavour<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let bits = self.flavour.inner.heap_address_bits();
-        py.import("spead_xdp._flavour")?
-            .getattr("Flavour")?
-            .call1((4, 64, bits, 0))
+        flavour_object(py, self.flavour.inner)
     }
 
     #[getter]
@@ -1212,31 +1226,23 @@ impl UdpEgress {
                 None => Ok(()),
             }
         }
-        fn int<T: for<'a, 'py> FromPyObject<'a, 'py>>(value: &Bound<'_, PyAny>, name: &str) -> PyResult<T> {
-            value.extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "{name} must be an int, not {}",
-                    value.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
-                ))
-            })
-        }
         match args.len() {
             0 => {}
             1 => {
                 let first = args.get_item(0)?;
                 match first.extract::<String>() {
                     Ok(address) => set(&mut interface_address, address, "interface_address")?,
-                    Err(_) => set(&mut ttl, int(&first, "ttl")?, "ttl")?,
+                    Err(_) => set(&mut ttl, int_arg(&first, "ttl", "an int")?, "ttl")?,
                 }
             }
             2 => {
-                set(&mut ttl, int(&args.get_item(0)?, "ttl")?, "ttl")?;
+                set(&mut ttl, int_arg(&args.get_item(0)?, "ttl", "an int")?, "ttl")?;
                 let second = args.get_item(1)?;
                 match second.extract::<String>() {
                     Ok(address) => set(&mut interface_address, address, "interface_address")?,
                     Err(_) => set(
                         &mut interface_index,
-                        int(&second, "interface_index")?,
+                        int_arg(&second, "interface_index", "an int")?,
                         "interface_index",
                     )?,
                 }
@@ -1962,13 +1968,10 @@ impl RecvHeap {
         self.heap.cnt()
     }
 
-    /// Its flavour.
+    /// Its flavour, a `spead_xdp.Flavour`.
     #[getter]
     fn flavour<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let bits = self.heap.flavour().heap_address_bits();
-        py.import("spead_xdp._flavour")?
-            .getattr("Flavour")?
-            .call1((4, 64, bits, 0))
+        flavour_object(py, self.heap.flavour())
     }
 
     /// Whether every byte of it arrived.
