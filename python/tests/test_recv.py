@@ -6,8 +6,6 @@ leave freely; a Python monitor keeps up with a 2 Gb/s stream."""
 
 import asyncio
 import errno
-import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -24,16 +22,8 @@ import spead_xdp.recv.asyncio
 import spead_xdp.send
 import spead_xdp.send.asyncio
 import spead_xdp.sock
+from _harness import ROOT, privileged, veth
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def privileged(test):
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("SPEAD_SKIP_PRIVILEGED") == "1":
-        pytest.skip(f"{test}: needs root (SPEAD_SKIP_PRIVILEGED=1)")
-    pytest.fail(f"{test} needs root (network namespaces); set SPEAD_SKIP_PRIVILEGED=1 to skip it")
 
 
 def free_udp_port():
@@ -338,12 +328,7 @@ print(len(got[0]), len(got[1]), got[0] == [b"datagram %d" % i for i in range(cou
 
 def test_two_multicast_receivers_get_every_datagram_and_one_may_leave():
     privileged("test_two_multicast_receivers_get_every_datagram_and_one_may_leave")
-    script = ROOT / "scripts" / "setup-veth.sh"
-    name = f"pysock{os.getpid() % 10000}"
-    up = subprocess.run(["bash", script, "up", name, "--subnet", "233", "--mtu", "1500"],
-                        capture_output=True, text=True, check=True)
-    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
-    try:
+    with veth("pysock", 233, 1500) as env:
         # The group is routed out of the namespace's own interface.
         subprocess.run(["ip", "netns", "exec", env["NETNS"], "ip", "route", "add", "224.0.0.0/4",
                         "dev", env["PEER_IF"]], check=True)
@@ -353,8 +338,6 @@ def test_two_multicast_receivers_get_every_datagram_and_one_may_leave():
         first, second, in_order = out.stdout.split()
         assert (int(first), in_order) == (40, "True")
         assert 20 <= int(second) <= 21, out.stdout  # it left after the 21st
-    finally:
-        subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
 MONITOR = r"""
@@ -382,34 +365,27 @@ def test_a_python_monitor_takes_every_heap_of_a_2_gbps_stream():
     if not binary.exists():
         binary = ROOT / "target" / "release" / "spead-send"
     assert binary.exists(), "build spead-send first (cargo build)"
-    script = ROOT / "scripts" / "setup-veth.sh"
-    name = f"pymon{os.getpid() % 10000}"
-    up = subprocess.run(["bash", script, "up", name, "--subnet", "232", "--mtu", "9000"],
-                        capture_output=True, text=True, check=True)
-    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
     group = "239.20.2.1"
-    monitor = None
-    try:
+    with veth("pymon", 232, 9000) as env:
         monitor = subprocess.Popen(
             ["ip", "netns", "exec", env["NETNS"], sys.executable, "-c", MONITOR, group, "7148", env["PEER_IP"]],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        assert monitor.stdout.readline().strip() == "ready"
-        sent = subprocess.run(
-            [binary, "--quiet", "--transport", "udp", "--bind", env["HOST_IP"], "--ttl", "1",
-             "--rate", "2", "--heaps", "300", "--heap-size", "1048576", "--packet", "8192",
-             f"{group}:7148"],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert sent.returncode == 0, sent.stderr
-        out, err = monitor.communicate(timeout=30)
-        heaps, complete, incomplete, kernel_drops, ring_drops = map(int, out.split())
-        assert (heaps, complete, incomplete, kernel_drops, ring_drops) == (300, 300, 0, 0, 0), err
-    finally:
-        if monitor is not None:
+        try:
+            assert monitor.stdout.readline().strip() == "ready"
+            sent = subprocess.run(
+                [binary, "--quiet", "--transport", "udp", "--bind", env["HOST_IP"], "--ttl", "1",
+                 "--rate", "2", "--heaps", "300", "--heap-size", "1048576", "--packet", "8192",
+                 f"{group}:7148"],
+                capture_output=True, text=True, timeout=60,
+            )
+            assert sent.returncode == 0, sent.stderr
+            out, err = monitor.communicate(timeout=30)
+            heaps, complete, incomplete, kernel_drops, ring_drops = map(int, out.split())
+            assert (heaps, complete, incomplete, kernel_drops, ring_drops) == (300, 300, 0, 0, 0), err
+        finally:
             monitor.kill()
             monitor.wait()
-        subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
 def test_the_monitor_example_shows_what_the_sender_example_sends():

@@ -13,6 +13,7 @@ import spead2.send
 
 import spead_xdp
 import spead_xdp.send
+from _harness import privileged, veth
 
 
 class RawItem:
@@ -327,16 +328,6 @@ def test_stats_and_metrics_are_served():
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2)
 
 
-def privileged(test):
-    import os
-
-    if os.geteuid() == 0:
-        return True
-    if os.environ.get("SPEAD_SKIP_PRIVILEGED") == "1":
-        pytest.skip(f"{test}: needs root (SPEAD_SKIP_PRIVILEGED=1)")
-    pytest.fail(f"{test} needs root (veth, AF_XDP); set SPEAD_SKIP_PRIVILEGED=1 to skip it")
-
-
 RECEIVE = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -352,18 +343,11 @@ sys.stdout.write(out.hex())
 
 
 def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
-    import os
-    import pathlib
     import subprocess
     import sys
 
     privileged("test_the_af_xdp_stream_sends_what_the_bytes_stream_writes")
-    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "setup-veth.sh"
-    name = f"pyxdp{os.getpid() % 10000}"
-    up = subprocess.run(["bash", script, "up", name, "--subnet", "237", "--mtu", "1500"],
-                        capture_output=True, text=True, check=True)
-    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
-    try:
+    with veth("pyxdp", 237, 1500) as env:
         flavour = (4, 64, 48, 0)
         heaps = [heap(spead_xdp, flavour, seed) for seed in range(3)]
         expected = bytes_of(spead_xdp, lambda s: [s.send_heap(h) for h in heaps])
@@ -382,8 +366,6 @@ def test_the_af_xdp_stream_sends_what_the_bytes_stream_writes():
         got, _ = receiver.communicate(timeout=10)
         assert bytes.fromhex(got) == expected
         assert stream.stats.packets == 12
-    finally:
-        subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
 def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
@@ -391,18 +373,11 @@ def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
     sent, changed in place, sent again; the wire carries what a
     BytesStream makes of the same heap at each step, and every packet's
     payload went by reference (the AF_XDP counters)."""
-    import os
-    import pathlib
     import subprocess
     import sys
 
     privileged("test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place")
-    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "setup-veth.sh"
-    name = f"pyumem{os.getpid() % 10000}"
-    up = subprocess.run(["bash", script, "up", name, "--subnet", "236", "--mtu", "1500"],
-                        capture_output=True, text=True, check=True)
-    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
-    try:
+    with veth("pyumem", 236, 1500) as env:
         config = spead_xdp.send.XdpConfig(
             endpoints=[(env["PEER_IP"], 7148)], interface_address=env["HOST_IP"], user_buffer_size=1 << 20
         )
@@ -458,8 +433,6 @@ def test_arrays_allocated_in_the_umem_go_by_reference_changed_in_place():
         gc.collect()
         spectrum[:] = 7
         assert (spectrum == 7).all()
-    finally:
-        subprocess.run(["bash", script, "down", name], capture_output=True)
 
 
 def test_tcp_streams_send_spead2s_bytes_connected_or_over_a_socket():
