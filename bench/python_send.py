@@ -52,6 +52,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "target" / "release"
 
 
+def loop_heap(package, data):
+    """One of the loop's heaps: a 48-bit timestamp and `data` (4 MiB)."""
+    ig = package.send.ItemGroup(flavour=package.Flavour(4, 64, 48, 0))
+    ig.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=0)
+    ig.add_item(0x1800, "data", "", (HEAP_SIZE,), dtype=np.uint8, value=data)
+    return ig.get_heap(descriptors="none", data="all")
+
+
 @functools.lru_cache
 def packets_per_heap(packet):
     """Packets of one of the loop's heaps, as spead_xdp's packet generator
@@ -59,10 +67,7 @@ def packets_per_heap(packet):
     import spead_xdp
     import spead_xdp.send
 
-    ig = spead_xdp.send.ItemGroup(flavour=spead_xdp.Flavour(4, 64, 48, 0))
-    ig.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=0)
-    ig.add_item(0x1800, "data", "", (HEAP_SIZE,), dtype=np.uint8, value=np.zeros(HEAP_SIZE, np.uint8))
-    heap = ig.get_heap(descriptors="none", data="all")
+    heap = loop_heap(spead_xdp, np.zeros(HEAP_SIZE, np.uint8))
     return sum(1 for _ in spead_xdp.send.PacketGenerator(heap, 1, packet))
 
 
@@ -101,10 +106,7 @@ async def python_loop(package, packet, destination, transport="udp"):
 
 async def send_all(stream, package, packet, allocate):
     data = allocate((HEAP_SIZE,), np.uint8) if allocate else np.zeros(HEAP_SIZE, np.uint8)
-    ig = package.send.ItemGroup(flavour=package.Flavour(4, 64, 48, 0))
-    ig.add_item(0x1600, "timestamp", "", (), format=[("u", 48)], value=0)
-    ig.add_item(0x1800, "data", "", (HEAP_SIZE,), dtype=np.uint8, value=data)
-    heaps = [ig.get_heap(descriptors="none", data="all") for _ in range(HEAPS)]
+    heaps = [loop_heap(package, data) for _ in range(HEAPS)]
     start = time.perf_counter()
     futures = []
     for h in heaps:
