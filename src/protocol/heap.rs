@@ -105,6 +105,7 @@ impl std::fmt::Debug for ItemValue<'_> {
 impl ItemValue<'_> {
     /// The value's bytes, or `None` for an inline integer and for foreign
     /// memory (which is only copied out).
+    #[inline]
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
             ItemValue::Borrowed(b) => Some(b),
@@ -130,6 +131,7 @@ impl ItemValue<'_> {
 
     /// The value's `len` bytes from `offset` as a payload piece, if it has
     /// them.
+    #[inline]
     pub(crate) fn piece(&self, offset: usize, len: usize) -> Option<Piece<'_>> {
         match self {
             ItemValue::Foreign(memory) => (offset.checked_add(len)? <= memory.memory().len())
@@ -176,6 +178,7 @@ impl<'p> From<&'p [u8]> for Piece<'p> {
 
 impl Piece<'_> {
     /// Its length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             Piece::Bytes(bytes) => bytes.len(),
@@ -198,6 +201,7 @@ impl Piece<'_> {
     }
 
     /// The address of its first byte.
+    #[inline]
     pub fn address(&self) -> usize {
         match self {
             Piece::Bytes(bytes) => bytes.as_ptr() as usize,
@@ -271,6 +275,7 @@ impl<'a> Item<'a> {
     }
 
     /// The value.
+    #[inline]
     pub fn value(&self) -> &ItemValue<'a> {
         &self.value
     }
@@ -397,6 +402,7 @@ impl<'a> Heap<'a> {
     }
 
     /// Items in the order added.
+    #[inline]
     pub fn items(&self) -> &[Item<'a>] {
         &self.items
     }

@@ -15,7 +15,7 @@ pub use decoder::{DecodeError, PacketInfo};
 pub use descriptor::{DataType, Descriptor, DescriptorError, FormatField, NumpyDtype};
 pub use flavour::{Flavour, FlavourError, ItemPointer, StreamControl};
 pub use heap::{ForeignBytes, ForeignMemory, Heap, HeapError, Item, ItemHandle, ItemValue, Piece};
-pub use packetizer::{HeapPackets, PacketParts, PacketSizing, PacketizeError};
+pub use packetizer::{HeapPackets, PacketPieces, PacketSizing, PacketizeError, MAX_PARTS};
 pub use reassembler::{
     Reassembler, ReassemblerConfig, ReassemblyError, ReassemblyStats, ReceivedHeap, ReceivedItem,
 };

@@ -10,6 +10,7 @@
 //! zeros for the item). We put the real bytes first, which is what the
 //! pointers say. No other heap is affected.
 
+use arrayvec::ArrayVec;
 use thiserror::Error;
 
 use super::flavour::{item_id, Flavour, POINTER_SIZE};
@@ -26,60 +27,69 @@ pub const PREFIX_LEN: usize = POINTER_SIZE * (1 + BOOKKEEPING_POINTERS);
 /// The smallest usable packet: the prefix, one pointer and 8 payload bytes.
 pub const MIN_PACKET_SIZE: usize = PREFIX_LEN + 2 * POINTER_SIZE;
 
-/// Most payload pieces [`HeapPackets::next_packet_parts`] returns for one packet.
+/// Most payload pieces one packet references.
 pub const MAX_PARTS: usize = 4;
 
-/// One packet as its header (written into a frame) and its payload, by
-/// reference to the items' memory, so a transport can send the payload
-/// without copying it.
-#[derive(Debug, Clone, Copy)]
-pub struct PacketParts<'p> {
-    /// Bytes of header and item pointers written at the start of the frame.
-    header_len: usize,
-    /// The payload pieces, in order (`count` of them).
-    payload: [Piece<'p>; MAX_PARTS],
-    /// Pieces in `payload`.
-    count: usize,
-    /// Zero bytes of padding after the payload pieces.
-    padding: usize,
+/// A packet as its first bytes, written into the sender's frame, and the
+/// payload pieces that follow them, by reference to the items' memory, so
+/// a transport can send the payload without copying it (or copy it, with
+/// [`write_payload`](Self::write_payload)).
+#[derive(Debug, Clone, Default)]
+pub struct PacketPieces<'a> {
+    written: usize,
+    pieces: ArrayVec<Piece<'a>, MAX_PARTS>,
 }
 
-impl<'p> PacketParts<'p> {
-    /// Bytes of header and item pointers written at the start of the frame.
-    pub fn header_len(&self) -> usize {
-        self.header_len
+impl<'a> PacketPieces<'a> {
+    /// A packet whose first `written` bytes are in the buffer, with no
+    /// pieces yet.
+    pub fn new(written: usize) -> Self {
+        PacketPieces {
+            written,
+            pieces: ArrayVec::new(),
+        }
     }
 
-    /// Zero bytes of padding after the payload pieces (written by
-    /// [`write_payload`](Self::write_payload), never referenced).
-    pub fn padding(&self) -> usize {
-        self.padding
+    /// Adds a piece after the bytes written; `Err` (handing it back) when
+    /// [`MAX_PARTS`] pieces are there already.
+    pub fn push(&mut self, piece: impl Into<Piece<'a>>) -> Result<(), Piece<'a>> {
+        self.pieces.try_push(piece.into()).map_err(|e| e.element())
     }
 
-    /// The payload pieces.
-    pub fn pieces(&self) -> &[Piece<'p>] {
-        &self.payload[..self.count]
+    /// Bytes written into the buffer.
+    pub fn written(&self) -> usize {
+        self.written
     }
 
-    /// The whole packet's length.
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[Piece<'a>] {
+        &self.pieces
+    }
+
+    /// The packet's whole length: bytes written and pieces.
     pub fn len(&self) -> usize {
-        self.header_len + self.pieces().iter().map(|p| p.len()).sum::<usize>() + self.padding
+        self.written + self.pieces.iter().map(|p| p.len()).sum::<usize>()
     }
 
-    /// Copies the payload (and its padding) behind the header in `frame`,
-    /// making the whole packet there.
+    /// Whether the packet has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the pieces behind the bytes written in `frame` (which must
+    /// hold the whole packet), making the whole packet there.
     pub fn write_payload(&self, frame: &mut [u8]) {
-        let mut at = self.header_len;
+        let mut at = self.written;
         for piece in self.pieces() {
             piece.copy_to(&mut frame[at..]);
             at += piece.len();
         }
-        frame[at..at + self.padding].fill(0);
     }
 
-    /// Whether the packet is empty (never: every packet has a header).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Forgets any pieces: the packet is its first `written` bytes.
+    fn set_whole(&mut self, written: usize) {
+        self.pieces.clear();
+        self.written = written;
     }
 }
 
@@ -208,11 +218,18 @@ impl<'p> HeapPackets<'p> {
     /// Writes the next packet's header and item pointers at the start of
     /// `frame` and returns them with the packet's payload as references into
     /// the items' memory, moving on as [`write_next`](Self::write_next)
-    /// would. `None` when the heap is done, or (moving nothing) when the
-    /// payload spans more than [`MAX_REF_PIECES`](crate::transport::MAX_REF_PIECES)
-    /// items: write that one whole.
-    pub fn next_packet_parts(&mut self, frame: &mut [u8]) -> Result<Option<PacketParts<'p>>, PacketizeError> {
-        self.cursor.next_packet_parts(self.items, frame)
+    /// would; `None` when the heap is done. A packet that cannot go by
+    /// reference (padded, or with payload from more than [`MAX_PARTS`]
+    /// items) is written whole, for which `frame` must hold it.
+    pub fn next_packet_parts(
+        &mut self,
+        frame: &mut [u8],
+    ) -> Result<Option<PacketPieces<'p>>, PacketizeError> {
+        let mut packet = PacketPieces::default();
+        Ok(self
+            .cursor
+            .write_parts(self.items, frame, &mut packet)?
+            .then_some(packet))
     }
 
     /// Passes over the next packet without writing it (when several
@@ -247,6 +264,9 @@ pub(crate) struct HeapCursor {
     next_segment: usize,
     segment_offset: usize,
     packets_left: usize,
+    /// The next packet's item pointers and payload bytes (planned once a
+    /// packet, by [`plan_next`](Self::plan_next)).
+    next: (usize, usize),
 }
 
 impl HeapCursor {
@@ -311,8 +331,10 @@ impl HeapCursor {
             next_segment: 0,
             segment_offset: 0,
             packets_left: 0,
+            next: (0, 0),
         };
         cursor.packets_left = cursor.count_packets();
+        cursor.plan_next();
         Ok(cursor)
     }
 
@@ -329,6 +351,7 @@ impl HeapCursor {
 
     /// Pointers and payload bytes of the packet after `pointers_sent`
     /// pointers and `offset` payload bytes.
+    #[inline]
     fn packet_shape(&self, pointers_sent: usize, offset: u64) -> (usize, usize) {
         let pending = if self.repeat_pointers {
             self.n_pointers()
@@ -341,12 +364,29 @@ impl HeapCursor {
         (n_pointers, payload)
     }
 
-    /// The next packet's pointers and payload bytes.
-    fn next_shape(&mut self) -> (usize, usize) {
+    /// Plans the next packet's pointers and payload bytes, once the last
+    /// has moved the cursor on.
+    fn plan_next(&mut self) {
         if self.repeat_pointers {
             self.next_pointer = 0;
         }
-        self.packet_shape(self.next_pointer, self.payload_offset)
+        self.next = if self.is_done() {
+            (0, 0)
+        } else {
+            self.packet_shape(self.next_pointer, self.payload_offset)
+        };
+    }
+
+    /// Moves past the next packet's pointers and payload, to the item
+    /// segment and offset its payload ends at.
+    fn move_on(&mut self, segment: usize, segment_offset: usize) {
+        let (n_pointers, payload_len) = self.next;
+        self.next_pointer += n_pointers;
+        self.payload_offset += payload_len as u64;
+        self.packets_left -= 1;
+        self.next_segment = segment;
+        self.segment_offset = segment_offset;
+        self.plan_next();
     }
 
     fn count_packets(&self) -> usize {
@@ -372,16 +412,18 @@ impl HeapCursor {
     }
 
     /// Whether every packet has been written.
+    #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.packets_left == 0
     }
 
     /// Length of the next packet, if any.
+    #[inline]
     pub(crate) fn next_packet_len(&self) -> Option<usize> {
         if self.is_done() {
             return None;
         }
-        let (n, payload) = self.packet_shape(self.next_pointer, self.payload_offset);
+        let (n, payload) = self.next;
         Some(PREFIX_LEN + n * POINTER_SIZE + payload)
     }
 
@@ -394,7 +436,7 @@ impl HeapCursor {
         if self.is_done() {
             return Ok(None);
         }
-        let (n_pointers, payload_len) = self.next_shape();
+        let (n_pointers, payload_len) = self.next;
         let pointers_len = n_pointers * POINTER_SIZE;
         let len = PREFIX_LEN + pointers_len + payload_len;
         let available = frame.len();
@@ -404,44 +446,48 @@ impl HeapCursor {
         })?;
         let (header, payload) = frame.split_at_mut(PREFIX_LEN + pointers_len);
         self.write_header(header, n_pointers, payload_len);
-        self.advance(n_pointers, payload_len, items, Some(payload));
+        self.advance(items, Some(payload));
         Ok(Some(len))
     }
 
     /// [`HeapPackets::next_packet_parts`], for the heap whose items are
-    /// `items`.
-    pub(crate) fn next_packet_parts<'p>(
+    /// `items`, into `packet`: `false` when the heap is done.
+    #[inline]
+    pub(crate) fn write_parts<'p>(
         &mut self,
         items: &'p [Item<'_>],
         frame: &mut [u8],
-    ) -> Result<Option<PacketParts<'p>>, PacketizeError> {
+        packet: &mut PacketPieces<'p>,
+    ) -> Result<bool, PacketizeError> {
         if self.is_done() {
-            return Ok(None);
+            return Ok(false);
         }
-        let (n_pointers, payload_len) = self.next_shape();
-        // Collect the pieces without moving the cursor yet.
-        let mut parts = PacketParts {
-            header_len: PREFIX_LEN + n_pointers * POINTER_SIZE,
-            payload: [Piece::default(); MAX_PARTS],
-            count: 0,
-            padding: 0,
-        };
+        let (n_pointers, payload_len) = self.next;
+        let header_len = PREFIX_LEN + n_pointers * POINTER_SIZE;
+        if frame.len() < header_len {
+            return Err(PacketizeError::FrameTooSmall {
+                needed: header_len,
+                available: frame.len(),
+            });
+        }
+        packet.set_whole(header_len);
+        // Collect the pieces, moving the cursor only once they are all
+        // there.
         let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, payload_len);
         while left > 0 {
-            let Some(&(_, segment_len)) = self.segments.get(segment) else {
-                parts.padding = left;
-                break;
+            let Some(&(index, segment_len)) = self.segments.get(segment) else {
+                // Padding is written, not referenced.
+                return self.write_whole(items, frame, packet);
             };
-            if parts.count == MAX_PARTS {
-                return Ok(None);
-            }
             let n = (segment_len - offset).min(left);
-            let Some(bytes) = self.segment(items, segment, offset, n) else {
-                // Not the items this cursor was made from: send it written.
-                return Ok(None);
+            // Too many pieces, or not the items this cursor was made from.
+            let Some(Ok(())) = items
+                .get(index)
+                .and_then(|item| item.value().piece(offset, n))
+                .map(|piece| packet.push(piece))
+            else {
+                return self.write_whole(items, frame, packet);
             };
-            parts.payload[parts.count] = bytes;
-            parts.count += 1;
             left -= n;
             offset += n;
             if offset == segment_len {
@@ -449,80 +495,80 @@ impl HeapCursor {
                 offset = 0;
             }
         }
-        let available = frame.len();
-        let header = frame
-            .get_mut(..parts.header_len)
-            .ok_or(PacketizeError::FrameTooSmall {
-                needed: parts.header_len,
-                available,
-            })?;
-        self.write_header(header, n_pointers, payload_len);
-        self.advance(n_pointers, payload_len, items, None);
-        Ok(Some(parts))
+        self.write_header(&mut frame[..header_len], n_pointers, payload_len);
+        self.move_on(segment, offset);
+        Ok(true)
+    }
+
+    /// The next packet written whole into `frame`, as `packet`.
+    fn write_whole<'p>(
+        &mut self,
+        items: &[Item<'_>],
+        frame: &mut [u8],
+        packet: &mut PacketPieces<'p>,
+    ) -> Result<bool, PacketizeError> {
+        let written = self.write_next(items, frame)?;
+        packet.set_whole(written.unwrap_or(0));
+        Ok(written.is_some())
     }
 
     /// [`HeapPackets::skip_next`].
     pub(crate) fn skip_next(&mut self) -> Option<usize> {
         let len = self.next_packet_len()?;
-        let (n_pointers, payload_len) = self.next_shape();
-        self.advance(n_pointers, payload_len, &[], None);
+        self.advance(&[], None);
         Some(len)
     }
 
     /// Writes the header word, the four bookkeeping pointers and the next
     /// `n_pointers` item pointers into `header` (exactly their length).
+    #[inline]
     fn write_header(&self, header: &mut [u8], n_pointers: usize, payload_len: usize) {
         let flavour = self.flavour;
         let mut packet = Packet::new_unchecked(header);
-        packet.set_header(flavour, (BOOKKEEPING_POINTERS + n_pointers) as u16);
-        packet.set_pointer(0, self.cnt_word);
-        packet.set_pointer(1, self.heap_length_word);
-        packet.set_pointer(2, flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset));
-        packet.set_pointer(3, flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64));
-        let first = self.next_pointer * POINTER_SIZE;
-        packet.set_encoded_pointers(
-            BOOKKEEPING_POINTERS,
-            &self.pointer_words[first..first + n_pointers * POINTER_SIZE],
-        );
+        packet.set_leading_words([
+            flavour.header_word((BOOKKEEPING_POINTERS + n_pointers) as u16),
+            self.cnt_word,
+            self.heap_length_word,
+            flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset),
+            flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64),
+        ]);
+        if n_pointers > 0 {
+            let first = self.next_pointer * POINTER_SIZE;
+            packet.set_encoded_pointers(
+                BOOKKEEPING_POINTERS,
+                &self.pointer_words[first..first + n_pointers * POINTER_SIZE],
+            );
+        }
     }
 
-    /// Moves past a packet of `n_pointers` pointers and `payload_len`
-    /// payload bytes, copying the payload from `items` into `out` if given
-    /// (then zero padding past the real payload).
-    fn advance(
-        &mut self,
-        n_pointers: usize,
-        payload_len: usize,
-        items: &[Item<'_>],
-        mut out: Option<&mut [u8]>,
-    ) {
-        self.next_pointer += n_pointers;
-        self.payload_offset += payload_len as u64;
-        self.packets_left -= 1;
-        let mut left = payload_len;
+    /// Moves past the next packet, copying its payload from `items` into
+    /// `out` if given (then zero padding past the real payload).
+    fn advance(&mut self, items: &[Item<'_>], mut out: Option<&mut [u8]>) {
+        let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, self.next.1);
         while left > 0 {
-            let Some(&(_, segment_len)) = self.segments.get(self.next_segment) else {
+            let Some(&(_, segment_len)) = self.segments.get(segment) else {
                 if let Some(out) = out {
                     out.fill(0);
                 }
-                return;
+                break;
             };
-            let n = (segment_len - self.segment_offset).min(left);
+            let n = (segment_len - offset).min(left);
             if let Some(buf) = out {
                 let (head, tail) = buf.split_at_mut(n);
-                match self.segment(items, self.next_segment, self.segment_offset, n) {
+                match self.segment(items, segment, offset, n) {
                     Some(piece) => piece.copy_to(head),
                     None => head.fill(0),
                 }
                 out = Some(tail);
             }
             left -= n;
-            self.segment_offset += n;
-            if self.segment_offset == segment_len {
-                self.next_segment += 1;
-                self.segment_offset = 0;
+            offset += n;
+            if offset == segment_len {
+                segment += 1;
+                offset = 0;
             }
         }
+        self.move_on(segment, offset);
     }
 }
 

@@ -156,6 +156,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[start..start + POINTER_SIZE].copy_from_slice(&raw.to_be_bytes());
     }
 
+    /// Writes the header word and the first `N - 1` raw item pointers
+    /// (`words`, in that order) in one go.
+    pub fn set_leading_words<const N: usize>(&mut self, words: [u64; N]) {
+        let out = &mut self.buffer.as_mut()[..N * POINTER_SIZE];
+        for (chunk, word) in out.chunks_exact_mut(POINTER_SIZE).zip(words) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+
     /// Writes item pointers already encoded (big-endian words, a whole
     /// number of them) from pointer `index` on.
     pub fn set_encoded_pointers(&mut self, index: usize, words: &[u8]) {

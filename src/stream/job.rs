@@ -201,16 +201,19 @@ impl ActiveJob {
     }
 
     /// Whether every packet has been taken or passed over.
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.cursor.is_done(&self.work)
     }
 
     /// The next packet, if any.
+    #[inline]
     pub fn peek(&mut self) -> Option<NextPacket> {
         self.cursor.peek(&self.work)
     }
 
     /// Writes the next packet whole into `buf` (its length).
+    #[inline]
     pub fn write(&mut self, buf: &mut [u8]) {
         self.cursor.write(&self.work, buf);
         self.in_batch += buf.len() as u64;
@@ -218,6 +221,7 @@ impl ActiveJob {
 
     /// Writes the next packet's header into `buf` (its length) and returns
     /// its payload as pieces of the heap's memory where it can.
+    #[inline]
     pub fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
         self.in_batch += buf.len() as u64;
         self.cursor.write_pieces(&self.work, buf)
@@ -225,6 +229,7 @@ impl ActiveJob {
 
     /// Passes over the next packet (another worker sends it); false when
     /// there is none.
+    #[inline]
     pub fn skip(&mut self) -> bool {
         self.cursor.skip(&self.work)
     }
@@ -294,6 +299,7 @@ impl Cursor {
     }
 
     /// Whether nothing is left, without counting what is.
+    #[inline]
     fn is_done(&self, work: &Work) -> bool {
         match (self, work) {
             (Cursor::Heaps { unfinished, .. }, _) => *unfinished == 0,
@@ -312,6 +318,7 @@ impl Cursor {
 
     /// Moves `current` to a heap with packets left; `None` if there is
     /// none.
+    #[inline]
     fn current_heap(heaps: &[HeapCursor], current: &mut usize, unfinished: usize) -> Option<usize> {
         if unfinished == 0 {
             return None;
@@ -322,6 +329,7 @@ impl Cursor {
         Some(*current)
     }
 
+    #[inline]
     fn peek(&mut self, work: &Work) -> Option<NextPacket> {
         match (self, work) {
             (
@@ -357,6 +365,7 @@ impl Cursor {
     }
 
     /// Moves past the heap packet just taken from the current heap.
+    #[inline]
     fn heap_taken(heaps: &[HeapCursor], current: &mut usize, unfinished: &mut usize, mode: GroupMode) {
         if heaps[*current].is_done() {
             *unfinished -= 1;
@@ -398,6 +407,7 @@ impl Cursor {
         }
     }
 
+    #[inline]
     fn write_pieces<'w>(&mut self, work: &'w Work, buf: &mut [u8]) -> PacketPieces<'w> {
         let (
             Cursor::Heaps {
@@ -415,41 +425,14 @@ impl Cursor {
             return PacketPieces::new(0);
         };
         let items = queued.get(k).map_or(&[][..], |q| q.heap.items());
-        let pieces = match heaps[k].next_packet_parts(items, buf) {
-            // Padding is written, not referenced: the whole packet then
-            // (into a buffer of its length; a shorter one, which no
-            // transport of this crate gives, fails the batch instead).
-            Ok(Some(parts)) if parts.padding() > 0 => match buf.get_mut(..parts.len()) {
-                Some(packet) => {
-                    parts.write_payload(packet);
-                    PacketPieces::new(parts.len())
-                }
-                None => PacketPieces::new(0),
-            },
-            Ok(Some(parts)) => {
-                let mut pieces = PacketPieces::new(parts.header_len());
-                for piece in parts.pieces() {
-                    // At most MAX_PARTS pieces, as many as PacketPieces holds.
-                    let _ = pieces.push(*piece);
-                }
-                pieces
-            }
-            // More pieces than a packet references: written whole.
-            Ok(None) => match heaps[k].write_next(items, buf) {
-                Ok(Some(len)) => PacketPieces::new(len),
-                _ => {
-                    heaps[k].skip_next();
-                    PacketPieces::new(0)
-                }
-            },
-            // Cannot happen for a buffer of the announced length; were it
-            // ever short, the packet is passed over and the short answer
-            // fails the batch (the transport checks the length).
-            Err(_) => {
-                heaps[k].skip_next();
-                PacketPieces::new(0)
-            }
-        };
+        let mut pieces = PacketPieces::default();
+        // Cannot fail for a buffer of the announced length; were it ever
+        // short, the packet is passed over and the empty answer fails the
+        // batch (the transport checks the length).
+        if heaps[k].write_parts(items, buf, &mut pieces).is_err() {
+            heaps[k].skip_next();
+            pieces = PacketPieces::default();
+        }
         Self::heap_taken(heaps, current, unfinished, *mode);
         pieces
     }

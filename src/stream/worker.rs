@@ -37,15 +37,21 @@ struct Share {
     workers: usize,
     /// Packets of all jobs so far, sent here or passed over.
     position: usize,
+    /// `workers`, by which each worker's time per byte is multiplied (it
+    /// sends `1/workers` of the packets at the stream's rate).
+    pace_scale: f64,
 }
 
 impl Share {
+    #[inline]
     fn is_mine(&self) -> bool {
-        self.position % self.workers == self.index
+        // One worker has every packet: no division per packet.
+        self.workers == 1 || self.position % self.workers == self.index
     }
 
     /// Passes over the packets of `job` that other workers send, up to
     /// this worker's next.
+    #[inline]
     fn align(&mut self, job: &mut ActiveJob) {
         while !self.is_mine() && job.skip() {
             self.position += 1;
@@ -115,6 +121,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 index: placement.index,
                 workers: placement.workers,
                 position: 0,
+                pace_scale: placement.workers as f64,
             },
             // Never more than a batch's look-ahead (and one held back).
             window: VecDeque::with_capacity(LOOKAHEAD + 2),
@@ -322,8 +329,8 @@ impl<C: Clock> Batch<'_, C> {
     /// Accounts for the packet described, now taken: `None` if none was.
     fn take(&mut self) -> Option<&mut ActiveJob> {
         let packet = self.taking.take()?;
-        let workers = self.share.workers as f64;
-        self.limiter.sent(packet.len, packet.nanos_per_byte * workers);
+        self.limiter
+            .sent(packet.len, packet.nanos_per_byte * self.share.pace_scale);
         self.share.position += 1;
         Some(&mut self.window[self.at])
     }

@@ -77,14 +77,17 @@ impl HeadersMut<'_> {
         self.0[field::IP_DST].copy_from_slice(&destination.octets());
     }
 
+    #[inline]
     fn set_ip_total_len(&mut self, len: u16) {
         self.0[field::IP_TOTAL_LEN].copy_from_slice(&len.to_be_bytes());
     }
 
+    #[inline]
     fn set_ip_id(&mut self, id: u16) {
         self.0[field::IP_ID].copy_from_slice(&id.to_be_bytes());
     }
 
+    #[inline]
     fn set_ip_checksum(&mut self, checksum: u16) {
         self.0[field::IP_CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
     }
@@ -94,6 +97,7 @@ impl HeadersMut<'_> {
         self.0[field::UDP_DST_PORT].copy_from_slice(&destination.to_be_bytes());
     }
 
+    #[inline]
     fn set_udp_len(&mut self, len: u16) {
         self.0[field::UDP_LEN].copy_from_slice(&len.to_be_bytes());
     }
@@ -174,6 +178,7 @@ impl UdpFrameTemplate {
 
     /// Writes the headers for a UDP payload of `payload_len` bytes with IP
     /// identification `ip_id` into the first 42 bytes of `frame`.
+    #[inline]
     pub fn write(&self, frame: &mut [u8], payload_len: usize, ip_id: u16) {
         let frame: &mut [u8; HEADERS_LEN] = (&mut frame[..HEADERS_LEN]).try_into().expect("42 bytes");
         *frame = self.headers;

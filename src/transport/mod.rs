@@ -3,9 +3,7 @@
 //! the transport's own buffer (a socket batch, a UMEM frame, a byte vector),
 //! so no layer copies a packet twice.
 
-use arrayvec::ArrayVec;
-
-use crate::protocol::Piece;
+pub use crate::protocol::PacketPieces;
 
 mod error;
 #[allow(unsafe_code)]
@@ -70,10 +68,6 @@ pub mod internals {
     pub use super::iface::Interface;
 }
 
-/// Most pieces of payload one packet can reference.
-pub const MAX_REF_PIECES: usize = 4;
-const _: () = assert!(MAX_REF_PIECES == crate::protocol::packetizer::MAX_PARTS);
-
 /// The next packet a [`PacketSource`] offers: its length and destination,
 /// stated before the transport hands over a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,54 +76,6 @@ pub struct PacketSpec {
     pub len: usize,
     /// Destination (substream) index.
     pub substream: usize,
-}
-
-/// A packet as written by [`PacketSource::write_pieces`]: its first bytes,
-/// written into the transport's buffer, then payload pieces borrowed from
-/// the sender's memory. A transport sends a piece by reference when it lies
-/// in memory the transport can send from (an AF_XDP UMEM's user buffers),
-/// and copies it otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct PacketPieces<'a> {
-    written: usize,
-    pieces: ArrayVec<Piece<'a>, MAX_REF_PIECES>,
-}
-
-impl<'a> PacketPieces<'a> {
-    /// A packet whose first `written` bytes are in the buffer, with no
-    /// pieces yet.
-    pub fn new(written: usize) -> Self {
-        PacketPieces {
-            written,
-            pieces: ArrayVec::new(),
-        }
-    }
-
-    /// Adds a piece after the bytes written; `Err` (handing it back) when
-    /// [`MAX_REF_PIECES`] pieces are there already.
-    pub fn push(&mut self, piece: impl Into<Piece<'a>>) -> Result<(), Piece<'a>> {
-        self.pieces.try_push(piece.into()).map_err(|e| e.element())
-    }
-
-    /// Bytes written into the buffer.
-    pub fn written(&self) -> usize {
-        self.written
-    }
-
-    /// The pieces, in order.
-    pub fn pieces(&self) -> &[Piece<'a>] {
-        &self.pieces
-    }
-
-    /// The packet's whole length: bytes written and pieces.
-    pub fn len(&self) -> usize {
-        self.written + self.pieces.iter().map(|p| p.len()).sum::<usize>()
-    }
-
-    /// Whether the packet has no bytes at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Where a transport's packets come from: the sender's side of the
