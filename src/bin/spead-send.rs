@@ -182,11 +182,12 @@ struct Args {
     /// Poll this long for work (workers) and completions (the feeding
     /// thread) before sleeping, when --core leaves the feeding thread a core
     /// of its own (else 0): saves wake-ups when heaps are small, at the cost
-    /// of up to this much busy CPU each time a thread would sleep.
+    /// of up to this much busy CPU each time a thread would sleep. A poll
+    /// shorter than a heap takes to send still sleeps on every heap.
     #[arg(
         long,
         value_name = "MICROSECONDS",
-        default_value_t = 20,
+        default_value_t = 200,
         help_heading = "Pacing options"
     )]
     poll_us: u64,
@@ -635,9 +636,30 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Waits for the oldest `count` heaps and counts how they went: first
+    /// for the newest of them (completions come in order, so the others
+    /// are then done), so the thread sleeps at most once.
+    fn settle_oldest(&mut self, in_flight: &mut VecDeque<Completion>, count: usize, spin: Duration) {
+        let count = count.min(in_flight.len());
+        if count == 0 {
+            return;
+        }
+        let newest = in_flight.remove(count - 1).expect("count <= in flight");
+        let result = newest.wait_spinning(spin);
+        for completion in in_flight.drain(..count - 1) {
+            self.settle(completion, Duration::ZERO);
+        }
+        self.count(result);
+    }
+
     /// Waits for a heap and counts how it went.
     fn settle(&mut self, completion: Completion, spin: Duration) {
-        match completion.wait_spinning(spin) {
+        self.count(completion.wait_spinning(spin));
+    }
+
+    /// Counts a heap's outcome.
+    fn count(&mut self, result: Result<u64, SendError>) {
+        match result {
             Ok(sent) => {
                 self.bytes += sent;
                 self.completed += 1;
@@ -648,6 +670,14 @@ impl Outcome {
             }
         }
     }
+}
+
+/// Heaps to settle at a time once --max-heaps are in flight: half of them,
+/// so the feeding thread is woken once per half window, not once a heap
+/// (a wake-up between cores costs the worker a system call and, on a VM,
+/// an interrupt; with small heaps they were most of a heap's fixed cost).
+fn refill(max_heaps: usize) -> usize {
+    (max_heaps / 2).max(1)
 }
 
 /// Sends --heaps data heaps (or until interrupted), then an end heap per
@@ -674,7 +704,7 @@ fn send_heaps(
             total = i + substreams;
         }
         if in_flight.len() >= args.max_heaps {
-            outcome.settle(in_flight.pop_front().expect("non-empty"), spin);
+            outcome.settle_oldest(&mut in_flight, refill(args.max_heaps), spin);
         }
         let heap = if i >= outcome.data_heaps {
             group.get_end()

@@ -96,10 +96,8 @@ pub struct WorkerConfig {
     /// between heaps and being woken for the next costs an interrupt
     /// between cores each time (on a VM, a halted vCPU's wake-up too);
     /// polling costs that much busy CPU. Worth it where the worker has a
-    /// core of its own, most with small heaps (spead-send polls 20 us when
-    /// it has a spare core: 20-34 % more packets/s with 16 KiB heaps on
-    /// the veth harness, 0-2 % with 4 MiB ones); 0 (the default) sleeps at
-    /// once.
+    /// core of its own, most with small heaps (spead-send polls 200 us
+    /// when it has a spare core); 0 (the default) sleeps at once.
     pub idle_poll: Duration,
 }
 
