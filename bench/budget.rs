@@ -11,7 +11,8 @@
 //! and their offsets taken, as the AF_XDP transport's descriptors need,
 //! and nothing is copied).
 //!
-//! `cargo bench --features internals --bench budget` (no root). The worker is pinned to core 1;
+//! `cargo bench --features internals --bench budget` (no root;
+//! `SPEAD_BUDGET_TABLES=packets,floor,small,instructions` picks tables). The worker is pinned to core 1;
 //! each figure is the best of several runs (the least disturbed by other
 //! work on a shared machine). Where valgrind is installed, the same paths
 //! are also counted in instructions per packet (callgrind; the machine's
@@ -25,7 +26,7 @@
 use std::ops::Range;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
@@ -40,7 +41,9 @@ const HEADERS: usize = 42;
 /// the preamble and the inter-frame gap.
 const WIRE_OVERHEAD: usize = HEADERS + 4 + 8 + 12;
 const LINE_RATE_BPS: f64 = 100e9;
-const SLOTS: usize = 4096;
+/// UMEM for frames: the AF_XDP transport's default `buffer_size`, cycled
+/// through slot by slot.
+const FRAME_BYTES: usize = 16 << 20;
 /// Packets per `send`, as the AF_XDP transport takes them.
 const BATCH: usize = 64;
 const CHUNK: usize = 4096;
@@ -75,6 +78,8 @@ struct NoKernelTransport {
     area: Arc<UmemArea>,
     /// Mapped by `prepare`, when the packet size is known.
     frames: Option<UmemBuffer>,
+    /// Slots in `frames`.
+    slots: usize,
     /// Where payloads sent by reference lie (`None`: everything copied).
     referable: Option<Range<usize>>,
     slot_size: usize,
@@ -90,18 +95,24 @@ impl NoKernelTransport {
             area,
             referable,
             frames: None,
+            slots: 0,
             slot_size: 0,
             next: 0,
-            template: UdpFrameTemplate::new(
-                MacAddress([2, 0, 0, 0, 0, 1]),
-                MacAddress([2, 0, 0, 0, 0, 2]),
-                "10.0.0.1:7148".parse().unwrap(),
-                "10.0.0.2:7148".parse().unwrap(),
-                64,
-            ),
+            template: frame_template(),
             ip_id: 0,
         }
     }
+}
+
+/// The Ethernet/IPv4/UDP headers every frame gets.
+fn frame_template() -> UdpFrameTemplate {
+    UdpFrameTemplate::new(
+        MacAddress([2, 0, 0, 0, 0, 1]),
+        MacAddress([2, 0, 0, 0, 0, 2]),
+        "10.0.0.1:7148".parse().unwrap(),
+        "10.0.0.2:7148".parse().unwrap(),
+        64,
+    )
 }
 
 impl Transport for NoKernelTransport {
@@ -115,7 +126,8 @@ impl Transport for NoKernelTransport {
 
     fn prepare(&mut self, max_packet_size: usize) -> Result<(), TransportError> {
         self.slot_size = (max_packet_size + HEADERS).next_multiple_of(CHUNK);
-        self.frames = Some(self.area.alloc(self.slot_size * SLOTS)?);
+        self.slots = FRAME_BYTES / self.slot_size;
+        self.frames = Some(self.area.alloc(self.slots * self.slot_size)?);
         Ok(())
     }
 
@@ -151,7 +163,7 @@ impl Transport for NoKernelTransport {
             self.template.write(frame, spec.len, self.ip_id);
             std::hint::black_box(&frame[0]);
             self.ip_id = self.ip_id.wrapping_add(1);
-            self.next = (self.next + 1) % SLOTS;
+            self.next = (self.next + 1) % self.slots;
             sent += 1;
         }
         Ok(sent)
@@ -189,8 +201,7 @@ fn setup(
     heap_bytes: usize,
     gate: Option<Arc<Gate>>,
 ) -> (Stream, Arc<Heap<'static>>, usize) {
-    let slots = (packet + HEADERS).next_multiple_of(CHUNK) * SLOTS;
-    let area = UmemArea::new(0, slots + heap_bytes).unwrap();
+    let area = UmemArea::new(0, FRAME_BYTES + heap_bytes).unwrap();
     let (payload, referable) = match path {
         PayloadPath::Copied => (Bytes::from(vec![7u8; heap_bytes]), None),
         PayloadPath::ByReference => {
@@ -217,24 +228,37 @@ fn setup(
     };
     let worker = WorkerConfig {
         core: Some(1),
+        idle_poll: poll(),
         ..Default::default()
     };
     let stream = Stream::with_worker(NoKernelTransport::new(area, referable, gate), config, worker).unwrap();
     (stream, heap, per_heap)
 }
 
+/// How long the worker and the feeding thread poll before sleeping, as
+/// spead-send's do where the feeding thread has a core of its own (200 us;
+/// `SPEAD_BUDGET_POLL_US` sets it): what is measured is user space, not
+/// the host's wake-ups between cores.
+fn poll() -> Duration {
+    let us = std::env::var("SPEAD_BUDGET_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    Duration::from_micros(us.unwrap_or(200))
+}
+
 /// Sends `heaps` copies of `heap`, eight in flight.
 fn send(stream: &Stream, heap: &Arc<Heap<'static>>, heaps: usize) {
     let mut in_flight = std::collections::VecDeque::new();
+    let poll = poll();
     for _ in 0..heaps {
         if in_flight.len() == 8 {
             let completion: spead_xdp::stream::Completion = in_flight.pop_front().unwrap();
-            completion.wait().unwrap();
+            completion.wait_spinning(poll).unwrap();
         }
         in_flight.push_back(stream.submit(Arc::clone(heap)).unwrap());
     }
     for completion in in_flight {
-        completion.wait().unwrap();
+        completion.wait_spinning(poll).unwrap();
     }
 }
 
@@ -359,16 +383,38 @@ fn main() {
             return;
         }
     }
+    let tables = std::env::var("SPEAD_BUDGET_TABLES").ok();
+    let wanted = |table: &str| {
+        tables
+            .as_ref()
+            .is_none_or(|t| t.split(',').any(|w| w.trim() == table))
+    };
+    let paths = [PayloadPath::Copied, PayloadPath::ByReference];
+    if wanted("packets") {
+        packets_table(&paths);
+    }
+    if wanted("floor") {
+        copy_floor_table();
+    }
+    if wanted("small") {
+        small_heaps_table();
+    }
+    if wanted("instructions") {
+        instructions_table(&paths);
+    }
+}
+
+/// The cost per packet of 4 MiB heaps, by packet size, payload path and pacing.
+fn packets_table(paths: &[PayloadPath]) {
     println!(
         "user-space cost per packet (queue, worker, limiter, packetizer, UMEM frame fill; no kernel), \
          4 MiB heaps, worker on core 1, best of {RUNS} runs of {HEAPS_PER_RUN} heaps"
     );
     println!("| packet | payload | pacing | ns/packet | 100 GbE budget | cores for line rate |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let paths = [PayloadPath::Copied, PayloadPath::ByReference];
     for packet in [1472usize, 8192] {
         let budget = (packet + WIRE_OVERHEAD) as f64 * 8.0 / LINE_RATE_BPS * 1e9;
-        for path in paths {
+        for &path in paths {
             for (pacing, rate) in [("rate 0 (no limiter)", 0.0), ("limiter on, never waits", 1e15)] {
                 let ns = ns_per_packet(packet, rate, path);
                 println!(
@@ -380,6 +426,75 @@ fn main() {
         }
     }
     println!();
+}
+
+/// The copying path's floor: the packetizer writing `heaps` copies of
+/// `heap` (payload copied) straight into UMEM frames cycled as the
+/// transport cycles them, with their Ethernet/IPv4/UDP headers, on one
+/// thread pinned to core 1: no queue, worker, limiter or transport between
+/// them. ns per packet.
+fn floor_ns_per_packet(packet: usize, heap: &Heap<'static>, heaps: usize, frames: &mut [u8]) -> f64 {
+    let sizing = PacketSizing::new(packet).unwrap();
+    let slot_size = (packet + HEADERS).next_multiple_of(CHUNK);
+    let slots = frames.len() / slot_size;
+    let template = frame_template();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+                let (mut next, mut ip_id, mut count) = (0, 0u16, 0usize);
+                let start = Instant::now();
+                for cnt in 0..heaps {
+                    let mut packets = sizing.packets(heap, cnt as u64 + 1).unwrap();
+                    let frame_at = |next: usize| next * slot_size..(next + 1) * slot_size;
+                    while let Some(len) = packets.next_packet_len() {
+                        let frame = &mut frames[frame_at(next)];
+                        packets.write_next(&mut frame[HEADERS..HEADERS + len]).unwrap();
+                        template.write(frame, len, ip_id);
+                        std::hint::black_box(&frame[0]);
+                        (next, ip_id, count) = ((next + 1) % slots, ip_id.wrapping_add(1), count + 1);
+                    }
+                }
+                start.elapsed().as_nanos() as f64 / count as f64
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The copying path against its floor (the packetizer and the copy alone),
+/// in alternating rounds.
+fn copy_floor_table() {
+    println!(
+        "copying path against its floor (the packetizer writing the same packets, payload \
+         copied, into the same frames on one thread), 4 MiB heaps, unpaced; medians of {RUNS} \
+         alternating rounds of {HEAPS_PER_RUN} heaps"
+    );
+    println!("| packet | stream, copied: ns/packet | floor: ns/packet | stream/floor |");
+    println!("| --- | --- | --- | --- |");
+    for packet in [1472usize, 8192] {
+        let (stream, heap, per_heap) = setup(packet, 0.0, PayloadPath::Copied, HEAP_BYTES, None);
+        let mut frames = UmemArea::new(0, FRAME_BYTES).unwrap().alloc(FRAME_BYTES).unwrap();
+        let (mut ours, mut floor) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            send(&stream, &heap, HEAPS_PER_RUN);
+            ours.push(start.elapsed().as_nanos() as f64 / (HEAPS_PER_RUN * per_heap) as f64);
+            floor.push(floor_ns_per_packet(packet, &heap, HEAPS_PER_RUN, frames.as_mut()));
+        }
+        let (ours, floor) = (median(ours), median(floor));
+        println!("| {packet} B | {ours:.1} | {floor:.1} | {:.2} |", ours / floor);
+    }
+    println!();
+}
+
+/// What a small heap's fixed cost adds per packet.
+fn small_heaps_table() {
     println!(
         "small heaps, payload by reference, unpaced: what a heap's fixed cost (queue, worker \
          pickup, completion) adds"
@@ -396,6 +511,10 @@ fn main() {
         );
     }
     println!();
+}
+
+/// Instructions per packet, where valgrind runs.
+fn instructions_table(paths: &[PayloadPath]) {
     println!(
         "instructions per packet in the per-packet calls (callgrind, 1 MiB heaps, unpaced; \
          8 heaps less 4, over the packets they add)"
@@ -403,7 +522,7 @@ fn main() {
     println!("| packet | payload | instructions/packet |");
     println!("| --- | --- | --- |");
     for packet in [1472usize, 8192] {
-        for path in paths {
+        for &path in paths {
             match instructions_per_packet(packet, path) {
                 Some(count) => println!("| {packet} B | {} | {count:.0} |", path.name()),
                 None => println!("| {packet} B | {} | - (valgrind not available) |", path.name()),
