@@ -289,9 +289,54 @@ fn ns_per_packet_of(packet: usize, rate: f64, path: PayloadPath, heap_bytes: usi
 /// Heap size for the instruction counts (smaller: valgrind is slow).
 const COUNTED_HEAP_BYTES: usize = 1 << 20;
 
-/// The child run under callgrind: queues `heaps` heaps (at most 8), lets
-/// the worker go, and prints how many packets that was.
-fn counted_run(packet: usize, path: PayloadPath, heaps: usize) {
+/// What an instruction count runs: the stream, its payload copied or by
+/// reference, or the copying path's floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Counted {
+    Stream(PayloadPath),
+    Floor,
+}
+
+impl Counted {
+    fn name(self) -> &'static str {
+        match self {
+            Counted::Stream(path) => path.name(),
+            Counted::Floor => "floor",
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "floor" => Counted::Floor,
+            "copied" => Counted::Stream(PayloadPath::Copied),
+            _ => Counted::Stream(PayloadPath::ByReference),
+        }
+    }
+
+    /// The calls callgrind counts in: the transport's send (the
+    /// packetizer, the limiter and the frame fill, batch by batch, each
+    /// packet's whole user-space path but for the queue and completions
+    /// around it, whose waits would make a count depend on scheduling), or
+    /// the floor's loop.
+    fn toggle(self) -> &'static str {
+        match self {
+            Counted::Stream(_) => "--toggle-collect=*NoKernelTransport*as*Transport*send*",
+            Counted::Floor => "--toggle-collect=*write_floor_packets*",
+        }
+    }
+}
+
+/// The child run under callgrind: the floor's loop over `heaps` heaps, or
+/// queues `heaps` heaps (at most 8) and lets the worker go; prints how
+/// many packets that was.
+fn counted_run(packet: usize, counted: Counted, heaps: usize) {
+    let Counted::Stream(path) = counted else {
+        let (_, heap, _) = setup(packet, 0.0, PayloadPath::Copied, COUNTED_HEAP_BYTES, None);
+        let mut frames = UmemArea::new(0, FRAME_BYTES).unwrap().alloc(FRAME_BYTES).unwrap();
+        let count = write_floor_packets(packet, &heap, heaps, frames.as_mut());
+        println!("packets {count}");
+        return;
+    };
     let gate = Arc::new(Gate::default());
     let (stream, heap, per_heap) = setup(packet, 0.0, path, COUNTED_HEAP_BYTES, Some(Arc::clone(&gate)));
     let completions: Vec<_> = (0..heaps.min(8))
@@ -307,23 +352,16 @@ fn counted_run(packet: usize, path: PayloadPath, heaps: usize) {
 
 /// Instructions (callgrind's Ir) of this program sending `heaps` heaps, and
 /// the packets they were; `None` where valgrind cannot run it.
-fn instructions(packet: usize, path: PayloadPath, heaps: usize) -> Option<(u64, u64)> {
+fn instructions(packet: usize, counted: Counted, heaps: usize) -> Option<(u64, u64)> {
     let out_file = std::env::temp_dir().join(format!(
         "budget-callgrind-{}-{packet}-{heaps}",
         std::process::id()
     ));
     let out = Command::new("valgrind")
-        // Counted inside the transport's send only: the packetizer, the
-        // limiter and the frame fill, batch by batch, each packet's whole
-        // user-space path but for the queue and completions around it
-        // (whose waits would make a count depend on scheduling).
-        .args([
-            "--tool=callgrind",
-            "--toggle-collect=*NoKernelTransport*as*Transport*send*",
-        ])
+        .args(["--tool=callgrind", counted.toggle()])
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(std::env::current_exe().ok()?)
-        .args(["--count", &packet.to_string(), path.name(), &heaps.to_string()])
+        .args(["--count", &packet.to_string(), counted.name(), &heaps.to_string()])
         .output()
         .ok()?;
     let text = std::fs::read_to_string(&out_file).ok();
@@ -354,10 +392,10 @@ fn instructions(packet: usize, path: PayloadPath, heaps: usize) -> Option<(u64, 
 /// the packets it adds; the least of three such pairs. (Where a batch
 /// ends depends on how the threads ran, and each extra batch end costs
 /// a few instructions: the least count is the one with the fewest.)
-fn instructions_per_packet(packet: usize, path: PayloadPath) -> Option<f64> {
+fn instructions_per_packet(packet: usize, counted: Counted) -> Option<f64> {
     let pair = || -> Option<f64> {
-        let (few, few_packets) = instructions(packet, path, 4)?;
-        let (more, more_packets) = instructions(packet, path, 8)?;
+        let (few, few_packets) = instructions(packet, counted, 4)?;
+        let (more, more_packets) = instructions(packet, counted, 8)?;
         Some(more.saturating_sub(few) as f64 / (more_packets - few_packets) as f64)
     };
     (0..3)
@@ -374,12 +412,11 @@ fn main() {
     }
     if let [_, flag, packet, path, heaps] = &args[..] {
         if flag == "--count" {
-            let path = if path == "copied" {
-                PayloadPath::Copied
-            } else {
-                PayloadPath::ByReference
-            };
-            counted_run(packet.parse().unwrap(), path, heaps.parse().unwrap());
+            counted_run(
+                packet.parse().unwrap(),
+                Counted::from_name(path),
+                heaps.parse().unwrap(),
+            );
             return;
         }
     }
@@ -434,32 +471,40 @@ fn packets_table(paths: &[PayloadPath]) {
 /// thread pinned to core 1: no queue, worker, limiter or transport between
 /// them. ns per packet.
 fn floor_ns_per_packet(packet: usize, heap: &Heap<'static>, heaps: usize, frames: &mut [u8]) -> f64 {
-    let sizing = PacketSizing::new(packet).unwrap();
-    let slot_size = (packet + HEADERS).next_multiple_of(CHUNK);
-    let slots = frames.len() / slot_size;
-    let template = frame_template();
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
-                let (mut next, mut ip_id, mut count) = (0, 0u16, 0usize);
                 let start = Instant::now();
-                for cnt in 0..heaps {
-                    let mut packets = sizing.packets(heap, cnt as u64 + 1).unwrap();
-                    let frame_at = |next: usize| next * slot_size..(next + 1) * slot_size;
-                    while let Some(len) = packets.next_packet_len() {
-                        let frame = &mut frames[frame_at(next)];
-                        packets.write_next(&mut frame[HEADERS..HEADERS + len]).unwrap();
-                        template.write(frame, len, ip_id);
-                        std::hint::black_box(&frame[0]);
-                        (next, ip_id, count) = ((next + 1) % slots, ip_id.wrapping_add(1), count + 1);
-                    }
-                }
+                let count = write_floor_packets(packet, heap, heaps, frames);
                 start.elapsed().as_nanos() as f64 / count as f64
             })
             .join()
             .unwrap()
     })
+}
+
+/// The floor's work: `heaps` copies of `heap` packetized into `frames`
+/// with their headers; returns the packets. Never inlined: the
+/// instruction counts collect in it.
+#[inline(never)]
+fn write_floor_packets(packet: usize, heap: &Heap<'static>, heaps: usize, frames: &mut [u8]) -> usize {
+    let sizing = PacketSizing::new(packet).unwrap();
+    let slot_size = (packet + HEADERS).next_multiple_of(CHUNK);
+    let slots = frames.len() / slot_size;
+    let template = frame_template();
+    let (mut next, mut ip_id, mut count) = (0, 0u16, 0usize);
+    for cnt in 0..heaps {
+        let mut packets = sizing.packets(heap, cnt as u64 + 1).unwrap();
+        while let Some(len) = packets.next_packet_len() {
+            let frame = &mut frames[next * slot_size..(next + 1) * slot_size];
+            packets.write_next(&mut frame[HEADERS..HEADERS + len]).unwrap();
+            template.write(frame, len, ip_id);
+            std::hint::black_box(&frame[0]);
+            (next, ip_id, count) = ((next + 1) % slots, ip_id.wrapping_add(1), count + 1);
+        }
+    }
+    count
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -517,15 +562,32 @@ fn small_heaps_table() {
 fn instructions_table(paths: &[PayloadPath]) {
     println!(
         "instructions per packet in the per-packet calls (callgrind, 1 MiB heaps, unpaced; \
-         8 heaps less 4, over the packets they add)"
+         8 heaps less 4, over the packets they add); the floor: the packetizer and the copy \
+         alone"
     );
-    println!("| packet | payload | instructions/packet |");
-    println!("| --- | --- | --- |");
+    println!("| packet | payload | instructions/packet | over the floor |");
+    println!("| --- | --- | --- | --- |");
     for packet in [1472usize, 8192] {
-        for &path in paths {
-            match instructions_per_packet(packet, path) {
-                Some(count) => println!("| {packet} B | {} | {count:.0} |", path.name()),
-                None => println!("| {packet} B | {} | - (valgrind not available) |", path.name()),
+        let floor = instructions_per_packet(packet, Counted::Floor);
+        let counts = paths
+            .iter()
+            .map(|&path| Counted::Stream(path))
+            .chain([Counted::Floor]);
+        for counted in counts {
+            let count = match counted {
+                Counted::Floor => floor,
+                _ => instructions_per_packet(packet, counted),
+            };
+            let ratio = match (count, floor) {
+                (Some(count), Some(floor)) => format!("{:.2}", count / floor),
+                _ => "-".into(),
+            };
+            match count {
+                Some(count) => println!("| {packet} B | {} | {count:.0} | {ratio} |", counted.name()),
+                None => println!(
+                    "| {packet} B | {} | - (valgrind not available) | - |",
+                    counted.name()
+                ),
             }
         }
     }
