@@ -267,7 +267,7 @@ struct Replay<'a> {
     written: u64,
 }
 
-impl PacketSource for Replay<'_> {
+impl PacketSource<'_> for Replay<'_> {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         (self.sent < self.total).then(|| PacketSpec {
             len: self.lengths[(self.sent % self.lengths.len() as u64) as usize],

@@ -38,7 +38,7 @@ impl Lying {
     }
 }
 
-impl PacketSource for Lying {
+impl PacketSource<'_> for Lying {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         Some(PacketSpec {
             len: *self.lengths.get(self.next)?,
@@ -158,7 +158,7 @@ impl Transport for Breaking {
         Ok(())
     }
 
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let spec = packets.next_packet().expect("a packet to send");
         assert!(!self.panic, "a transport that panics");
         Err(BadPacket::TooLong {
@@ -208,7 +208,7 @@ struct Pieces<'a> {
     sent: bool,
 }
 
-impl PacketSource for Pieces<'_> {
+impl<'a> PacketSource<'a> for Pieces<'a> {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         (!self.sent).then_some(PacketSpec {
             len: self.len,
@@ -225,7 +225,7 @@ impl PacketSource for Pieces<'_> {
         );
     }
 
-    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
+    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'a> {
         self.sent = true;
         buf[..self.written].fill(0x5A);
         let mut pieces = PacketPieces::new(self.written);

@@ -207,7 +207,7 @@ impl Transport for GatedTransport {
         Ok(())
     }
 
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         if let Some(gate) = self.gate.take() {
             gate.wait();
             gate.wait();

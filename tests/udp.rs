@@ -1,13 +1,15 @@
 //! The UDP transport on loopback: every packet arrives as its own datagram,
 //! byte for byte, at the right destination, with GSO and without, over IPv4
 //! and IPv6; a failing destination completes its heap with an error and the
-//! stream goes on.
+//! stream goes on; payload lent as plain memory goes by reference, foreign
+//! memory is copied out.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
+use spead_xdp::protocol::{Flavour, ForeignMemory, Heap, HeapPackets, Item, PacketPieces, PacketSizing};
 use spead_xdp::stream::{HeapRef, SendError, Stream, StreamConfig, StreamError};
 use spead_xdp::transport::{
     MulticastInterface, PacketSource, PacketSpec, TcpTransport, Transport, TransportError, UdpConfig,
@@ -84,7 +86,7 @@ struct FullPackets {
     left: usize,
 }
 
-impl PacketSource for FullPackets {
+impl PacketSource<'_> for FullPackets {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         (self.left > 0).then_some(PacketSpec {
             len: self.len,
@@ -318,4 +320,88 @@ fn gso_refused_at_send_falls_back_to_one_datagram_per_packet() {
     let got = rx.join().unwrap();
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "datagrams differ after the fallback");
+}
+
+/// Foreign memory whose address is another buffer's: a transport that sent
+/// it by address would send the wrong bytes.
+#[derive(Debug)]
+struct MisleadingMemory {
+    bytes: Vec<u8>,
+    elsewhere: Vec<u8>,
+}
+
+impl ForeignMemory for MisleadingMemory {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn copy_to(&self, offset: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.bytes[offset..offset + dst.len()]);
+    }
+
+    fn address(&self) -> usize {
+        self.elsewhere.as_ptr() as usize
+    }
+}
+
+/// A heap's packets as the packetizer lends them: headers written, payload
+/// as pieces of the items' memory.
+struct LentPieces<'p>(HeapPackets<'p>);
+
+impl<'p> PacketSource<'p> for LentPieces<'p> {
+    fn next_packet(&mut self) -> Option<PacketSpec> {
+        Some(PacketSpec {
+            len: self.0.next_packet_len()?,
+            substream: 0,
+        })
+    }
+
+    fn write(&mut self, buf: &mut [u8]) {
+        self.0.write_next(buf).unwrap();
+    }
+
+    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'p> {
+        self.0.next_packet_parts(buf).unwrap().expect("described")
+    }
+}
+
+#[test]
+fn lent_payload_goes_by_reference_and_foreign_memory_is_copied() {
+    let big: Vec<u8> = (0..30_000u32).map(|i| (i * 7) as u8).collect();
+    let lent: Vec<u8> = (0..3_000u32).map(|i| (i * 11) as u8).collect();
+    let foreign = Arc::new(MisleadingMemory {
+        bytes: lent.clone(),
+        elsewhere: vec![0xEE; lent.len()],
+    });
+    let mut heap = Heap::new(Flavour::SPEAD_64_48);
+    heap.add(Item::new(0x1000, vec![1u8; 5])).unwrap();
+    heap.add(Item::new(0x1001, foreign as Arc<dyn ForeignMemory>))
+        .unwrap();
+    heap.add(Item::new(0x1002, big.clone())).unwrap();
+    heap.add(Item::new(0x1003, vec![3u8; 3])).unwrap();
+    let mut owned = Heap::new(Flavour::SPEAD_64_48);
+    owned.add(Item::new(0x1000, vec![1u8; 5])).unwrap();
+    owned.add(Item::new(0x1001, lent)).unwrap();
+    owned.add(Item::new(0x1002, big)).unwrap();
+    owned.add(Item::new(0x1003, vec![3u8; 3])).unwrap();
+    let sizing = PacketSizing::new(1472).unwrap();
+    let expected: Vec<Vec<u8>> = sizing.packets(&owned, 7).unwrap().collect();
+    for gso in [true, false] {
+        let (addr, rx) = receiver("127.0.0.1:0", expected.len());
+        let mut config = UdpConfig::new(vec![addr]);
+        config.gso = gso;
+        let mut transport = UdpTransport::new(&config).unwrap();
+        transport.prepare(1472).unwrap();
+        let mut source = LentPieces(sizing.packets(&heap, 7).unwrap());
+        let mut sent = 0;
+        while sent < expected.len() {
+            sent += transport.send(&mut source).unwrap();
+        }
+        let got = rx.join().unwrap();
+        assert_eq!(got.len(), expected.len(), "GSO {gso}: datagrams");
+        assert!(got == expected, "GSO {gso}: datagrams differ");
+        // The Vec items' bytes went from their own memory; the foreign
+        // item's were copied out.
+        assert_eq!(transport.bytes_by_reference(), 30_008, "GSO {gso}");
+    }
 }

@@ -13,7 +13,7 @@
 use arrayvec::ArrayVec;
 use thiserror::Error;
 
-use super::flavour::{item_id, Flavour, POINTER_SIZE};
+use super::flavour::{item_id, POINTER_SIZE};
 use super::heap::{Heap, Item, Piece};
 use super::wire::Packet;
 
@@ -249,14 +249,20 @@ impl<'p> HeapPackets<'p> {
 #[derive(Debug, Clone)]
 pub(crate) struct HeapCursor {
     sizing: PacketSizing,
-    flavour: Flavour,
     repeat_pointers: bool,
     /// Big-endian item pointer words (null item included), computed once.
     pointer_words: Vec<u8>,
     /// The items whose values make the payload, in order: index, length.
     segments: Vec<(usize, usize)>,
+    /// The header word announcing no item pointers, to which a packet's
+    /// own count is added.
+    header_word: u64,
     cnt_word: u64,
     heap_length_word: u64,
+    /// The payload offset and length pointers with a zero value, to which a
+    /// packet's own is added (an immediate is its id's bits OR the value).
+    offset_word: u64,
+    length_word: u64,
     /// Payload size including padding.
     payload_size: u64,
     payload_offset: u64,
@@ -319,12 +325,14 @@ impl HeapCursor {
         }
         let mut cursor = HeapCursor {
             sizing,
-            flavour,
             repeat_pointers: heap.repeat_pointers(),
             pointer_words,
             segments,
+            header_word: flavour.header_word(0),
             cnt_word: flavour.immediate(item_id::HEAP_CNT, cnt),
             heap_length_word: flavour.immediate(item_id::HEAP_LENGTH, payload_size),
+            offset_word: flavour.immediate(item_id::PAYLOAD_OFFSET, 0),
+            length_word: flavour.immediate(item_id::PAYLOAD_LENGTH, 0),
             payload_size,
             payload_offset: 0,
             next_pointer: 0,
@@ -366,6 +374,7 @@ impl HeapCursor {
 
     /// Plans the next packet's pointers and payload bytes, once the last
     /// has moved the cursor on.
+    #[inline]
     fn plan_next(&mut self) {
         if self.repeat_pointers {
             self.next_pointer = 0;
@@ -379,6 +388,7 @@ impl HeapCursor {
 
     /// Moves past the next packet's pointers and payload, to the item
     /// segment and offset its payload ends at.
+    #[inline]
     fn move_on(&mut self, segment: usize, segment_offset: usize) {
         let (n_pointers, payload_len) = self.next;
         self.next_pointer += n_pointers;
@@ -523,14 +533,13 @@ impl HeapCursor {
     /// `n_pointers` item pointers into `header` (exactly their length).
     #[inline]
     fn write_header(&self, header: &mut [u8], n_pointers: usize, payload_len: usize) {
-        let flavour = self.flavour;
         let mut packet = Packet::new_unchecked(header);
         packet.set_leading_words([
-            flavour.header_word((BOOKKEEPING_POINTERS + n_pointers) as u16),
+            self.header_word | (BOOKKEEPING_POINTERS + n_pointers) as u64,
             self.cnt_word,
             self.heap_length_word,
-            flavour.immediate(item_id::PAYLOAD_OFFSET, self.payload_offset),
-            flavour.immediate(item_id::PAYLOAD_LENGTH, payload_len as u64),
+            self.offset_word | self.payload_offset,
+            self.length_word | payload_len as u64,
         ]);
         if n_pointers > 0 {
             let first = self.next_pointer * POINTER_SIZE;
@@ -594,6 +603,7 @@ impl ExactSizeIterator for HeapPackets<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::flavour::Flavour;
     use crate::protocol::heap::Item;
 
     #[test]

@@ -206,32 +206,16 @@ impl ActiveJob {
         self.cursor.is_done(&self.work)
     }
 
-    /// The next packet, if any.
+    /// The job as a batch draws on it: its work borrowed for as long as
+    /// the job is, apart from its cursor, so the payload pieces it hands
+    /// out stay borrowed for the whole batch.
     #[inline]
-    pub fn peek(&mut self) -> Option<NextPacket> {
-        self.cursor.peek(&self.work)
-    }
-
-    /// Writes the next packet whole into `buf` (its length).
-    #[inline]
-    pub fn write(&mut self, buf: &mut [u8]) {
-        self.cursor.write(&self.work, buf);
-        self.in_batch += buf.len() as u64;
-    }
-
-    /// Writes the next packet's header into `buf` (its length) and returns
-    /// its payload as pieces of the heap's memory where it can.
-    #[inline]
-    pub fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
-        self.in_batch += buf.len() as u64;
-        self.cursor.write_pieces(&self.work, buf)
-    }
-
-    /// Passes over the next packet (another worker sends it); false when
-    /// there is none.
-    #[inline]
-    pub fn skip(&mut self) -> bool {
-        self.cursor.skip(&self.work)
+    pub fn view(&mut self) -> JobView<'_> {
+        JobView {
+            work: &self.work,
+            cursor: &mut self.cursor,
+            in_batch: &mut self.in_batch,
+        }
     }
 
     /// Passes over every packet left and returns how many.
@@ -252,6 +236,46 @@ impl ActiveJob {
         } = self;
         drop(work);
         share.finish(failed.map_or(Ok(sent), Err));
+    }
+}
+
+/// A job in a batch: its work (shared, for `'j`), its cursor and the bytes
+/// it has in the batch.
+#[derive(Debug)]
+pub(super) struct JobView<'j> {
+    work: &'j Work,
+    cursor: &'j mut Cursor,
+    in_batch: &'j mut u64,
+}
+
+impl<'j> JobView<'j> {
+    /// The next packet, if any.
+    #[inline]
+    pub fn peek(&mut self) -> Option<NextPacket> {
+        self.cursor.peek(self.work)
+    }
+
+    /// Writes the next packet whole into `buf` (its length).
+    #[inline]
+    pub fn write(&mut self, buf: &mut [u8]) {
+        self.cursor.write(self.work, buf);
+        *self.in_batch += buf.len() as u64;
+    }
+
+    /// Writes the next packet's header into `buf` (its length) and returns
+    /// its payload as pieces of the heap's memory where it can, borrowed
+    /// for `'j`.
+    #[inline]
+    pub fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'j> {
+        *self.in_batch += buf.len() as u64;
+        self.cursor.write_pieces(self.work, buf)
+    }
+
+    /// Passes over the next packet (another worker sends it); false when
+    /// there is none.
+    #[inline]
+    pub fn skip(&mut self) -> bool {
+        self.cursor.skip(self.work)
     }
 }
 

@@ -17,9 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::job::{ActiveJob, NextPacket, WorkerShare};
+use super::job::{ActiveJob, JobView, NextPacket, WorkerShare};
 use super::{SendError, Shared, StreamConfig};
 use crate::pacing::{Clock, RateLimiter, RateLimiterConfig};
 use crate::protocol::PacketSizing;
@@ -52,7 +53,7 @@ impl Share {
     /// Passes over the packets of `job` that other workers send, up to
     /// this worker's next.
     #[inline]
-    fn align(&mut self, job: &mut ActiveJob) {
+    fn align(&mut self, job: &mut JobView<'_>) {
         while !self.is_mine() && job.skip() {
             self.position += 1;
         }
@@ -203,8 +204,12 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// Hands the transport one batch from the first `reach` jobs.
     fn send_batch(&mut self, reach: usize) -> BatchOutcome {
         let mut batch = Batch {
-            window: &mut self.window,
-            reach,
+            jobs: self
+                .window
+                .iter_mut()
+                .take(reach.min(LOOKAHEAD + 1))
+                .map(ActiveJob::view)
+                .collect(),
             at: 0,
             share: &mut self.share,
             limiter: &mut self.limiter,
@@ -285,7 +290,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     /// left for this worker, in order.
     fn complete_finished(&mut self) {
         while let Some(front) = self.window.front_mut() {
-            self.share.align(front);
+            self.share.align(&mut front.view());
             if !front.is_done() {
                 return;
             }
@@ -296,11 +301,12 @@ impl<T: Transport, C: Clock> Worker<T, C> {
     }
 }
 
-/// One batch in the making: the packets of the window's first `reach`
-/// jobs that are this worker's, in order, as the pacing lets them go.
+/// One batch in the making: the packets of the window's first jobs (those
+/// in reach) that are this worker's, in order, as the pacing lets them go.
+/// The jobs' work is borrowed for the whole batch, so the payload pieces
+/// handed to the transport stay valid until it has sent them.
 struct Batch<'w, C> {
-    window: &'w mut VecDeque<ActiveJob>,
-    reach: usize,
+    jobs: ArrayVec<JobView<'w>, { LOOKAHEAD + 1 }>,
     /// The job packets come from now.
     at: usize,
     share: &'w mut Share,
@@ -312,11 +318,10 @@ struct Batch<'w, C> {
     pause: Option<u64>,
 }
 
-impl<C: Clock> Batch<'_, C> {
+impl<'w, C: Clock> Batch<'w, C> {
     /// This worker's next packet in reach, moving past jobs with none.
     fn peek(&mut self) -> Option<NextPacket> {
-        while self.at < self.reach {
-            let job = &mut self.window[self.at];
+        while let Some(job) = self.jobs.get_mut(self.at) {
             self.share.align(job);
             if let Some(packet) = job.peek() {
                 return Some(packet);
@@ -327,16 +332,16 @@ impl<C: Clock> Batch<'_, C> {
     }
 
     /// Accounts for the packet described, now taken: `None` if none was.
-    fn take(&mut self) -> Option<&mut ActiveJob> {
+    fn take(&mut self) -> Option<&mut JobView<'w>> {
         let packet = self.taking.take()?;
         self.limiter
             .sent(packet.len, packet.nanos_per_byte * self.share.pace_scale);
         self.share.position += 1;
-        Some(&mut self.window[self.at])
+        self.jobs.get_mut(self.at)
     }
 }
 
-impl<C: Clock> PacketSource for Batch<'_, C> {
+impl<'w, C: Clock> PacketSource<'w> for Batch<'w, C> {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         let packet = self.peek()?;
         let clock = self.clock;
@@ -357,7 +362,7 @@ impl<C: Clock> PacketSource for Batch<'_, C> {
         }
     }
 
-    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
+    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'w> {
         match self.take() {
             Some(job) => job.write_pieces(buf),
             None => PacketPieces::new(0),
@@ -423,7 +428,7 @@ mod tests {
             Ok(())
         }
 
-        fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
+        fn send(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
             self.batches += 1;
             let mut packets = self.packets.lock().unwrap();
             let mut sent = 0;

@@ -173,7 +173,7 @@ impl Transport for InprocTransport {
         Ok(())
     }
 
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let (queues, scratch) = (&self.queues, &mut self.scratch);
         self.limits.fill(packets, MAX_BATCH, |packets, spec| {
             let packet = &mut scratch[..spec.len];

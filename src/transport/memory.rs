@@ -56,7 +56,7 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let mut substreams = self.substreams.lock().unwrap_or_else(|p| p.into_inner());
         let scratch = &mut self.scratch;
         self.limits.fill(packets, MAX_BATCH, |packets, spec| {

@@ -86,8 +86,10 @@ pub struct PacketSpec {
 /// [`write_pieces`](Self::write_pieces). Whatever a source does, a
 /// transport touches no memory but its own buffers and the source's own
 /// slices: a packet that breaks the contract fails the batch with
-/// [`TransportError::BadPacket`].
-pub trait PacketSource {
+/// [`TransportError::BadPacket`]. Payload pieces are borrowed for `'s`,
+/// which outlives the transport's whole `send`: a transport may keep every
+/// packet's pieces until the batch has gone.
+pub trait PacketSource<'s> {
     /// The next packet's length and destination, or `None` to end the
     /// batch (nothing left, or the pacing says wait). Asking again before
     /// writing describes the same packet.
@@ -100,7 +102,7 @@ pub trait PacketSource {
     /// (which has room for all of it) and payload pieces to follow, for
     /// transports that can send pieces by reference. By default the packet
     /// is written whole.
-    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'_> {
+    fn write_pieces(&mut self, buf: &mut [u8]) -> PacketPieces<'s> {
         self.write(buf);
         PacketPieces::new(buf.len())
     }
@@ -118,7 +120,10 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// The source's next packet, checked; `Ok(None)` ends the batch.
-    pub(crate) fn next(&self, source: &mut dyn PacketSource) -> Result<Option<PacketSpec>, TransportError> {
+    pub(crate) fn next(
+        &self,
+        source: &mut dyn PacketSource<'_>,
+    ) -> Result<Option<PacketSpec>, TransportError> {
         let Some(spec) = source.next_packet() else {
             return Ok(None);
         };
@@ -145,11 +150,11 @@ impl Limits {
     /// (returning `false`), handing each packet to `take` only once it is
     /// checked. Returns how many were taken; the first error ends the
     /// batch.
-    pub(crate) fn fill(
+    pub(crate) fn fill<'s>(
         &self,
-        source: &mut dyn PacketSource,
+        source: &mut dyn PacketSource<'s>,
         max: usize,
-        mut take: impl FnMut(&mut dyn PacketSource, PacketSpec) -> Result<bool, TransportError>,
+        mut take: impl FnMut(&mut dyn PacketSource<'s>, PacketSpec) -> Result<bool, TransportError>,
     ) -> Result<usize, TransportError> {
         let mut taken = 0;
         while taken < max {
@@ -216,5 +221,5 @@ pub trait Transport: Send + 'static {
     /// transports (UDP, TCP, AF_XDP) then send none of it, the memory and
     /// pcap transports keep the packets before it, as on any failure
     /// part-way through a batch.
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError>;
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError>;
 }

@@ -122,7 +122,7 @@ impl Transport for PcapTransport {
         Ok(())
     }
 
-    fn send(&mut self, packets: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let limits = self.limits;
         limits.fill(packets, MAX_BATCH, |packets, spec| {
             let len = HEADERS_LEN + spec.len;

@@ -86,7 +86,7 @@ impl Transport for TcpTransport {
         Ok(())
     }
 
-    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let (buffer, mut used) = (&mut self.buffer, 0);
         let packets = self.limits.fill(source, MAX_BATCH, |source, spec| {
             source.write(&mut buffer[used..used + spec.len]);

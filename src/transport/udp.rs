@@ -4,8 +4,12 @@
 //! GSO (`UDP_SEGMENT`) messages, which the kernel splits; if the kernel or
 //! the device refuses GSO, the transport logs it and carries on without.
 //!
-//! Packets are filled into fixed slots of `max_packet_size` bytes, so full
-//! packets in consecutive slots are contiguous: a GSO run is one iovec.
+//! Each packet's first bytes (its SPEAD header, or all of it) are written
+//! into a fixed slot of `max_packet_size` bytes; payload pieces the source
+//! lends as plain memory go by reference, an iovec each, so that the
+//! kernel's copy into its buffers is the only one. A message's iovecs are
+//! its packets' in order, contiguous ones merged (full packets written
+//! whole into consecutive slots make one).
 
 use std::io;
 use std::mem;
@@ -17,8 +21,10 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::iface::{LinkWatch, LINK_CHECK_EVERY};
 use super::{
-    check_udp_payload, Limits, PacketSource, PacketSpec, Transport, TransportError, MAX_UDP_PAYLOAD,
+    check_pieces, check_udp_payload, Limits, PacketPieces, PacketSource, PacketSpec, Transport,
+    TransportError, MAX_UDP_PAYLOAD,
 };
+use crate::protocol::{Piece, MAX_PARTS};
 
 /// `UDP_SEGMENT` from the kernel's `linux/udp.h` (libc lacks it for glibc).
 const UDP_SEGMENT: libc::c_int = 103;
@@ -26,6 +32,8 @@ const UDP_SEGMENT: libc::c_int = 103;
 const MAX_BATCH: usize = 64;
 /// Segments the kernel takes in one GSO message.
 const MAX_GSO_SEGMENTS: usize = 64;
+/// Most iovecs one packet makes: runs of its slot between lent pieces.
+const MAX_PACKET_IOVECS: usize = 2 * MAX_PARTS + 1;
 
 /// The egress interface for multicast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +109,18 @@ pub struct UdpTransport {
     probing_gso: bool,
     /// Messages sent as GSO runs so far.
     gso_messages: u64,
+    /// Payload bytes sent from the source's memory by reference so far.
+    bytes_by_reference: u64,
     buffer: Vec<u8>,
     /// The batch's packets: packet `i` is in slot `i` of `buffer`.
     packets: Vec<PacketSpec>,
     limits: Limits,
+    /// The batch's packets as iovecs, in order: slot bytes and lent
+    /// pieces. Packet `i`'s end at `packet_ends[i]`.
+    packet_iovecs: Vec<libc::iovec>,
+    packet_ends: Vec<usize>,
+    /// The messages' iovecs (a message's packets' iovecs, contiguous ones
+    /// merged).
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     /// One `cmsghdr` + u16 per message, 8-byte aligned.
@@ -115,9 +131,10 @@ pub struct UdpTransport {
     link: Option<LinkWatch>,
 }
 
-// SAFETY: the raw pointers in `iovecs` and `headers` only ever point into
-// this transport's own buffers and are rebuilt before each use; nothing is
-// shared between threads.
+// SAFETY: the raw pointers in the iovecs and `headers` point into this
+// transport's own buffers or into pieces a source lent for one `send`, and
+// are rebuilt in each `send` before use (never read after it returns);
+// nothing is shared between threads.
 unsafe impl Send for UdpTransport {}
 
 impl std::fmt::Debug for UdpTransport {
@@ -227,9 +244,12 @@ impl UdpTransport {
             gso: gso && Self::kernel_has_gso_for(destinations),
             probing_gso: false,
             gso_messages: 0,
+            bytes_by_reference: 0,
             buffer: Vec::new(),
             packets: Vec::with_capacity(MAX_BATCH),
-            iovecs: Vec::with_capacity(MAX_BATCH),
+            packet_iovecs: Vec::with_capacity(MAX_BATCH * MAX_PACKET_IOVECS),
+            packet_ends: Vec::with_capacity(MAX_BATCH),
+            iovecs: Vec::with_capacity(MAX_BATCH * MAX_PACKET_IOVECS),
             headers: Vec::with_capacity(MAX_BATCH),
             controls: vec![[0; 4]; MAX_BATCH],
             message_start: Vec::with_capacity(MAX_BATCH),
@@ -283,6 +303,12 @@ impl UdpTransport {
         self.gso_messages
     }
 
+    /// Payload bytes sent from the source's own memory by reference (the
+    /// kernel's copy the only one) so far.
+    pub fn bytes_by_reference(&self) -> u64 {
+        self.bytes_by_reference
+    }
+
     /// The socket, to read (or set) options this crate does not cover.
     pub fn socket(&self) -> socket2::SockRef<'_> {
         socket2::SockRef::from(&self.socket)
@@ -312,18 +338,22 @@ impl UdpTransport {
                     end += 1;
                 }
             }
-            let start = i * self.slot();
-            let stop = (end - 1) * self.slot() + self.packets[end - 1].len;
-            self.iovecs.push(libc::iovec {
-                iov_base: self.buffer[start..].as_mut_ptr().cast(),
-                iov_len: stop - start,
-            });
+            let first_iovec = self.iovecs.len();
+            let start = if i == 0 { 0 } else { self.packet_ends[i - 1] };
+            for iovec in &self.packet_iovecs[start..self.packet_ends[end - 1]] {
+                match self.iovecs[first_iovec..].last_mut() {
+                    Some(last) if last.iov_base.wrapping_byte_add(last.iov_len) == iovec.iov_base => {
+                        last.iov_len += iovec.iov_len;
+                    }
+                    _ => self.iovecs.push(*iovec),
+                }
+            }
             let destination = &self.destinations[substream];
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
             let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
             header.msg_hdr.msg_name = destination.as_ptr() as *mut libc::c_void;
             header.msg_hdr.msg_namelen = destination.len();
-            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_iovlen = self.iovecs.len() - first_iovec;
             if end - i > 1 {
                 let control = &mut self.controls[self.headers.len()];
                 // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
@@ -350,9 +380,12 @@ impl UdpTransport {
             self.message_start.push(i);
             i = end;
         }
-        // The iovec vector is complete: point each header at its iovec.
-        for (header, iovec) in self.headers.iter_mut().zip(self.iovecs.iter_mut()) {
-            header.msg_hdr.msg_iov = iovec;
+        // The iovec vector is complete: point each header at its first
+        // (the messages' iovecs follow one another).
+        let mut first = self.iovecs.as_mut_ptr();
+        for header in &mut self.headers {
+            header.msg_hdr.msg_iov = first;
+            first = first.wrapping_add(header.msg_hdr.msg_iovlen);
         }
     }
 
@@ -364,9 +397,12 @@ impl UdpTransport {
         while sent < self.headers.len() {
             let pending = &mut self.headers[sent..];
             // SAFETY: every header points at this transport's live buffers,
-            // destinations and control blocks, built by build_messages from
-            // packets this transport checked against its slot size and
-            // substreams (`Limits::next`), so each iovec lies in `buffer`.
+            // destinations and control blocks, built by build_messages in
+            // this `send` from packets this transport checked against its
+            // slot size and substreams (`Limits::next`); each iovec lies in
+            // `buffer` or in a piece the source lent as `&'s [u8]`, borrowed
+            // for longer than this `send` and not written while borrowed.
+            // The kernel only reads them.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
@@ -424,6 +460,45 @@ impl UdpTransport {
     }
 }
 
+/// A packet built in `frame` (its slot, the packet's length) as iovecs: the
+/// bytes written, then each piece by reference where the source lent it as
+/// plain memory, else copied into the frame behind what went before.
+/// Returns the bytes referenced.
+fn push_packet_iovecs(iovecs: &mut Vec<libc::iovec>, frame: &mut [u8], pieces: &PacketPieces<'_>) -> u64 {
+    let mut at = pieces.written();
+    let mut referenced = 0;
+    // Bytes of the frame not yet in an iovec start here.
+    let mut from = 0;
+    for piece in pieces.pieces() {
+        match piece {
+            Piece::Bytes(bytes) => {
+                push_iovec(iovecs, &frame[from..at]);
+                push_iovec(iovecs, bytes);
+                at += bytes.len();
+                from = at;
+                referenced += bytes.len() as u64;
+            }
+            Piece::Foreign { .. } => {
+                // Copied out: the memory's own address is not trusted.
+                piece.copy_to(&mut frame[at..]);
+                at += piece.len();
+            }
+        }
+    }
+    push_iovec(iovecs, &frame[from..at]);
+    referenced
+}
+
+fn push_iovec(iovecs: &mut Vec<libc::iovec>, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        iovecs.push(libc::iovec {
+            // Only ever read (by sendmmsg).
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        });
+    }
+}
+
 /// Sets IP_MTU_DISCOVER to "do" (IPv4) or IPV6_DONTFRAG (IPv6).
 fn set_dont_fragment(socket: &Socket, v4: bool) -> io::Result<()> {
     let (level, name, value) = if v4 {
@@ -464,17 +539,24 @@ impl Transport for UdpTransport {
         Ok(())
     }
 
-    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         if let Some(link) = &mut self.link {
             link.check()?;
         }
         self.packets.clear();
-        // Checked against the slot size: every message built below lies
+        self.packet_iovecs.clear();
+        self.packet_ends.clear();
+        // Checked against the slot size: every packet's bytes written lie
         // inside `buffer`.
         let (limits, slot) = (self.limits, self.slot());
+        let mut referenced = 0;
         limits.fill(source, MAX_BATCH, |source, spec| {
             let start = self.packets.len() * slot;
-            source.write(&mut self.buffer[start..start + spec.len]);
+            let frame = &mut self.buffer[start..start + spec.len];
+            let pieces = source.write_pieces(frame);
+            check_pieces(spec, &pieces)?;
+            referenced += push_packet_iovecs(&mut self.packet_iovecs, frame, &pieces);
+            self.packet_ends.push(self.packet_iovecs.len());
             self.packets.push(spec);
             Ok(true)
         })?;
@@ -483,6 +565,7 @@ impl Transport for UdpTransport {
         }
         self.build_messages(0);
         self.send_messages()?;
+        self.bytes_by_reference += referenced;
         Ok(self.packets.len())
     }
 }

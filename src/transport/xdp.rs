@@ -651,7 +651,7 @@ impl Transport for XdpTransport {
         self.stalls
     }
 
-    fn send(&mut self, source: &mut dyn PacketSource) -> Result<usize, TransportError> {
+    fn send(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         self.link.check()?;
         self.reap();
         self.descriptors.clear();
@@ -696,7 +696,7 @@ impl XdpTransport {
     /// whether its payload went by reference.
     fn take_packet(
         &mut self,
-        source: &mut dyn PacketSource,
+        source: &mut dyn PacketSource<'_>,
         spec: PacketSpec,
     ) -> Result<bool, TransportError> {
         if self.free.is_empty() {
@@ -738,7 +738,7 @@ impl XdpTransport {
 /// `frame` (`by_pieces`: as pieces to reference where they lie in user
 /// buffers; else whole) and writes the headers.
 fn build_packet<'s>(
-    source: &'s mut dyn PacketSource,
+    source: &mut dyn PacketSource<'s>,
     spec: PacketSpec,
     frame: &mut [u8],
     by_pieces: bool,
