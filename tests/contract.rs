@@ -9,11 +9,12 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::netns::privileged;
 use common::veth::VethHarness;
-use spead_xdp::protocol::{Flavour, Heap, Item};
+use spead_xdp::protocol::{Flavour, ForeignBytes, ForeignMemory, Heap, Item, ItemValue, Piece};
 use spead_xdp::stream::{SendError, Stream, StreamConfig};
 use spead_xdp::transport::{
     BadPacket, MemoryTransport, PacketPieces, PacketSource, PacketSpec, PcapConfig, PcapTransport, Transport,
@@ -346,4 +347,90 @@ fn af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames() {
         .flat_map(|cnt| sizing.packets(&heap, cnt).unwrap())
         .collect();
     assert!(arrived == expected, "the packets as sent, in order");
+}
+
+/// Foreign memory that is what it says: `len` bytes of `byte`.
+#[derive(Debug)]
+struct Filled {
+    len: usize,
+}
+
+impl ForeignMemory for Filled {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn copy_to(&self, _offset: usize, dst: &mut [u8]) {
+        dst.fill(0x77);
+    }
+
+    fn address(&self) -> usize {
+        0
+    }
+}
+
+/// One packet whose pieces state lengths that wrap around: a slice, then a
+/// foreign piece of `usize::MAX` bytes, summing (mod 2^64) to one byte
+/// less than the slice, the length described.
+struct Wrapping<'a> {
+    bytes: &'a [u8],
+    foreign: &'a ForeignBytes,
+    sent: bool,
+}
+
+impl<'a> PacketSource<'a> for Wrapping<'a> {
+    fn next_packet(&mut self) -> Option<PacketSpec> {
+        (!self.sent).then_some(PacketSpec {
+            len: self.bytes.len() - 1,
+            substream: 0,
+        })
+    }
+
+    fn write(&mut self, _buf: &mut [u8]) {
+        unreachable!("the UDP transport asks for pieces");
+    }
+
+    fn write_pieces(&mut self, _buf: &mut [u8]) -> PacketPieces<'a> {
+        self.sent = true;
+        let mut pieces = PacketPieces::new(0);
+        pieces.push(self.bytes).unwrap();
+        pieces
+            .push(Piece::Foreign {
+                memory: self.foreign,
+                offset: 0,
+                len: usize::MAX,
+            })
+            .unwrap();
+        pieces
+    }
+}
+
+#[test]
+fn piece_lengths_that_wrap_around_are_a_bad_packet_not_a_panic() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut transport = UdpTransport::new(&UdpConfig::new(vec![receiver.local_addr().unwrap()])).unwrap();
+    transport.prepare(1472).unwrap();
+    let value = ItemValue::from(Arc::new(Filled { len: 100 }) as Arc<dyn ForeignMemory>);
+    let ItemValue::Foreign(foreign) = &value else {
+        panic!("foreign memory makes a foreign value");
+    };
+    let bytes = vec![1u8; 1000];
+    let mut source = Wrapping {
+        bytes: &bytes,
+        foreign,
+        sent: false,
+    };
+    assert_eq!(
+        bad_packet(transport.send(&mut source)),
+        BadPacket::LengthMismatch {
+            described: 999,
+            written: 0,
+            referenced: usize::MAX,
+        }
+    );
+    let mut buf = [0u8; 2048];
+    assert!(receiver.recv(&mut buf).is_err(), "nothing of the batch is sent");
 }

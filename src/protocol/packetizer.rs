@@ -68,7 +68,10 @@ impl<'a> PacketPieces<'a> {
 
     /// The packet's whole length: bytes written and pieces.
     pub fn len(&self) -> usize {
-        self.written + self.pieces.iter().map(|p| p.len()).sum::<usize>()
+        // Saturating: a source may state any piece length.
+        self.pieces
+            .iter()
+            .fold(self.written, |total, piece| total.saturating_add(piece.len()))
     }
 
     /// Whether the packet has no bytes at all.
@@ -151,9 +154,12 @@ impl PacketSizing {
                 min: MIN_PACKET_SIZE,
             });
         }
+        // The header's item count is 16 bits, the four bookkeeping
+        // pointers included.
+        let max_pointers = (rounded - PREFIX_LEN - POINTER_SIZE) / POINTER_SIZE;
         Ok(PacketSizing {
             max_packet_size: rounded,
-            max_pointers: (rounded - PREFIX_LEN - POINTER_SIZE) / POINTER_SIZE,
+            max_pointers: max_pointers.min(usize::from(u16::MAX) - BOOKKEEPING_POINTERS),
         })
     }
 
@@ -165,6 +171,12 @@ impl PacketSizing {
     /// Item pointers a packet carries besides the mandatory four.
     pub fn max_pointers(&self) -> usize {
         self.max_pointers
+    }
+
+    /// Payload bytes a packet carrying `max_pointers` item pointers has
+    /// room for.
+    fn full_packet_room(&self) -> usize {
+        self.max_packet_size - PREFIX_LEN - self.max_pointers * POINTER_SIZE
     }
 
     /// Plans the packets of `heap` with heap counter `cnt`.
@@ -318,7 +330,9 @@ impl HeapCursor {
         // Every packet must carry payload, so that packets can be ordered and
         // losses seen: pad a too-small payload and mark the end of the real
         // data with a null pointer.
-        let min_payload = ((item_packets - 1) * POINTER_SIZE + 1) as u64;
+        // (A packet full of pointers has room for 8 bytes of payload, as in
+        // spead2, or more where the header's 16-bit count caps them.)
+        let min_payload = ((item_packets - 1) * sizing.full_packet_room() + 1) as u64;
         let payload_size = address.max(min_payload);
         if address < min_payload {
             pointer_words.extend_from_slice(&flavour.address(item_id::NULL, address).to_be_bytes());
@@ -517,6 +531,8 @@ impl HeapCursor {
         frame: &mut [u8],
         packet: &mut PacketPieces<'p>,
     ) -> Result<bool, PacketizeError> {
+        // Claims nothing written until it is.
+        packet.set_whole(0);
         let written = self.write_next(items, frame)?;
         packet.set_whole(written.unwrap_or(0));
         Ok(written.is_some())
@@ -616,6 +632,31 @@ mod tests {
             PacketSizing::new(55),
             Err(PacketizeError::PacketSizeTooSmall { size: 55, min: 56 })
         );
+        // The header counts items in 16 bits, the four bookkeeping ones
+        // included.
+        assert_eq!(PacketSizing::new(1 << 20).unwrap().max_pointers(), 65531);
+    }
+
+    #[test]
+    fn a_heap_of_more_items_than_the_header_counts_spreads_them_over_packets() {
+        let mut heap = Heap::new(Flavour::SPEAD_64_40);
+        for id in 0..70_000u64 {
+            heap.add(Item::immediate(0x1000 + id, id)).unwrap();
+        }
+        let sizing = PacketSizing::new(1 << 20).unwrap();
+        let packets: Vec<Vec<u8>> = sizing.packets(&heap, 1).unwrap().collect();
+        let counts: Vec<u16> = packets
+            .iter()
+            .map(|p| {
+                assert_eq!(&p[4..6], [0, 0], "reserved header bytes");
+                u16::from_be_bytes([p[6], p[7]])
+            })
+            .collect();
+        // 70000 items and a null pointer (the payload is padding), beside
+        // each packet's four bookkeeping pointers.
+        assert_eq!(counts[0], u16::MAX);
+        let item_pointers: usize = counts.iter().map(|&n| usize::from(n) - 4).sum();
+        assert_eq!(item_pointers, 70_001);
     }
 
     /// Foreign memory as a test has it: bytes behind a lock, which another

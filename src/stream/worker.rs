@@ -203,13 +203,10 @@ impl<T: Transport, C: Clock> Worker<T, C> {
 
     /// Hands the transport one batch from the first `reach` jobs.
     fn send_batch(&mut self, reach: usize) -> BatchOutcome {
+        // fill_window reaches at most LOOKAHEAD jobs past the first.
+        debug_assert!(reach <= LOOKAHEAD + 1);
         let mut batch = Batch {
-            jobs: self
-                .window
-                .iter_mut()
-                .take(reach.min(LOOKAHEAD + 1))
-                .map(ActiveJob::view)
-                .collect(),
+            jobs: self.window.iter_mut().take(reach).map(ActiveJob::view).collect(),
             at: 0,
             share: &mut self.share,
             limiter: &mut self.limiter,

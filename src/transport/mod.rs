@@ -172,13 +172,18 @@ impl Limits {
 
 /// Checks that written bytes and pieces make the packet described.
 pub(crate) fn check_pieces(spec: PacketSpec, pieces: &PacketPieces<'_>) -> Result<(), TransportError> {
-    if pieces.written() <= spec.len && pieces.len() == spec.len {
+    // Summed with a check: a source may state any piece length.
+    let total = pieces
+        .pieces()
+        .iter()
+        .try_fold(pieces.written(), |total, piece| total.checked_add(piece.len()));
+    if pieces.written() <= spec.len && total == Some(spec.len) {
         return Ok(());
     }
     Err(TransportError::BadPacket(BadPacket::LengthMismatch {
         described: spec.len,
         written: pieces.written(),
-        referenced: pieces.len() - pieces.written(),
+        referenced: total.unwrap_or(usize::MAX).saturating_sub(pieces.written()),
     }))
 }
 

@@ -34,6 +34,18 @@ const MAX_BATCH: usize = 64;
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Most iovecs one packet makes: runs of its slot between lent pieces.
 const MAX_PACKET_IOVECS: usize = 2 * MAX_PARTS + 1;
+// A GSO message's iovecs stay within the kernel's UIO_MAXIOV.
+const _: () = assert!(MAX_GSO_SEGMENTS * MAX_PACKET_IOVECS <= 1024);
+
+/// One part of a packet as sent.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// `len` bytes from `start` of the transport's buffer (made a pointer
+    /// only once the batch is written, from one pointer to the buffer).
+    Slot { start: usize, len: usize },
+    /// A piece the source lent as plain memory.
+    Lent(libc::iovec),
+}
 
 /// The egress interface for multicast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +127,12 @@ pub struct UdpTransport {
     /// The batch's packets: packet `i` is in slot `i` of `buffer`.
     packets: Vec<PacketSpec>,
     limits: Limits,
-    /// The batch's packets as iovecs, in order: slot bytes and lent
-    /// pieces. Packet `i`'s end at `packet_ends[i]`.
-    packet_iovecs: Vec<libc::iovec>,
+    /// The batch's packets as parts, in order: slot bytes and lent
+    /// pieces. Packet `i`'s end at `packet_ends[i]`; its bytes sent by
+    /// reference are `packet_referenced[i]`.
+    packet_parts: Vec<Part>,
     packet_ends: Vec<usize>,
+    packet_referenced: Vec<u64>,
     /// The messages' iovecs (a message's packets' iovecs, contiguous ones
     /// merged).
     iovecs: Vec<libc::iovec>,
@@ -131,10 +145,10 @@ pub struct UdpTransport {
     link: Option<LinkWatch>,
 }
 
-// SAFETY: the raw pointers in the iovecs and `headers` point into this
-// transport's own buffers or into pieces a source lent for one `send`, and
-// are rebuilt in each `send` before use (never read after it returns);
-// nothing is shared between threads.
+// SAFETY: the raw pointers in the parts, iovecs and `headers` point into
+// this transport's own buffers or into pieces a source lent for one
+// `send`, and are rebuilt in each `send` before use (never read after it
+// returns); nothing is shared between threads.
 unsafe impl Send for UdpTransport {}
 
 impl std::fmt::Debug for UdpTransport {
@@ -247,8 +261,9 @@ impl UdpTransport {
             bytes_by_reference: 0,
             buffer: Vec::new(),
             packets: Vec::with_capacity(MAX_BATCH),
-            packet_iovecs: Vec::with_capacity(MAX_BATCH * MAX_PACKET_IOVECS),
+            packet_parts: Vec::with_capacity(MAX_BATCH * MAX_PACKET_IOVECS),
             packet_ends: Vec::with_capacity(MAX_BATCH),
+            packet_referenced: Vec::with_capacity(MAX_BATCH),
             iovecs: Vec::with_capacity(MAX_BATCH * MAX_PACKET_IOVECS),
             headers: Vec::with_capacity(MAX_BATCH),
             controls: vec![[0; 4]; MAX_BATCH],
@@ -325,6 +340,9 @@ impl UdpTransport {
         self.headers.clear();
         self.message_start.clear();
         let max_segments = MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / self.slot().max(1));
+        // Slots become pointers from this one, taken once the batch is
+        // written (none is written again before it is sent).
+        let buffer = self.buffer.as_mut_ptr();
         let mut i = first;
         while i < self.packets.len() {
             let substream = self.packets[i].substream;
@@ -340,12 +358,19 @@ impl UdpTransport {
             }
             let first_iovec = self.iovecs.len();
             let start = if i == 0 { 0 } else { self.packet_ends[i - 1] };
-            for iovec in &self.packet_iovecs[start..self.packet_ends[end - 1]] {
+            for part in &self.packet_parts[start..self.packet_ends[end - 1]] {
+                let iovec = match *part {
+                    Part::Slot { start, len } => libc::iovec {
+                        iov_base: buffer.wrapping_add(start).cast(),
+                        iov_len: len,
+                    },
+                    Part::Lent(iovec) => iovec,
+                };
                 match self.iovecs[first_iovec..].last_mut() {
                     Some(last) if last.iov_base.wrapping_byte_add(last.iov_len) == iovec.iov_base => {
                         last.iov_len += iovec.iov_len;
                     }
-                    _ => self.iovecs.push(*iovec),
+                    _ => self.iovecs.push(iovec),
                 }
             }
             let destination = &self.destinations[substream];
@@ -389,6 +414,16 @@ impl UdpTransport {
         }
     }
 
+    /// The packets of built messages `messages`.
+    fn packets_of(&self, messages: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let end = self
+            .message_start
+            .get(messages.end)
+            .copied()
+            .unwrap_or(self.packets.len());
+        self.message_start[messages.start]..end
+    }
+
     /// Sends every built message. As spead2 does: when a GSO message is
     /// refused, the batch is retried without GSO; if that works GSO stays
     /// off (logged), and if it fails too GSO was not the cause and stays on.
@@ -420,6 +455,8 @@ impl UdpTransport {
                 }
                 let taken = &self.headers[sent..sent + rc as usize];
                 self.gso_messages += taken.iter().filter(|h| h.msg_hdr.msg_controllen != 0).count() as u64;
+                let packets = self.packets_of(sent..sent + rc as usize);
+                self.bytes_by_reference += self.packet_referenced[packets].iter().sum::<u64>();
                 sent += rc as usize;
                 continue;
             }
@@ -460,20 +497,32 @@ impl UdpTransport {
     }
 }
 
-/// A packet built in `frame` (its slot, the packet's length) as iovecs: the
-/// bytes written, then each piece by reference where the source lent it as
-/// plain memory, else copied into the frame behind what went before.
-/// Returns the bytes referenced.
-fn push_packet_iovecs(iovecs: &mut Vec<libc::iovec>, frame: &mut [u8], pieces: &PacketPieces<'_>) -> u64 {
+/// A packet built in `frame` (its slot, at `frame_start` of the buffer,
+/// the packet's length; `pieces` checked to make exactly that length) as
+/// parts: the bytes written, then each piece by reference where the source
+/// lent it as plain memory, else copied into the frame behind what went
+/// before. Returns the bytes referenced.
+fn push_packet_parts(
+    parts: &mut Vec<Part>,
+    frame: &mut [u8],
+    frame_start: usize,
+    pieces: &PacketPieces<'_>,
+) -> u64 {
     let mut at = pieces.written();
-    let mut referenced = 0;
-    // Bytes of the frame not yet in an iovec start here.
+    // Bytes of the frame not yet in a part start here.
     let mut from = 0;
+    let mut referenced = 0;
     for piece in pieces.pieces() {
         match piece {
             Piece::Bytes(bytes) => {
-                push_iovec(iovecs, &frame[from..at]);
-                push_iovec(iovecs, bytes);
+                push_slot(parts, frame_start + from, at - from);
+                if !bytes.is_empty() {
+                    parts.push(Part::Lent(libc::iovec {
+                        // Only ever read (by sendmmsg).
+                        iov_base: bytes.as_ptr().cast_mut().cast(),
+                        iov_len: bytes.len(),
+                    }));
+                }
                 at += bytes.len();
                 from = at;
                 referenced += bytes.len() as u64;
@@ -485,17 +534,13 @@ fn push_packet_iovecs(iovecs: &mut Vec<libc::iovec>, frame: &mut [u8], pieces: &
             }
         }
     }
-    push_iovec(iovecs, &frame[from..at]);
+    push_slot(parts, frame_start + from, at - from);
     referenced
 }
 
-fn push_iovec(iovecs: &mut Vec<libc::iovec>, bytes: &[u8]) {
-    if !bytes.is_empty() {
-        iovecs.push(libc::iovec {
-            // Only ever read (by sendmmsg).
-            iov_base: bytes.as_ptr().cast_mut().cast(),
-            iov_len: bytes.len(),
-        });
+fn push_slot(parts: &mut Vec<Part>, start: usize, len: usize) {
+    if len > 0 {
+        parts.push(Part::Slot { start, len });
     }
 }
 
@@ -544,19 +589,20 @@ impl Transport for UdpTransport {
             link.check()?;
         }
         self.packets.clear();
-        self.packet_iovecs.clear();
+        self.packet_parts.clear();
         self.packet_ends.clear();
+        self.packet_referenced.clear();
         // Checked against the slot size: every packet's bytes written lie
         // inside `buffer`.
         let (limits, slot) = (self.limits, self.slot());
-        let mut referenced = 0;
         limits.fill(source, MAX_BATCH, |source, spec| {
             let start = self.packets.len() * slot;
             let frame = &mut self.buffer[start..start + spec.len];
             let pieces = source.write_pieces(frame);
             check_pieces(spec, &pieces)?;
-            referenced += push_packet_iovecs(&mut self.packet_iovecs, frame, &pieces);
-            self.packet_ends.push(self.packet_iovecs.len());
+            let referenced = push_packet_parts(&mut self.packet_parts, frame, start, &pieces);
+            self.packet_ends.push(self.packet_parts.len());
+            self.packet_referenced.push(referenced);
             self.packets.push(spec);
             Ok(true)
         })?;
@@ -565,7 +611,6 @@ impl Transport for UdpTransport {
         }
         self.build_messages(0);
         self.send_messages()?;
-        self.bytes_by_reference += referenced;
         Ok(self.packets.len())
     }
 }
