@@ -63,6 +63,30 @@ impl Default for UdpOptions {
     }
 }
 
+/// Sets `socket`'s receive buffer to `size` bytes: past the system's cap
+/// (`net.core.rmem_max`) where this process may (CAP_NET_ADMIN), since a
+/// monitor's buffer is what rides out its reader's stalls; where it may
+/// not, the buffer is what the cap allows, and a warning says so (as
+/// spead2 warns).
+fn set_receive_buffer(socket: &Socket, size: usize) -> Result<(), SourceError> {
+    socket
+        .set_recv_buffer_size(size)
+        .map_err(io(format!("setting the receive buffer to {size} bytes")))?;
+    // Linux reports twice what was set (the rest is its bookkeeping).
+    let granted = |socket: &Socket| socket.recv_buffer_size().map_or(size, |got| got / 2);
+    if granted(socket) >= size {
+        return Ok(());
+    }
+    let forced = nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::RcvBufForce, &size);
+    if forced.is_err() || granted(socket) < size {
+        tracing::warn!(
+            "UDP receive buffer: asked for {size} bytes, got {} (raise net.core.rmem_max, or run with CAP_NET_ADMIN)",
+            granted(socket)
+        );
+    }
+    Ok(())
+}
+
 /// What reading a pcap source gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
@@ -169,10 +193,7 @@ impl Source {
         socket
             .set_reuse_address(true)
             .map_err(io("setting SO_REUSEADDR"))?;
-        socket.set_recv_buffer_size(options.buffer).map_err(io(format!(
-            "setting the receive buffer to {} bytes",
-            options.buffer
-        )))?;
+        set_receive_buffer(&socket, options.buffer)?;
         match address.ip() {
             IpAddr::V4(group) if group.is_multicast() => {
                 let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port());
@@ -203,6 +224,28 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receive_buffer_past_the_system_cap_is_granted_to_root() {
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        set_receive_buffer(&socket, 2 * cap).unwrap();
+        let granted = socket.recv_buffer_size().unwrap() / 2;
+        // The effective uid: the second field of /proc/self/status's Uid line.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+        if uid.split_whitespace().nth(1) == Some("0") {
+            assert_eq!(granted, 2 * cap, "root gets the buffer asked for");
+        } else if std::env::var_os("SPEAD_SKIP_PRIVILEGED").is_some() {
+            assert_eq!(granted, cap, "others get the system's cap");
+        } else {
+            panic!("this test needs root to check the forced buffer (SPEAD_SKIP_PRIVILEGED=1 checks the cap only)");
+        }
+    }
 
     #[test]
     fn udp_payloads_are_found_in_frames() {
