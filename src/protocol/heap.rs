@@ -164,12 +164,6 @@ pub enum Piece<'p> {
 // Pieces are moved with every packet: keep them to three words.
 const _: () = assert!(std::mem::size_of::<Piece<'static>>() <= 24);
 
-impl Default for Piece<'_> {
-    fn default() -> Self {
-        Piece::Bytes(&[])
-    }
-}
-
 impl<'p> From<&'p [u8]> for Piece<'p> {
     fn from(bytes: &'p [u8]) -> Self {
         Piece::Bytes(bytes)

@@ -364,13 +364,6 @@ impl HeapCursor {
         self.pointer_words.len() / POINTER_SIZE
     }
 
-    /// Bytes `offset..offset + len` of payload segment `k` of `items`, if
-    /// it has them.
-    fn segment<'p>(&self, items: &'p [Item<'_>], k: usize, offset: usize, len: usize) -> Option<Piece<'p>> {
-        let &(index, _) = self.segments.get(k)?;
-        items.get(index)?.value().piece(offset, len)
-    }
-
     /// Pointers and payload bytes of the packet after `pointers_sent`
     /// pointers and `offset` payload bytes.
     #[inline]
@@ -475,7 +468,8 @@ impl HeapCursor {
     }
 
     /// [`HeapPackets::next_packet_parts`], for the heap whose items are
-    /// `items`, into `packet`: `false` when the heap is done.
+    /// `items`, into `packet`: `false` (`packet` untouched) when the heap
+    /// is done. On an error `packet` claims nothing written.
     #[inline]
     pub(crate) fn write_parts<'p>(
         &mut self,
@@ -489,6 +483,7 @@ impl HeapCursor {
         let (n_pointers, payload_len) = self.next;
         let header_len = PREFIX_LEN + n_pointers * POINTER_SIZE;
         if frame.len() < header_len {
+            packet.set_whole(0);
             return Err(PacketizeError::FrameTooSmall {
                 needed: header_len,
                 available: frame.len(),
@@ -499,17 +494,13 @@ impl HeapCursor {
         // there.
         let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, payload_len);
         while left > 0 {
-            let Some(&(index, segment_len)) = self.segments.get(segment) else {
+            let Some(&(item, segment_len)) = self.segments.get(segment) else {
                 // Padding is written, not referenced.
                 return self.write_whole(items, frame, packet);
             };
             let n = (segment_len - offset).min(left);
             // Too many pieces, or not the items this cursor was made from.
-            let Some(Ok(())) = items
-                .get(index)
-                .and_then(|item| item.value().piece(offset, n))
-                .map(|piece| packet.push(piece))
-            else {
+            let Some(Ok(())) = item_piece(items, item, offset, n).map(|piece| packet.push(piece)) else {
                 return self.write_whole(items, frame, packet);
             };
             left -= n;
@@ -571,7 +562,7 @@ impl HeapCursor {
     fn advance(&mut self, items: &[Item<'_>], mut out: Option<&mut [u8]>) {
         let (mut segment, mut offset, mut left) = (self.next_segment, self.segment_offset, self.next.1);
         while left > 0 {
-            let Some(&(_, segment_len)) = self.segments.get(segment) else {
+            let Some(&(item, segment_len)) = self.segments.get(segment) else {
                 if let Some(out) = out {
                     out.fill(0);
                 }
@@ -580,7 +571,7 @@ impl HeapCursor {
             let n = (segment_len - offset).min(left);
             if let Some(buf) = out {
                 let (head, tail) = buf.split_at_mut(n);
-                match self.segment(items, segment, offset, n) {
+                match item_piece(items, item, offset, n) {
                     Some(piece) => piece.copy_to(head),
                     None => head.fill(0),
                 }
@@ -595,6 +586,13 @@ impl HeapCursor {
         }
         self.move_on(segment, offset);
     }
+}
+
+/// Bytes `offset..offset + len` of item `item` of `items`, if it has
+/// them (given other items than a cursor's, it may not).
+#[inline]
+fn item_piece<'p>(items: &'p [Item<'_>], item: usize, offset: usize, len: usize) -> Option<Piece<'p>> {
+    items.get(item)?.value().piece(offset, len)
 }
 
 /// Each packet in its own new buffer: for tests, memory transports and
@@ -823,6 +821,23 @@ mod tests {
             })
         );
         assert_eq!(packets.remaining(), 1);
+    }
+
+    #[test]
+    fn a_refused_frame_leaves_the_packet_claiming_nothing() {
+        // An empty heap's one packet: 48 bytes of header and pointers, then
+        // a byte of padding (written whole, not referenced).
+        let heap = Heap::new(Flavour::SPEAD_64_48);
+        let sizing = PacketSizing::new(1472).unwrap();
+        for frame_len in [10, 48] {
+            let mut cursor = HeapCursor::new(sizing, &heap, 1).unwrap();
+            let mut packet = PacketPieces::new(99);
+            packet.push(&b"stale"[..]).unwrap();
+            let mut frame = vec![0u8; frame_len];
+            assert!(cursor.write_parts(heap.items(), &mut frame, &mut packet).is_err());
+            assert_eq!((packet.written(), packet.len()), (0, 0), "{frame_len}-byte frame");
+            assert_eq!(cursor.remaining(), 1, "nothing passed over");
+        }
     }
 
     #[test]

@@ -455,7 +455,6 @@ impl Cursor {
         // batch (the transport checks the length).
         if heaps[k].write_parts(items, buf, &mut pieces).is_err() {
             heaps[k].skip_next();
-            pieces = PacketPieces::default();
         }
         Self::heap_taken(heaps, current, unfinished, *mode);
         pieces
