@@ -174,13 +174,11 @@ impl Transport for InprocTransport {
     }
 
     fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
-        let (queues, scratch) = (&self.queues, &mut self.scratch);
-        self.limits.fill(packets, MAX_BATCH, |packets, spec| {
-            let packet = &mut scratch[..spec.len];
-            packets.write(packet);
-            queues[spec.substream].add_packet(packet)?;
-            Ok(true)
-        })
+        let queues = &self.queues;
+        self.limits
+            .fill_copies(packets, &mut self.scratch, MAX_BATCH, |substream, packet| {
+                queues[substream].add_packet(packet)
+            })
     }
 }
 

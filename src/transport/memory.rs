@@ -58,12 +58,10 @@ impl Transport for MemoryTransport {
 
     fn send(&mut self, packets: &mut dyn PacketSource<'_>) -> Result<usize, TransportError> {
         let mut substreams = self.substreams.lock().unwrap_or_else(|p| p.into_inner());
-        let scratch = &mut self.scratch;
-        self.limits.fill(packets, MAX_BATCH, |packets, spec| {
-            let packet = &mut scratch[..spec.len];
-            packets.write(packet);
-            substreams[spec.substream].extend_from_slice(packet);
-            Ok(true)
-        })
+        self.limits
+            .fill_copies(packets, &mut self.scratch, MAX_BATCH, |substream, packet| {
+                substreams[substream].extend_from_slice(packet);
+                Ok(())
+            })
     }
 }

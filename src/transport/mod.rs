@@ -168,6 +168,24 @@ impl Limits {
         }
         Ok(taken)
     }
+
+    /// Fills a batch as [`fill`](Self::fill) does, each packet written
+    /// whole into `scratch` (of the prepared size) and its bytes handed to
+    /// `take` with its substream: for transports that keep copies.
+    pub(crate) fn fill_copies(
+        &self,
+        source: &mut dyn PacketSource<'_>,
+        scratch: &mut [u8],
+        max: usize,
+        mut take: impl FnMut(usize, &[u8]) -> Result<(), TransportError>,
+    ) -> Result<usize, TransportError> {
+        self.fill(source, max, |source, spec| {
+            let packet = &mut scratch[..spec.len];
+            source.write(packet);
+            take(spec.substream, packet)?;
+            Ok(true)
+        })
+    }
 }
 
 /// Checks that written bytes and pieces make the packet described.
