@@ -143,14 +143,21 @@ def test_what_spead2_sends_our_receiver_decodes_as_spead2s_does(bits):
     assert ours.stats.heaps == 4 and ours.stats.ring_drops == 0
 
 
-def test_in_process_streams_lose_nothing_and_end_on_the_queues_stop():
+def queued_heaps(count):
+    """An in-process queue holding `count` heaps of item_group(48), filled
+    for t = 0 .. count - 1, with the stream and item group that sent them."""
     queue = spead_xdp.InprocQueue()
     stream = spead_xdp.send.InprocStream(spead_xdp.ThreadPool(), [queue])
-    assert stream.num_substreams == 1 and stream.queues[0] is queue
     ig = item_group(spead_xdp, 48)
-    for t in range(20):
+    for t in range(count):
         fill(ig, t)
         stream.send_heap(ig.get_heap())
+    return queue, stream, ig
+
+
+def test_in_process_streams_lose_nothing_and_end_on_the_queues_stop():
+    queue, stream, ig = queued_heaps(20)
+    assert stream.num_substreams == 1 and stream.queues[0] is queue
     queue.stop()  # no end heap: the stop alone ends the receiver
     receiver = spead_xdp.recv.Stream(spead_xdp.ThreadPool())
     receiver.add_inproc_reader(queue)
@@ -183,12 +190,7 @@ def test_a_full_in_process_queue_fails_the_send():
 
 
 def test_the_asyncio_receiver_awaits_heaps():
-    queue = spead_xdp.InprocQueue()
-    stream = spead_xdp.send.InprocStream(spead_xdp.ThreadPool(), [queue])
-    ig = item_group(spead_xdp, 48)
-    for t in range(5):
-        fill(ig, t)
-        stream.send_heap(ig.get_heap())
+    queue, stream, ig = queued_heaps(5)
     stream.send_heap(ig.get_end())
 
     async def monitor():
@@ -206,12 +208,7 @@ def test_the_asyncio_receiver_awaits_heaps():
 
 def test_a_pcap_file_is_read_to_its_end(tmp_path):
     """spead-recv's capture of a stream, read back by spead_xdp.recv."""
-    queue = spead_xdp.InprocQueue()
-    stream = spead_xdp.send.InprocStream(spead_xdp.ThreadPool(), [queue])
-    ig = item_group(spead_xdp, 48)
-    for t in range(3):
-        fill(ig, t)
-        stream.send_heap(ig.get_heap())
+    queue, _, _ = queued_heaps(3)
     queue.stop()
     packets = []
     receiver = spead_xdp.recv.Stream()
