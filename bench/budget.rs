@@ -265,25 +265,10 @@ fn send(stream: &Stream, heap: &Arc<Heap<'static>>, heaps: usize) {
 /// Best ns per packet over the runs, sending 4 MiB heaps of `packet`-byte
 /// packets at `rate` bytes/s (0: unpaced).
 fn ns_per_packet(packet: usize, rate: f64, path: PayloadPath) -> f64 {
-    ns_per_packet_of(packet, rate, path, HEAP_BYTES).0
-}
-
-/// Best ns per packet over the runs for heaps of `heap_bytes` (as many
-/// heaps a run as make 256 MiB), and the packets a heap has.
-fn ns_per_packet_of(packet: usize, rate: f64, path: PayloadPath, heap_bytes: usize) -> (f64, usize) {
-    let heaps = (HEAPS_PER_RUN * HEAP_BYTES / heap_bytes).max(1);
-    let (stream, heap, per_heap) = setup(packet, rate, path, heap_bytes, None);
-    let mut best = f64::MAX;
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        send(&stream, &heap, heaps);
-        let ns = start.elapsed().as_nanos() as f64 / (heaps * per_heap) as f64;
-        best = best.min(ns);
-    }
-    let stats = stream.stats();
-    assert_eq!(stats.errors, 0);
-    assert_eq!(stats.packets(), (RUNS * heaps * per_heap) as u64);
-    (best, per_heap)
+    let timed = Timed::new(packet, rate, path, HEAP_BYTES);
+    let best = (0..RUNS).map(|_| timed.round()).fold(f64::MAX, f64::min);
+    timed.check(RUNS);
+    best
 }
 
 /// Heap size for the instruction counts (smaller: valgrind is slow).
@@ -523,15 +508,19 @@ fn copy_floor_table() {
     println!("| packet | stream, copied: ns/packet | floor: ns/packet | stream/floor |");
     println!("| --- | --- | --- | --- |");
     for packet in [1472usize, 8192] {
-        let (stream, heap, per_heap) = setup(packet, 0.0, PayloadPath::Copied, HEAP_BYTES, None);
+        let stream = Timed::new(packet, 0.0, PayloadPath::Copied, HEAP_BYTES);
         let mut frames = UmemArea::new(0, FRAME_BYTES).unwrap().alloc(FRAME_BYTES).unwrap();
         let (mut ours, mut floor) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            let start = Instant::now();
-            send(&stream, &heap, HEAPS_PER_RUN);
-            ours.push(start.elapsed().as_nanos() as f64 / (HEAPS_PER_RUN * per_heap) as f64);
-            floor.push(floor_ns_per_packet(packet, &heap, HEAPS_PER_RUN, frames.as_mut()));
+            ours.push(stream.round());
+            floor.push(floor_ns_per_packet(
+                packet,
+                &stream.heap,
+                stream.heaps,
+                frames.as_mut(),
+            ));
         }
+        stream.check(RUNS);
         let (ours, floor) = (median(ours), median(floor));
         println!("| {packet} B | {ours:.1} | {floor:.1} | {:.2} |", ours / floor);
     }
@@ -547,13 +536,15 @@ fn small_heaps_table() {
     println!("| heap | packet | packets/heap | ns/packet | 4 MiB heaps ns/packet | fixed cost per heap |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for (heap_bytes, packet) in [(16usize << 10, 1472usize), (64 << 10, 8192)] {
-        let small = Timed::new(packet, heap_bytes);
-        let large = Timed::new(packet, HEAP_BYTES);
+        let small = Timed::new(packet, 0.0, PayloadPath::ByReference, heap_bytes);
+        let large = Timed::new(packet, 0.0, PayloadPath::ByReference, HEAP_BYTES);
         let (mut small_ns, mut large_ns) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             small_ns.push(small.round());
             large_ns.push(large.round());
         }
+        small.check(RUNS);
+        large.check(RUNS);
         let (small_ns, large_ns) = (median(small_ns), median(large_ns));
         println!(
             "| {} KiB | {packet} B | {} | {small_ns:.1} | {large_ns:.1} | {:.0} ns |",
@@ -565,8 +556,8 @@ fn small_heaps_table() {
     println!();
 }
 
-/// A stream sending 256 MiB of heaps of one size a round, payload by
-/// reference, unpaced.
+/// A stream sending 256 MiB of heaps of one size a round (one heap, sent
+/// again and again), timed round by round.
 struct Timed {
     stream: Stream,
     heap: Arc<Heap<'static>>,
@@ -575,8 +566,10 @@ struct Timed {
 }
 
 impl Timed {
-    fn new(packet: usize, heap_bytes: usize) -> Self {
-        let (stream, heap, per_heap) = setup(packet, 0.0, PayloadPath::ByReference, heap_bytes, None);
+    /// Heaps of `heap_bytes` in `packet`-byte packets, payload as `path`
+    /// says, at `rate` bytes/s (0: unpaced).
+    fn new(packet: usize, rate: f64, path: PayloadPath, heap_bytes: usize) -> Self {
+        let (stream, heap, per_heap) = setup(packet, rate, path, heap_bytes, None);
         let heaps = (HEAPS_PER_RUN * HEAP_BYTES / heap_bytes).max(1);
         Timed {
             stream,
@@ -591,6 +584,13 @@ impl Timed {
         let start = Instant::now();
         send(&self.stream, &self.heap, self.heaps);
         start.elapsed().as_nanos() as f64 / (self.heaps * self.per_heap) as f64
+    }
+
+    /// Checks that `rounds` rounds sent every packet, none failing.
+    fn check(&self, rounds: usize) {
+        let stats = self.stream.stats();
+        assert_eq!(stats.errors, 0);
+        assert_eq!(stats.packets(), (rounds * self.heaps * self.per_heap) as u64);
     }
 }
 
