@@ -28,12 +28,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrayvec::ArrayVec;
 use bytes::Bytes;
 use spead_xdp::protocol::{Flavour, Heap, Item, PacketSizing};
 use spead_xdp::stream::{Stream, StreamConfig, WorkerConfig};
 use spead_xdp::transport::internals::UdpFrameTemplate;
 use spead_xdp::transport::MacAddress;
-use spead_xdp::transport::{PacketSource, Transport, TransportError, UmemArea, UmemBuffer};
+use spead_xdp::transport::{PacketSource, PacketSpec, Transport, TransportError, UmemArea, UmemBuffer};
 
 /// Bytes in front of the SPEAD packet: Ethernet, IPv4, UDP.
 const HEADERS: usize = 42;
@@ -135,6 +136,9 @@ impl Transport for NoKernelTransport {
         if let Some(gate) = self.gate.take() {
             gate.wait();
         }
+        if self.referable.is_none() {
+            return Ok(self.send_copies(packets));
+        }
         let frames = self.frames.as_mut().expect("prepared before sending").as_mut();
         let mut sent = 0;
         while sent < BATCH {
@@ -167,6 +171,33 @@ impl Transport for NoKernelTransport {
             sent += 1;
         }
         Ok(sent)
+    }
+}
+
+impl NoKernelTransport {
+    /// A batch with its payload copied, written by the source in one call
+    /// into the next free frames, as the AF_XDP transport takes it.
+    fn send_copies(&mut self, packets: &mut dyn PacketSource<'_>) -> usize {
+        let frames = self.frames.as_mut().expect("prepared before sending").as_mut();
+        let first = self.next;
+        let count = BATCH.min(self.slots - first);
+        let mut bufs: ArrayVec<&mut [u8], BATCH> = frames[first * self.slot_size..]
+            .chunks_exact_mut(self.slot_size)
+            .take(count)
+            .map(|frame| &mut frame[HEADERS..])
+            .collect();
+        let mut specs = [PacketSpec::default(); BATCH];
+        let sent = packets.write_batch(&mut bufs, &mut specs);
+        drop(bufs);
+        let written = frames[first * self.slot_size..].chunks_exact_mut(self.slot_size);
+        for (frame, spec) in written.zip(&specs[..sent]) {
+            assert!(spec.len > 0 && spec.len <= self.slot_size - HEADERS, "{spec:?}");
+            self.template.write(frame, spec.len, self.ip_id);
+            std::hint::black_box(&frame[0]);
+            self.ip_id = self.ip_id.wrapping_add(1);
+        }
+        self.next = (first + sent) % self.slots;
+        sent
     }
 }
 

@@ -313,6 +313,65 @@ fn af_xdp_refuses_lying_sources_and_copies_pieces_outside_its_umem() {
     drop(in_umem);
 }
 
+/// Copying AF_XDP (no user buffers in its UMEM) takes a batch the source
+/// writes in one call into as many frames as are free.
+#[test]
+fn af_xdp_copying_refuses_lying_sources_and_sends_none_of_the_batch() {
+    if !privileged("af_xdp_copying_refuses_lying_sources_and_sends_none_of_the_batch") {
+        return;
+    }
+    let harness = VethHarness::up(&format!("sxw{}", std::process::id() % 100_000), 217, 9000, 1);
+    let receiver = peer_socket(&harness);
+    let mut config = XdpConfig::new(harness.get("HOST_IF"), vec![harness.peer(7148)]);
+    // 16 frames of 3 chunks (8192-byte packets and their headers).
+    config.buffer_size = 16 * 3 * 4096;
+    let mut transport = XdpTransport::new(&config).unwrap();
+    transport.prepare(8192).unwrap();
+    // Written into its frame (which has room) but longer than prepared;
+    // longer than its frame (stated, never written); no length; no such
+    // destination. Each after good packets, none of which may go.
+    for (lengths, substream, refused) in [
+        (
+            vec![1000, 1000, 9000],
+            0,
+            BadPacket::TooLong { len: 9000, max: 8192 },
+        ),
+        (
+            vec![1000, 36100],
+            0,
+            BadPacket::TooLong {
+                len: 36100,
+                max: 8192,
+            },
+        ),
+        (vec![1000, 0], 0, BadPacket::Empty),
+        (
+            vec![1000],
+            1,
+            BadPacket::NoSuchSubstream {
+                index: 1,
+                substreams: 1,
+            },
+        ),
+    ] {
+        let mut source = Lying::new(lengths);
+        source.substream = substream;
+        assert_eq!(bad_packet(transport.send(&mut source)), refused);
+    }
+    // The refused batches' frames are all free again: one batch fills all
+    // 16, and it arrives first, whole and in order.
+    let lengths: Vec<usize> = (0..16).map(|k| 100 + k).collect();
+    assert_eq!(transport.send(&mut Lying::new(lengths.clone())).unwrap(), 16);
+    let mut buf = vec![0u8; 9000];
+    for (k, &len) in lengths.iter().enumerate() {
+        let got = receiver
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("packet {k}: {e}"));
+        assert_eq!(got, len, "packet {k}");
+        assert!(buf[..got].iter().all(|b| *b == k as u8), "packet {k}'s bytes");
+    }
+}
+
 #[test]
 fn af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames() {
     if !privileged("af_xdp_with_few_frames_sends_every_packet_in_batches_that_wait_for_frames") {

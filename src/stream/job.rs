@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{GroupMode, SendError, Shared};
 use crate::protocol::packetizer::HeapCursor;
 use crate::protocol::{Heap, PacketSizing};
-use crate::transport::PacketPieces;
+use crate::transport::{PacketPieces, PacketSpec};
 
 /// A heap with its cnt, destination and pacing resolved.
 #[derive(Debug)]
@@ -277,6 +277,21 @@ impl<'j> JobView<'j> {
     pub fn skip(&mut self) -> bool {
         self.cursor.skip(self.work)
     }
+
+    /// Writes the packets of a serial group's current heap whole, one at
+    /// the front of each of `bufs` in turn, while `admit` lets each go (by
+    /// its length and pacing), stating each in `specs`; returns how many,
+    /// or `None` for other work, which goes packet by packet.
+    #[inline]
+    pub fn write_run(
+        &mut self,
+        bufs: &mut [&mut [u8]],
+        specs: &mut [PacketSpec],
+        admit: impl FnMut(usize, f64) -> bool,
+    ) -> Option<usize> {
+        self.cursor
+            .write_run(self.work, bufs, specs, self.in_batch, admit)
+    }
 }
 
 /// Where a worker stands in a job's packets, as indices into its work.
@@ -458,6 +473,68 @@ impl Cursor {
         }
         Self::heap_taken(heaps, current, unfinished, *mode);
         pieces
+    }
+
+    /// [`JobView::write_run`].
+    #[inline]
+    fn write_run(
+        &mut self,
+        work: &Work,
+        bufs: &mut [&mut [u8]],
+        specs: &mut [PacketSpec],
+        in_batch: &mut u64,
+        mut admit: impl FnMut(usize, f64) -> bool,
+    ) -> Option<usize> {
+        let (
+            Cursor::Heaps {
+                heaps,
+                current,
+                unfinished,
+            },
+            Work::Heaps {
+                heaps: queued,
+                mode: GroupMode::Serial,
+            },
+        ) = (self, work)
+        else {
+            return None;
+        };
+        let Some(k) = Self::current_heap(heaps, current, *unfinished) else {
+            return Some(0);
+        };
+        let (Some(heap), Some(queued)) = (heaps.get_mut(k), queued.get(k)) else {
+            return Some(0);
+        };
+        let items = queued.heap.items();
+        let mut written = 0;
+        for (buf, stated) in bufs.iter_mut().zip(specs.iter_mut()) {
+            let Some(len) = heap.next_packet_len() else {
+                break;
+            };
+            if !admit(len, queued.nanos_per_byte) {
+                break;
+            }
+            // A buffer with room for the prepared size takes any packet;
+            // were one ever short, the packet is passed over and stated
+            // empty, which the transport refuses.
+            let len = match heap.write_next(items, buf) {
+                Ok(_) => len,
+                Err(_) => {
+                    heap.skip_next();
+                    0
+                }
+            };
+            *stated = PacketSpec {
+                len,
+                substream: queued.substream,
+            };
+            *in_batch += len as u64;
+            written += 1;
+        }
+        if written > 0 && heap.is_done() {
+            *unfinished -= 1;
+        }
+        Some(written)
     }
 
     fn skip(&mut self, work: &Work) -> bool {

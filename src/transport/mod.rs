@@ -70,7 +70,7 @@ pub mod internals {
 
 /// The next packet a [`PacketSource`] offers: its length and destination,
 /// stated before the transport hands over a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PacketSpec {
     /// The whole packet's length in bytes (the SPEAD packet: UDP payload).
     pub len: usize,
@@ -83,7 +83,10 @@ pub struct PacketSpec {
 /// [`next_packet`](Self::next_packet) for its length and destination,
 /// checks them against its own limits, and only then hands over a buffer of
 /// exactly that length to [`write`](Self::write) or
-/// [`write_pieces`](Self::write_pieces). Whatever a source does, a
+/// [`write_pieces`](Self::write_pieces); or, taking a batch of whole
+/// packets in one call, hands over its free buffers to
+/// [`write_batch`](Self::write_batch) and checks what the source says it
+/// wrote before sending any of it. Whatever a source does, a
 /// transport touches no memory but its own buffers and the source's own
 /// slices: a packet that breaks the contract fails the batch with
 /// [`TransportError::BadPacket`]. Payload pieces are borrowed for `'s`,
@@ -106,6 +109,43 @@ pub trait PacketSource<'s> {
         self.write(buf);
         PacketPieces::new(buf.len())
     }
+
+    /// Writes a run of packets whole, each at the front of the next of
+    /// `bufs` (every one with room for the prepared max packet size), and
+    /// states each one's length and destination in `specs` (at least as
+    /// long as `bufs`); returns how many, ending where
+    /// [`next_packet`](Self::next_packet) would end the batch. The
+    /// transport checks every spec before it sends any of them: a packet
+    /// stated with no length, too long or to no such destination fails
+    /// the batch. One call a batch lets a source keep its place between
+    /// packets; by default it goes packet by packet.
+    fn write_batch(&mut self, bufs: &mut [&mut [u8]], specs: &mut [PacketSpec]) -> usize {
+        write_each(self, bufs, specs)
+    }
+}
+
+/// [`PacketSource::write_batch`] packet by packet: each packet described,
+/// then written whole where its buffer has room (a packet too long for
+/// it is stated, unwritten, and ends the run, for the transport to
+/// refuse).
+pub(crate) fn write_each<'s, S: PacketSource<'s> + ?Sized>(
+    source: &mut S,
+    bufs: &mut [&mut [u8]],
+    specs: &mut [PacketSpec],
+) -> usize {
+    let mut written = 0;
+    for (buf, stated) in bufs.iter_mut().zip(specs.iter_mut()) {
+        let Some(spec) = source.next_packet() else {
+            break;
+        };
+        *stated = spec;
+        written += 1;
+        let Some(packet) = buf.get_mut(..spec.len) else {
+            break;
+        };
+        source.write(packet);
+    }
+    written
 }
 
 /// A transport's limits, against which every packet offered is checked
@@ -127,6 +167,11 @@ impl Limits {
         let Some(spec) = source.next_packet() else {
             return Ok(None);
         };
+        self.check(spec).map(Some)
+    }
+
+    /// `spec`, if this transport can send it.
+    pub(crate) fn check(&self, spec: PacketSpec) -> Result<PacketSpec, TransportError> {
         let bad = if spec.len == 0 {
             BadPacket::Empty
         } else if spec.len > self.max_len {
@@ -140,7 +185,7 @@ impl Limits {
                 substreams: self.substreams,
             }
         } else {
-            return Ok(Some(spec));
+            return Ok(spec);
         };
         Err(TransportError::BadPacket(bad))
     }
@@ -239,7 +284,8 @@ pub trait Transport: Send + 'static {
 
     /// Sends a batch of at most [`max_batch`](Self::max_batch) packets
     /// taken from `packets` and returns how many. Each packet's length and
-    /// destination are checked before a buffer is taken for it; a breach
+    /// destination are checked before a buffer is taken for it (or, where
+    /// a batch is written in one call, before any of it goes); a breach
     /// fails the batch ([`TransportError::BadPacket`]): the socket
     /// transports (UDP, TCP, AF_XDP) then send none of it, the memory and
     /// pcap transports keep the packets before it, as on any failure

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
@@ -660,20 +661,20 @@ impl Transport for XdpTransport {
         let carried = self.descriptors.len();
         // The batch's packets are the newest `batch` entries in flight
         // (reaping takes only the oldest, which completed).
-        let (mut batch, mut referenced) = (0, 0u64);
-        let limits = self.limits;
-        let filled = limits.fill(source, MAX_BATCH, |source, spec| {
-            referenced += u64::from(self.take_packet(source, spec)?);
-            batch += 1;
-            // The slots this batch holds come back only once it is sent.
-            Ok(!self.free.is_empty())
-        });
-        if let Err(e) = filled {
-            // Nothing of the batch was submitted: its slots are free (and a
-            // cut-off packet's rest waits for the next batch).
-            self.cut_batch(batch, carried, 0);
-            return Err(e);
-        }
+        let taken = if self.area.has_user_part() {
+            self.take_pieces(source)
+        } else {
+            self.take_whole(source).map(|batch| (batch, 0))
+        };
+        let (batch, referenced) = match taken {
+            Ok(taken) => taken,
+            Err((e, batch)) => {
+                // Nothing of the batch was submitted: its slots are free
+                // (and a cut-off packet's rest waits for the next batch).
+                self.cut_batch(batch, carried, 0);
+                return Err(e);
+            }
+        };
         if batch > 0 || carried > 0 {
             self.submit(batch, carried)?;
         }
@@ -690,7 +691,28 @@ impl Transport for XdpTransport {
     }
 }
 
+/// A batch's failure, with how many of its packets were queued before it.
+type Failed = (TransportError, usize);
+
 impl XdpTransport {
+    /// Takes a batch packet by packet, each written as pieces to reference
+    /// where they lie in the area's user buffers; returns the packets
+    /// queued and how many of them went by reference.
+    fn take_pieces(&mut self, source: &mut dyn PacketSource<'_>) -> Result<(usize, u64), Failed> {
+        let (mut batch, mut referenced) = (0, 0u64);
+        let limits = self.limits;
+        let filled = limits.fill(source, MAX_BATCH, |source, spec| {
+            referenced += u64::from(self.take_packet(source, spec)?);
+            batch += 1;
+            // The slots this batch holds come back only once it is sent.
+            Ok(!self.free.is_empty())
+        });
+        match filled {
+            Ok(_) => Ok((batch, referenced)),
+            Err(e) => Err((e, batch)),
+        }
+    }
+
     /// Builds the packet `spec` describes in a free slot (waiting for one
     /// if the batch has none yet), queues its descriptors and returns
     /// whether its payload went by reference.
@@ -705,56 +727,105 @@ impl XdpTransport {
         let Some(slot) = self.free.pop() else {
             return Err(self.stalled("no UMEM frame completed"));
         };
-        let slot_bytes = self.slot_chunks * CHUNK;
-        let base = slot as usize * slot_bytes;
+        let (base, slot_bytes) = self.slot_range(slot);
         // SAFETY: the slot is this transport's (it claimed the area's slot
         // part) and was on the free list, so the kernel is not reading it
         // and no other reference to it exists.
         let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
-        let by_pieces = self.area.has_user_part();
-        let template = &self.templates[spec.substream];
-        let built = build_packet(source, spec, frame, by_pieces, template, self.ip_id);
-        let pieces = match built {
-            Ok(pieces) => pieces,
-            Err(e) => {
-                self.free.push(slot);
-                return Err(e);
-            }
-        };
-        self.ip_id = self.ip_id.wrapping_add(1);
-        let first = self.descriptors.len();
-        let by_reference = queue_descriptors(&mut self.descriptors, &self.area, frame, base as u64, &pieces);
-        let last = self.descriptors.len() - 1;
-        for d in &mut self.descriptors[first..last] {
-            d.options = XDP_PKT_CONTD;
+        let pieces = source.write_pieces(&mut frame[HEADERS_LEN..HEADERS_LEN + spec.len]);
+        if let Err(e) = check_pieces(spec, &pieces) {
+            self.free.push(slot);
+            return Err(e);
         }
-        self.in_flight
-            .push_back((slot, (self.descriptors.len() - first) as u32));
-        Ok(by_reference)
+        self.templates[spec.substream].write(frame, spec.len, self.ip_id);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        Ok(queue_packet(
+            &mut self.descriptors,
+            &mut self.in_flight,
+            &self.area,
+            (slot, base as u64),
+            frame,
+            &pieces,
+        ))
+    }
+
+    /// Takes a batch the source writes whole in one call, into as many
+    /// free frames as there are (waiting for one if there is none). Every
+    /// packet is checked before any is queued: on a failure none is.
+    fn take_whole(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, Failed> {
+        if self.free.is_empty() {
+            self.wait_for_slot().map_err(|e| (e, 0))?;
+        }
+        let count = self.free.len().min(MAX_BATCH);
+        let slots: ArrayVec<u32, MAX_BATCH> = self.free.drain(self.free.len() - count..).collect();
+        let mut bufs: ArrayVec<&mut [u8], MAX_BATCH> = slots
+            .iter()
+            .map(|&slot| {
+                let (base, slot_bytes) = self.slot_range(slot);
+                // SAFETY: the slot is this transport's and was on the free
+                // list (so the kernel is not reading it), and each of
+                // `slots` is a different slot, so no two frames overlap.
+                let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
+                frame.get_mut(HEADERS_LEN..).unwrap_or_default()
+            })
+            .collect();
+        let mut specs = [PacketSpec::default(); MAX_BATCH];
+        let written = source.write_batch(&mut bufs, &mut specs).min(count);
+        drop(bufs);
+        let specs = &specs[..written];
+        // The frames the source did not fill are free again.
+        self.free.extend_from_slice(&slots[written..]);
+        if let Err(e) = specs
+            .iter()
+            .try_for_each(|&spec| self.limits.check(spec).map(drop))
+        {
+            self.free.extend_from_slice(&slots[..written]);
+            return Err((e, 0));
+        }
+        for (&slot, &spec) in slots.iter().zip(specs) {
+            let (base, slot_bytes) = self.slot_range(slot);
+            // SAFETY: as above; the frames lent to the source are gone.
+            let frame = unsafe { self.area.slot_mut(base, slot_bytes) };
+            self.templates[spec.substream].write(frame, spec.len, self.ip_id);
+            self.ip_id = self.ip_id.wrapping_add(1);
+            queue_packet(
+                &mut self.descriptors,
+                &mut self.in_flight,
+                &self.area,
+                (slot, base as u64),
+                frame,
+                &PacketPieces::new(spec.len),
+            );
+        }
+        Ok(written)
+    }
+
+    /// Slot `slot`'s offset in the area and its size in bytes.
+    fn slot_range(&self, slot: u32) -> (usize, usize) {
+        let slot_bytes = self.slot_chunks * CHUNK;
+        (slot as usize * slot_bytes, slot_bytes)
     }
 }
 
-/// Has `source` write the packet `spec` describes behind the headers in
-/// `frame` (`by_pieces`: as pieces to reference where they lie in user
-/// buffers; else whole) and writes the headers.
-fn build_packet<'s>(
-    source: &mut dyn PacketSource<'s>,
-    spec: PacketSpec,
+/// Queues the descriptors of a packet built in slot `slot`'s `frame` (at
+/// UMEM offset `base`), and holds the slot in flight until they complete:
+/// returns whether its payload went by reference.
+fn queue_packet(
+    descriptors: &mut Vec<XdpDesc>,
+    in_flight: &mut VecDeque<(u32, u32)>,
+    area: &UmemArea,
+    (slot, base): (u32, u64),
     frame: &mut [u8],
-    by_pieces: bool,
-    template: &UdpFrameTemplate,
-    ip_id: u16,
-) -> Result<PacketPieces<'s>, TransportError> {
-    let packet = &mut frame[HEADERS_LEN..HEADERS_LEN + spec.len];
-    let pieces = if by_pieces {
-        source.write_pieces(packet)
-    } else {
-        source.write(packet);
-        PacketPieces::new(spec.len)
-    };
-    check_pieces(spec, &pieces)?;
-    template.write(frame, spec.len, ip_id);
-    Ok(pieces)
+    pieces: &PacketPieces<'_>,
+) -> bool {
+    let first = descriptors.len();
+    let by_reference = queue_descriptors(descriptors, area, frame, base, pieces);
+    let last = descriptors.len() - 1;
+    for d in &mut descriptors[first..last] {
+        d.options = XDP_PKT_CONTD;
+    }
+    in_flight.push_back((slot, (descriptors.len() - first) as u32));
+    by_reference
 }
 
 /// Queues the descriptors of a packet built in `frame` (at UMEM offset
