@@ -757,7 +757,9 @@ impl XdpTransport {
             self.wait_for_slot().map_err(|e| (e, 0))?;
         }
         let count = self.free.len().min(MAX_BATCH);
-        let slots: ArrayVec<u32, MAX_BATCH> = self.free.drain(self.free.len() - count..).collect();
+        // Newest freed first, as one at a time: the few frames in use stay
+        // in cache.
+        let slots: ArrayVec<u32, MAX_BATCH> = self.free.drain(self.free.len() - count..).rev().collect();
         let mut bufs: ArrayVec<&mut [u8], MAX_BATCH> = slots
             .iter()
             .map(|&slot| {
@@ -773,13 +775,13 @@ impl XdpTransport {
         let written = source.write_batch(&mut bufs, &mut specs).min(count);
         drop(bufs);
         let specs = &specs[..written];
-        // The frames the source did not fill are free again.
-        self.free.extend_from_slice(&slots[written..]);
+        // The frames the source did not fill are free again, as they were.
+        self.free.extend(slots[written..].iter().rev());
         if let Err(e) = specs
             .iter()
             .try_for_each(|&spec| self.limits.check(spec).map(drop))
         {
-            self.free.extend_from_slice(&slots[..written]);
+            self.free.extend(slots[..written].iter().rev());
             return Err((e, 0));
         }
         for (&slot, &spec) in slots.iter().zip(specs) {
