@@ -136,9 +136,42 @@ impl Transport for NoKernelTransport {
         if let Some(gate) = self.gate.take() {
             gate.wait();
         }
-        if self.referable.is_none() {
-            return Ok(self.send_copies(packets));
+        Ok(match self.referable.clone() {
+            None => self.send_copies(packets),
+            Some(referable) => self.send_by_reference(packets, referable),
+        })
+    }
+}
+
+impl NoKernelTransport {
+    /// A batch with its payload copied, written by the source in one call
+    /// into the next frames, as the AF_XDP transport takes it (up to the
+    /// ring's end: a shorter batch there, once a lap).
+    fn send_copies(&mut self, packets: &mut dyn PacketSource<'_>) -> usize {
+        let first = self.next * self.slot_size;
+        let frames = &mut self.frames.as_mut().expect("prepared before sending").as_mut()[first..];
+        let mut bufs: ArrayVec<&mut [u8], BATCH> = frames
+            .chunks_exact_mut(self.slot_size)
+            .take(BATCH)
+            .map(|frame| &mut frame[HEADERS..])
+            .collect();
+        let mut specs = [PacketSpec::default(); BATCH];
+        let sent = packets.write_batch(&mut bufs, &mut specs).min(bufs.len());
+        drop(bufs);
+        for (frame, spec) in frames.chunks_exact_mut(self.slot_size).zip(&specs[..sent]) {
+            assert!(spec.len > 0 && spec.len <= self.slot_size - HEADERS, "{spec:?}");
+            self.template.write(frame, spec.len, self.ip_id);
+            std::hint::black_box(&frame[0]);
+            self.ip_id = self.ip_id.wrapping_add(1);
         }
+        self.next = (self.next + sent) % self.slots;
+        sent
+    }
+
+    /// A batch packet by packet, each payload piece that lies in the
+    /// UMEM's user part referenced (its offset taken, as the AF_XDP
+    /// transport's descriptors need) and any other copied.
+    fn send_by_reference(&mut self, packets: &mut dyn PacketSource<'_>, referable: Range<usize>) -> usize {
         let frames = self.frames.as_mut().expect("prepared before sending").as_mut();
         let mut sent = 0;
         while sent < BATCH {
@@ -147,22 +180,16 @@ impl Transport for NoKernelTransport {
             };
             let start = self.next * self.slot_size;
             let frame = &mut frames[start..start + self.slot_size];
-            match &self.referable {
-                None => packets.write(&mut frame[HEADERS..HEADERS + spec.len]),
-                Some(referable) => {
-                    let pieces = packets.write_pieces(&mut frame[HEADERS..HEADERS + spec.len]);
-                    let mut at = HEADERS + pieces.written();
-                    for piece in pieces.pieces() {
-                        let (address, len) = (piece.address(), piece.len());
-                        if address >= referable.start && address + len <= referable.end {
-                            // A descriptor's offset, as the transport takes it.
-                            std::hint::black_box(address - referable.start);
-                        } else {
-                            piece.copy_to(&mut frame[at..]);
-                        }
-                        at += len;
-                    }
+            let pieces = packets.write_pieces(&mut frame[HEADERS..HEADERS + spec.len]);
+            let mut at = HEADERS + pieces.written();
+            for piece in pieces.pieces() {
+                let (address, len) = (piece.address(), piece.len());
+                if address >= referable.start && address + len <= referable.end {
+                    std::hint::black_box(address - referable.start);
+                } else {
+                    piece.copy_to(&mut frame[at..]);
                 }
+                at += len;
             }
             self.template.write(frame, spec.len, self.ip_id);
             std::hint::black_box(&frame[0]);
@@ -170,33 +197,6 @@ impl Transport for NoKernelTransport {
             self.next = (self.next + 1) % self.slots;
             sent += 1;
         }
-        Ok(sent)
-    }
-}
-
-impl NoKernelTransport {
-    /// A batch with its payload copied, written by the source in one call
-    /// into the next free frames, as the AF_XDP transport takes it.
-    fn send_copies(&mut self, packets: &mut dyn PacketSource<'_>) -> usize {
-        let frames = self.frames.as_mut().expect("prepared before sending").as_mut();
-        let first = self.next;
-        let count = BATCH.min(self.slots - first);
-        let mut bufs: ArrayVec<&mut [u8], BATCH> = frames[first * self.slot_size..]
-            .chunks_exact_mut(self.slot_size)
-            .take(count)
-            .map(|frame| &mut frame[HEADERS..])
-            .collect();
-        let mut specs = [PacketSpec::default(); BATCH];
-        let sent = packets.write_batch(&mut bufs, &mut specs);
-        drop(bufs);
-        let written = frames[first * self.slot_size..].chunks_exact_mut(self.slot_size);
-        for (frame, spec) in written.zip(&specs[..sent]) {
-            assert!(spec.len > 0 && spec.len <= self.slot_size - HEADERS, "{spec:?}");
-            self.template.write(frame, spec.len, self.ip_id);
-            std::hint::black_box(&frame[0]);
-            self.ip_id = self.ip_id.wrapping_add(1);
-        }
-        self.next = (first + sent) % self.slots;
         sent
     }
 }

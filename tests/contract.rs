@@ -326,6 +326,13 @@ fn af_xdp_copying_refuses_lying_sources_and_sends_none_of_the_batch() {
     // 16 frames of 3 chunks (8192-byte packets and their headers).
     config.buffer_size = 16 * 3 * 4096;
     let mut transport = XdpTransport::new(&config).unwrap();
+    // Not yet prepared (no frames): refused, not waited for; and nothing
+    // to send is sent, not a stall.
+    assert_eq!(
+        bad_packet(transport.send(&mut Lying::new(vec![8]))),
+        BadPacket::TooLong { len: 8, max: 0 }
+    );
+    assert_eq!(transport.send(&mut Lying::new(vec![])).unwrap(), 0);
     transport.prepare(8192).unwrap();
     // Written into its frame (which has room) but longer than prepared;
     // longer than its frame (stated, never written); no length; no such

@@ -281,7 +281,8 @@ impl<'j> JobView<'j> {
     /// Writes the packets of a serial group's current heap whole, one at
     /// the front of each of `bufs` in turn, while `admit` lets each go (by
     /// its length and pacing), stating each in `specs`; returns how many,
-    /// or `None` for other work, which goes packet by packet.
+    /// or `None` for other work, which goes packet by packet. A packet its
+    /// buffer cannot hold ends the run, stated empty (never written).
     #[inline]
     pub fn write_run(
         &mut self,
@@ -516,20 +517,18 @@ impl Cursor {
             }
             // A buffer with room for the prepared size takes any packet;
             // were one ever short, the packet is passed over and stated
-            // empty, which the transport refuses.
-            let len = match heap.write_next(items, buf) {
-                Ok(_) => len,
-                Err(_) => {
-                    heap.skip_next();
-                    0
-                }
-            };
+            // empty, which the transport refuses, failing this job's batch.
+            let refused = heap.write_next(items, buf).is_err();
             *stated = PacketSpec {
-                len,
+                len: if refused { 0 } else { len },
                 substream: queued.substream,
             };
             *in_batch += len as u64;
             written += 1;
+            if refused {
+                heap.skip_next();
+                break;
+            }
         }
         if written > 0 && heap.is_done() {
             *unfinished -= 1;

@@ -149,7 +149,8 @@ pub(crate) fn write_each<'s, S: PacketSource<'s> + ?Sized>(
 }
 
 /// A transport's limits, against which every packet offered is checked
-/// before a buffer is taken for it.
+/// before a buffer is taken for it (or, in a batch written in one call,
+/// before any of the batch goes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Limits {
     /// The prepared max packet size (0 before `prepare`: nothing fits).

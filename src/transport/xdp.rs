@@ -754,6 +754,14 @@ impl XdpTransport {
     /// packet is checked before any is queued: on a failure none is.
     fn take_whole(&mut self, source: &mut dyn PacketSource<'_>) -> Result<usize, Failed> {
         if self.free.is_empty() {
+            // Asked first, as one at a time: a source with nothing to send
+            // (or paced to wait) waits for no frame, and a packet this
+            // transport cannot take (say, before `prepare`) is refused at
+            // once. Asking again describes the same packet.
+            let Some(spec) = source.next_packet() else {
+                return Ok(0);
+            };
+            self.limits.check(spec).map_err(|e| (e, 0))?;
             self.wait_for_slot().map_err(|e| (e, 0))?;
         }
         let count = self.free.len().min(MAX_BATCH);
