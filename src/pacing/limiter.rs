@@ -72,7 +72,9 @@ impl RateLimiter {
     /// Before a packet of `next_len` bytes: `None` if it may go now, or the
     /// time (ns) to wait for. `now` is read only when a burst ends or a wait
     /// is pending, so the clock is not read per packet within a burst.
-    #[inline]
+    /// Always inlined: it is asked once a packet, from both of a batch's
+    /// paths, and as a call it cost 26 instructions a packet (of 453).
+    #[inline(always)]
     pub fn next_send(&mut self, next_len: usize, now: impl FnOnce() -> u64) -> Option<u64> {
         if self.waiting {
             let now = now();

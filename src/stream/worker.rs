@@ -208,11 +208,13 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         let mut batch = Batch {
             jobs: self.window.iter_mut().take(reach).map(ActiveJob::view).collect(),
             at: 0,
-            share: &mut self.share,
-            limiter: &mut self.limiter,
-            clock: &self.clock,
+            pacing: Pacing {
+                share: &mut self.share,
+                limiter: &mut self.limiter,
+                clock: &self.clock,
+                pause: None,
+            },
             taking: None,
-            pause: None,
         };
         let result = self.transport.send(&mut batch);
         // A refused packet (or one a full in-process queue turned away)
@@ -225,7 +227,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         BatchOutcome {
             result,
             culprit,
-            pause: batch.pause,
+            pause: batch.pacing.pause,
         }
     }
 
@@ -306,20 +308,48 @@ struct Batch<'w, C> {
     jobs: ArrayVec<JobView<'w>, { LOOKAHEAD + 1 }>,
     /// The job packets come from now.
     at: usize,
+    pacing: Pacing<'w, C>,
+    /// The packet described to the transport, not yet written.
+    taking: Option<NextPacket>,
+}
+
+/// A batch's pacing: the worker's share of the packets, its rate limiter
+/// and clock, and where the pacing ended the batch.
+struct Pacing<'w, C> {
     share: &'w mut Share,
     limiter: &'w mut RateLimiter,
     clock: &'w C,
-    /// The packet described to the transport, not yet written.
-    taking: Option<NextPacket>,
     /// When the pacing lets the next packet go, if it ended the batch.
     pause: Option<u64>,
+}
+
+impl<C: Clock> Pacing<'_, C> {
+    /// Whether a packet of `len` bytes may go now; if not, notes when.
+    #[inline]
+    fn lets_go(&mut self, len: usize) -> bool {
+        let clock = self.clock;
+        match self.limiter.next_send(len, || clock.now()) {
+            Some(deadline) => {
+                self.pause = Some(deadline);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Books a packet taken, paced at `nanos_per_byte`.
+    #[inline]
+    fn took(&mut self, len: usize, nanos_per_byte: f64) {
+        self.limiter.sent(len, nanos_per_byte * self.share.pace_scale);
+        self.share.position += 1;
+    }
 }
 
 impl<'w, C: Clock> Batch<'w, C> {
     /// This worker's next packet in reach, moving past jobs with none.
     fn peek(&mut self) -> Option<NextPacket> {
         while let Some(job) = self.jobs.get_mut(self.at) {
-            self.share.align(job);
+            self.pacing.share.align(job);
             if let Some(packet) = job.peek() {
                 return Some(packet);
             }
@@ -331,9 +361,7 @@ impl<'w, C: Clock> Batch<'w, C> {
     /// Accounts for the packet described, now taken: `None` if none was.
     fn take(&mut self) -> Option<&mut JobView<'w>> {
         let packet = self.taking.take()?;
-        self.limiter
-            .sent(packet.len, packet.nanos_per_byte * self.share.pace_scale);
-        self.share.position += 1;
+        self.pacing.took(packet.len, packet.nanos_per_byte);
         self.jobs.get_mut(self.at)
     }
 }
@@ -341,9 +369,7 @@ impl<'w, C: Clock> Batch<'w, C> {
 impl<'w, C: Clock> PacketSource<'w> for Batch<'w, C> {
     fn next_packet(&mut self) -> Option<PacketSpec> {
         let packet = self.peek()?;
-        let clock = self.clock;
-        if let Some(deadline) = self.limiter.next_send(packet.len, || clock.now()) {
-            self.pause = Some(deadline);
+        if !self.pacing.lets_go(packet.len) {
             return None;
         }
         self.taking = Some(packet);
@@ -367,34 +393,31 @@ impl<'w, C: Clock> PacketSource<'w> for Batch<'w, C> {
     }
 
     fn write_batch(&mut self, bufs: &mut [&mut [u8]], specs: &mut [PacketSpec]) -> usize {
-        if self.share.workers > 1 {
+        if self.pacing.share.workers > 1 {
             // Shares interleave packet by packet.
             return write_each(self, bufs, specs);
         }
         let room = bufs.len().min(specs.len());
         let (bufs, specs) = (&mut bufs[..room], &mut specs[..room]);
         let mut written = 0;
-        while written < room && self.pause.is_none() {
+        while written < room && self.pacing.pause.is_none() {
             let Some(job) = self.jobs.get_mut(self.at) else {
                 break;
             };
-            let (limiter, clock, share, pause) =
-                (&mut *self.limiter, self.clock, &mut *self.share, &mut self.pause);
+            let pacing = &mut self.pacing;
             let run = job.write_run(
                 &mut bufs[written..],
                 &mut specs[written..],
                 |len, nanos_per_byte| {
-                    if let Some(deadline) = limiter.next_send(len, || clock.now()) {
-                        *pause = Some(deadline);
-                        return false;
+                    let go = pacing.lets_go(len);
+                    if go {
+                        pacing.took(len, nanos_per_byte);
                     }
-                    limiter.sent(len, nanos_per_byte * share.pace_scale);
-                    share.position += 1;
-                    true
+                    go
                 },
             );
             let run = match run {
-                Some(0) if self.pause.is_none() => {
+                Some(0) if self.pacing.pause.is_none() => {
                     self.at += 1;
                     continue;
                 }
