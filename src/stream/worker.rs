@@ -662,16 +662,21 @@ mod tests {
     /// Packet by packet, and in one call a batch.
     const BOTH_WAYS: [bool; 2] = [false, true];
 
+    /// Asserts that `packets` kept 2 Gb/s to within 1e-7.
+    fn assert_rate_exact(packets: &[Departure], batched: bool) {
+        let error = rate_error(packets);
+        assert!(
+            error.abs() < 1e-7,
+            "batched {batched}: rate error {:.6} %",
+            error * 100.0
+        );
+    }
+
     #[test]
     fn a_stream_holds_its_rate_exactly() {
         for batched in BOTH_WAYS {
             let packets = send(120, 4, 0, 0, batched);
-            let error = rate_error(&packets);
-            assert!(
-                error.abs() < 1e-7,
-                "batched {batched}: rate error {:.6} %",
-                error * 100.0
-            );
+            assert_rate_exact(&packets, batched);
         }
     }
 
@@ -680,12 +685,7 @@ mod tests {
         for batched in BOTH_WAYS {
             // 20 ms lost in the 100th batch, early in a 2 s stream.
             let packets = send(120, 4, 100, 20_000_000, batched);
-            let error = rate_error(&packets);
-            assert!(
-                error.abs() < 1e-7,
-                "batched {batched}: rate error {:.6} %",
-                error * 100.0
-            );
+            assert_rate_exact(&packets, batched);
             let fastest = fastest_burst(&packets);
             assert!(
                 fastest >= 1.0 / 1.05 - 1e-5,
@@ -703,12 +703,7 @@ mod tests {
             // leaves it behind when that happens; the debt is kept, not
             // forgiven as idle time.
             let packets = send(120, 1, 100, 20_000_000, batched);
-            let error = rate_error(&packets);
-            assert!(
-                error.abs() < 1e-7,
-                "batched {batched}: rate error {:.6} %",
-                error * 100.0
-            );
+            assert_rate_exact(&packets, batched);
         }
     }
 
